@@ -1,0 +1,144 @@
+/**
+ * The only module that loads the addon. Everything the C++ side offers is declared here, so the native
+ * surface can be reviewed in one screen. The addon is per-environment (worker threads each load their own
+ * instance); nothing here keeps JS state beyond the loaded binding.
+ *
+ * Wire format (shared by both directions, implemented once, in C++ framing + TS codec):
+ *   frame   = u32le bodyLength | body
+ *   body    = u8 kind | u32le id | payload (msgpack, may be empty)
+ * The 5-byte body header lets the addon recognise the reply to a blocking call (kind SYNC_REPLY, same id)
+ * without decoding msgpack.
+ */
+import * as path from 'node:path';
+
+/** Frame kinds. Values are part of the wire protocol (see PROTOCOL_VERSION). */
+export const enum Kind {
+  HELLO = 1, // renderer → main: payload msgpack {magic, version, maxFrame}
+  WELCOME = 2, // main → renderer: payload msgpack {version, peerId, maxFrame} or {error}
+  MESSAGE = 3, // either way: [channel, args]
+  SYNC = 4, // renderer → main: [channel, args], id = call id
+  SYNC_REPLY = 5, // main → renderer: {v} | {e}, id = call id
+  INVOKE = 6, // either way: [channel, args], id = call id
+  INVOKE_REPLY = 7, // either way: {v} | {e}, id = call id
+  SYNC_ABANDON = 8, // renderer → main: the sync call `id` timed out, drop its event
+}
+
+/** Bytes of `u32 length | u8 kind | u32 id` before each payload. */
+export const FRAME_HEADER_BYTES = 9;
+
+/** Peer credentials read from the kernel (SO_PEERCRED / getpeereid / GetNamedPipeClientProcessId). */
+export interface NativeCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/**
+ * One connected socket (or named pipe). Created by `connect()` or handed to a server's `onConnection`.
+ * Reading starts with `start()`; until then nothing is read.
+ */
+export interface NativeConnection {
+  /**
+   * Begin reading on the event loop. `onFrames` receives every complete frame one readable event brought
+   * (or that accumulated during `call`), as Buffers each holding one or more whole frames back to back
+   * (u32le length included). `onClose(err)` runs once, asynchronously, when the connection ends
+   * (err null on a clean EOF or local close, else an Error with `code`: ECONNRESET, ERR_IPC_FRAME_TOO_LARGE,
+   * ERR_IPC_BAD_FRAME, …). `onDrain` runs when the write queue empties after having been non-empty.
+   */
+  start(
+    onFrames: (chunks: Buffer[]) => void,
+    onClose: (err: Error | null) => void,
+    onDrain: () => void,
+  ): void;
+  /**
+   * Queue one frame: header built natively, payload written with writev (never copied if the kernel takes
+   * it whole). Returns the bytes still buffered afterwards. Throws ERR_IPC_DISCONNECTED when closed.
+   */
+  write(kind: number, id: number, payload: Uint8Array | null): number;
+  /**
+   * The blocking call behind `sendSync`: flush queued writes, write the frame, then block this thread on the
+   * socket until a SYNC_REPLY frame with the same id arrives; return that frame's payload. Frames that arrive
+   * meanwhile are kept and delivered to `onFrames` asynchronously after the call returns, in order.
+   * Waits in slices of `sliceMs`, calling `alive()` between slices so that worker termination and
+   * process.exit are noticed. `timeoutMs` <= 0 means no timeout.
+   * Throws ERR_IPC_TIMEOUT, ERR_IPC_DISCONNECTED (peer gone; `onClose` follows asynchronously),
+   * ERR_IPC_INTERRUPTED (the environment is terminating).
+   */
+  call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void): Buffer;
+  /** Block until everything queued is written or `timeoutMs` passes; used at process exit. Returns bytes left. */
+  flush(timeoutMs: number): number;
+  /** Whether the connection keeps the event loop alive (queued writes always do, until flushed). */
+  ref(): void;
+  unref(): void;
+  /** Idempotent. Stops reading, drops queued writes, closes the fd in the handle's close callback. */
+  close(): void;
+  /** Half-close after flushing: queued writes are still sent, then the fd is shut down and closed. */
+  end(): void;
+  readonly bufferedAmount: number;
+  readonly credentials: NativeCredentials;
+  /** Largest frame body accepted from the peer; bigger declared lengths close the connection. */
+  maxFrameSize: number;
+}
+
+export interface NativeServer {
+  /** Idempotent: stop accepting, close the listening fd (the socket file is removed by TS). */
+  close(): void;
+  ref(): void;
+  unref(): void;
+}
+
+export interface NativeBinding {
+  /**
+   * Bind and listen on a Unix socket path (synchronously). Sets the socket file's mode to `mode` between bind
+   * and listen. Throws Node-shaped system errors (code, errno, syscall, address): EADDRINUSE, EACCES, …
+   * The caller handles stale files (connect probe + unlink) before retrying.
+   */
+  listen(
+    address: string,
+    backlog: number,
+    mode: number,
+    onConnection: (conn: NativeConnection) => void,
+    onError: (err: Error) => void,
+  ): NativeServer;
+  /**
+   * Connect synchronously. EAGAIN (listen queue full) and, on Windows, ERROR_PIPE_BUSY are retried with
+   * backoff until `timeoutMs`. Throws ENOENT, ECONNREFUSED, EACCES, … with syscall 'connect' and address.
+   */
+  connect(address: string, timeoutMs: number): NativeConnection;
+  /** Longest socket path the platform accepts, in bytes (sizeof(sun_path) - 1). */
+  readonly maxPathLength: number;
+  /** Hand the JS error class used for ERR_IPC_* errors to the addon (so codes come from one factory). */
+  setErrorFactory(make: (code: string, message: string, props?: object) => Error): void;
+}
+
+let binding: NativeBinding | undefined;
+
+/** Load the addon once per environment (prebuilt binary first, then a local build). */
+export function native(): NativeBinding {
+  if (binding) return binding;
+  const root = path.join(__dirname, '..', '..');
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    binding = require('node-gyp-build')(root) as NativeBinding;
+  } catch (cause) {
+    const err = new Error(
+      `ipcwire: no native addon for ${process.platform}-${process.arch} ` +
+        `(Node-API 8, ${process.platform === 'linux' ? (isMusl() ? 'musl' : 'glibc') : 'native libc'}). ` +
+        `Looked in ${path.join(root, 'prebuilds')} and ${path.join(root, 'build', 'Release')}. ` +
+        `Build it from source with \`npm rebuild ipcwire\` (needs python3, make and a C++17 compiler). ` +
+        `Cause: ${(cause as Error).message}`,
+    ) as Error & { code: string };
+    err.code = 'ERR_IPC_NATIVE_LOAD';
+    throw err;
+  }
+  return binding;
+}
+
+function isMusl(): boolean {
+  try {
+    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+    return !report?.header?.glibcVersionRuntime;
+  } catch {
+    return false;
+  }
+}
