@@ -118,8 +118,9 @@ export function native(): NativeBinding {
   if (binding) return binding;
   const root = path.join(__dirname, '..', '..');
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    binding = require('node-gyp-build')(root) as NativeBinding;
+    // IPCWIRE_NATIVE_PATH points at a specific build (sanitizer builds, the cmake-js build) for tests.
+    const override = process.env.IPCWIRE_NATIVE_PATH;
+    binding = (override ? require(override) : require('node-gyp-build')(root)) as NativeBinding;
   } catch (cause) {
     const err = new Error(
       `ipcwire: no native addon for ${process.platform}-${process.arch} ` +
