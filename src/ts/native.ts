@@ -10,6 +10,10 @@
  * without decoding msgpack.
  */
 import * as path from 'node:path';
+import { makeError } from './errors';
+
+/** Bumped whenever frames or payloads change shape; checked in the handshake. */
+export const PROTOCOL_VERSION = 1;
 
 /** Frame kinds. Values are part of the wire protocol (see PROTOCOL_VERSION). */
 export const enum Kind {
@@ -20,7 +24,6 @@ export const enum Kind {
   SYNC_REPLY = 5, // main → renderer: {v} | {e}, id = call id
   INVOKE = 6, // either way: [channel, args], id = call id
   INVOKE_REPLY = 7, // either way: {v} | {e}, id = call id
-  SYNC_ABANDON = 8, // renderer → main: the sync call `id` timed out, drop its event
 }
 
 /** Bytes of `u32 length | u8 kind | u32 id` before each payload. */
@@ -108,7 +111,7 @@ export interface NativeBinding {
   /** Longest socket path the platform accepts, in bytes (sizeof(sun_path) - 1). */
   readonly maxPathLength: number;
   /** Hand the JS error class used for ERR_IPC_* errors to the addon (so codes come from one factory). */
-  setErrorFactory(make: (code: string, message: string, props?: object) => Error): void;
+  setErrorFactory(make: (code: string, message: string, props?: Record<string, unknown>) => Error): void;
 }
 
 let binding: NativeBinding | undefined;
@@ -121,6 +124,7 @@ export function native(): NativeBinding {
     // IPCWIRE_NATIVE_PATH points at a specific build (sanitizer builds, the cmake-js build) for tests.
     const override = process.env.IPCWIRE_NATIVE_PATH;
     binding = (override ? require(override) : require('node-gyp-build')(root)) as NativeBinding;
+    binding.setErrorFactory(makeError);
   } catch (cause) {
     const err = new Error(
       `ipcwire: no native addon for ${process.platform}-${process.arch} ` +

@@ -1,0 +1,72 @@
+/**
+ * Addresses: a bare name, an absolute socket path (or `\\.\pipe\…` on Windows), or nothing for a fresh
+ * private one. Bare names and fresh addresses live in a per-user directory made 0700, so the socket is
+ * reachable only by its owner even before its own 0600 mode applies.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { makeError } from './errors';
+
+const isWindows = process.platform === 'win32';
+const PIPE_PREFIX = '\\\\.\\pipe\\';
+const BARE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** The environment variable through which `fork` hands main's address to a renderer. */
+export const ADDRESS_ENV = 'IPCWIRE_ADDRESS';
+
+/** The per-user directory for bare names and fresh addresses (created 0700 on first use). */
+export function runtimeDir(): string {
+  const base = process.env.XDG_RUNTIME_DIR;
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  const dir = base && path.isAbsolute(base) ? path.join(base, 'ipcwire') : path.join(os.tmpdir(), `ipcwire-${uid}`);
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const st = fs.lstatSync(dir);
+  if (!st.isDirectory() || (typeof process.getuid === 'function' && st.uid !== process.getuid())) {
+    throw makeError('EACCES', `ipcwire: ${dir} is not a directory owned by this user`, {
+      errno: -13,
+      syscall: 'mkdir',
+      address: dir,
+    });
+  }
+  if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
+  return dir;
+}
+
+/** Resolves what the user gave `listen`/`connect` to the address the OS sees. */
+export function resolveAddress(address: string | undefined): string {
+  if (address === undefined || address === '') {
+    const unique = `${process.pid}-${randomBytes(4).toString('hex')}`;
+    return isWindows ? `${PIPE_PREFIX}ipcwire-${unique}` : path.join(runtimeDir(), `${unique}.sock`);
+  }
+  if (typeof address !== 'string') {
+    throw new TypeError(`The "address" argument must be of type string. Received type ${typeof address}`);
+  }
+  if (isWindows) {
+    if (address.startsWith(PIPE_PREFIX) || address.startsWith('//./pipe/')) return address.replace(/\//g, '\\');
+    if (BARE_NAME.test(address)) return `${PIPE_PREFIX}${address}`;
+    throw new TypeError(`Invalid named pipe address '${address}': use a bare name or \\\\.\\pipe\\<name>`);
+  }
+  if (BARE_NAME.test(address) && !address.includes('/')) return path.join(runtimeDir(), `${address}.sock`);
+  return path.resolve(address);
+}
+
+/** Throws ERR_IPC_PATH_TOO_LONG instead of letting the OS truncate the path. */
+export function checkPathLength(address: string, maxBytes: number): void {
+  if (isWindows) return;
+  const bytes = Buffer.byteLength(address);
+  if (bytes > maxBytes) {
+    throw makeError(
+      'ERR_IPC_PATH_TOO_LONG',
+      `Socket path is ${bytes} bytes, longer than the ${maxBytes} this platform allows: ${address}`,
+      { address },
+    );
+  }
+}
+
+export { isWindows };

@@ -1,0 +1,280 @@
+/**
+ * Values on the wire: msgpackr with structured-clone semantics (shared and cyclic references, Map, Set, Date,
+ * RegExp, Error, BigInt, every typed array as its own type). Two things msgpack cannot say — `-0` and holes in
+ * sparse arrays — travel as private extensions, only when a message has them. Before encoding, a walk finds
+ * what Electron's structured clone refuses (functions, symbols, promises, weak collections) and names where it
+ * sits, so the user gets `An object could not be cloned.` with a path instead of a silently mangled value.
+ */
+import { Packr, addExtension } from 'msgpackr';
+import { makeError } from './errors';
+
+class NegativeZero {}
+class SparseArray {
+  constructor(
+    readonly length: number,
+    readonly entries: unknown[],
+  ) {}
+}
+
+// Extension type numbers are part of the wire protocol (PROTOCOL_VERSION).
+addExtension({
+  Class: NegativeZero,
+  type: 0x20,
+  pack: () => Buffer.alloc(0),
+  unpack: () => -0,
+});
+addExtension({
+  Class: SparseArray,
+  type: 0x21,
+  write: (s: SparseArray) => [s.length, s.entries],
+  read: (data: [number, unknown[]]) => {
+    const [length, entries] = data;
+    if (!Number.isInteger(length) || length < 0 || length > 0xffffffff || !Array.isArray(entries)) {
+      throw new TypeError('Malformed sparse array');
+    }
+    const out: unknown[] = new Array(length);
+    for (let i = 0; i + 1 < entries.length; i += 2) {
+      const index = entries[i] as number;
+      if (!Number.isInteger(index) || index < 0 || index >= length) throw new TypeError('Malformed sparse array');
+      out[index] = entries[i + 1];
+    }
+    return out;
+  },
+});
+
+const packrOptions = { structuredClone: true, moreTypes: true, int64AsType: 'bigint' as const };
+const packr = new Packr(packrOptions);
+
+/** Encodes larger than this get a fresh encode buffer afterwards, so one big message does not pin memory. */
+const LARGE_ENCODE = 1 << 20;
+
+/** The exact text of Electron's clone error; ipcwire appends where the value sits. */
+export const CLONE_ERROR_TEXT = 'An object could not be cloned.';
+
+function unclonable(path: string, what: string): Error {
+  return makeError('ERR_IPC_UNCLONABLE', `${CLONE_ERROR_TEXT} ${path} is ${what}.`, { path });
+}
+
+/** Result of inspecting a value before encoding. */
+interface Inspection {
+  needsRewrite: boolean;
+}
+
+function describe(value: unknown): string | undefined {
+  switch (typeof value) {
+    case 'function':
+      return 'a function';
+    case 'symbol':
+      return 'a symbol';
+    case 'object':
+      if (value instanceof Promise) return 'a Promise';
+      if (value instanceof WeakMap) return 'a WeakMap';
+      if (value instanceof WeakSet) return 'a WeakSet';
+      if (typeof WeakRef !== 'undefined' && value instanceof WeakRef) return 'a WeakRef';
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+function propPath(base: string, key: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(key) ? `${base}.${key}` : `${base}[${JSON.stringify(key)}]`;
+}
+
+/** Throws ERR_IPC_UNCLONABLE naming the first bad value; reports whether -0 or holes need rewriting. */
+function inspect(root: unknown, rootPath: string): Inspection {
+  const state: Inspection = { needsRewrite: false };
+  const seen = new Set<object>();
+  const stack: Array<[unknown, string]> = [[root, rootPath]];
+  while (stack.length) {
+    const [value, path] = stack.pop()!;
+    if (typeof value === 'number') {
+      if (value === 0 && 1 / value < 0) state.needsRewrite = true;
+      continue;
+    }
+    if (value === null || typeof value !== 'object') {
+      const bad = describe(value);
+      if (bad) throw unclonable(path, bad);
+      continue;
+    }
+    if (seen.has(value)) continue;
+    seen.add(value);
+    if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp) {
+      continue;
+    }
+    const bad = describe(value);
+    if (bad) throw unclonable(path, bad);
+    if (Array.isArray(value)) {
+      const n = value.length;
+      for (let i = n - 1; i >= 0; i--) {
+        if (!(i in value)) {
+          state.needsRewrite = true;
+          continue;
+        }
+        stack.push([value[i], `${path}[${i}]`]);
+      }
+    } else if (value instanceof Map) {
+      let i = 0;
+      for (const [k, v] of value) {
+        stack.push([k, `${path}.<key ${i}>`], [v, `${path}.get(${typeof k === 'string' ? JSON.stringify(k) : `<key ${i}>`})`]);
+        i++;
+      }
+    } else if (value instanceof Set) {
+      let i = 0;
+      for (const v of value) stack.push([v, `${path}.<entry ${i++}>`]);
+    } else {
+      for (const key of Object.keys(value)) stack.push([(value as Record<string, unknown>)[key], propPath(path, key)]);
+    }
+  }
+  return state;
+}
+
+/** A copy with -0 and sparse arrays replaced by their extension markers; keeps shared/cyclic references. */
+function rewrite(value: unknown, memo: Map<object, unknown>): unknown {
+  if (typeof value === 'number') return value === 0 && 1 / value < 0 ? new NegativeZero() : value;
+  if (value === null || typeof value !== 'object') return value;
+  if (memo.has(value)) return memo.get(value);
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp) {
+    return value;
+  }
+  if (value instanceof Error) return value;
+  if (Array.isArray(value)) {
+    let dense = true;
+    for (let i = 0; i < value.length; i++) if (!(i in value)) { dense = false; break; }
+    if (dense) {
+      const out: unknown[] = new Array(value.length);
+      memo.set(value, out);
+      for (let i = 0; i < value.length; i++) out[i] = rewrite(value[i], memo);
+      return out;
+    }
+    const entries: unknown[] = [];
+    const out = new SparseArray(value.length, entries);
+    memo.set(value, out);
+    for (const key of Object.keys(value)) {
+      const index = Number(key);
+      if (Number.isInteger(index) && index >= 0) entries.push(index, rewrite(value[index], memo));
+    }
+    return out;
+  }
+  if (value instanceof Map) {
+    const out = new Map();
+    memo.set(value, out);
+    for (const [k, v] of value) out.set(rewrite(k, memo), rewrite(v, memo));
+    return out;
+  }
+  if (value instanceof Set) {
+    const out = new Set();
+    memo.set(value, out);
+    for (const v of value) out.add(rewrite(v, memo));
+    return out;
+  }
+  const out: Record<string, unknown> = {};
+  memo.set(value, out);
+  for (const key of Object.keys(value)) out[key] = rewrite((value as Record<string, unknown>)[key], memo);
+  return out;
+}
+
+function pack(value: unknown): Buffer {
+  const out = packr.pack(value);
+  if (out.length > LARGE_ENCODE) {
+    // msgpackr grows one encode buffer and hands out views of it: after a big message, start a small one
+    // so the big backing store is owned by this message alone and freed with it.
+    packr.useBuffer(Buffer.allocUnsafeSlow(64 * 1024));
+  }
+  return out;
+}
+
+/** Encodes `[channel, args]`; throws ERR_IPC_UNCLONABLE (path `args[i]…`) synchronously. */
+export function encodeMessage(channel: string, args: unknown[]): Buffer {
+  if (args.length === 0) return pack([channel, args]);
+  const { needsRewrite } = inspect(args, 'args');
+  return pack([channel, needsRewrite ? rewrite(args, new Map()) : args]);
+}
+
+/** Encodes any value (a reply, a handshake); `what` names it in a clone error. */
+export function encodeValue(value: unknown, what: string): Buffer {
+  const { needsRewrite } = inspect(value, what);
+  return pack(needsRewrite ? rewrite(value, new Map()) : value);
+}
+
+/**
+ * Decodes one payload. msgpackr reports hostile input as TypeError, RangeError or SyntaxError (or, for an
+ * extension it rejects, anything): all of it becomes ERR_IPC_BAD_FRAME for the connection to handle.
+ */
+export function decode(payload: Uint8Array): unknown {
+  try {
+    return packr.unpack(payload);
+  } catch (err) {
+    throw makeError('ERR_IPC_BAD_FRAME', `Malformed message: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** A message body after decoding and shape validation. */
+export interface DecodedMessage {
+  channel: string;
+  args: unknown[];
+}
+
+/** Decodes and validates `[channel, args]` before any handler sees it. */
+export function decodeMessage(payload: Uint8Array): DecodedMessage {
+  const value = decode(payload);
+  if (!Array.isArray(value) || value.length !== 2 || typeof value[0] !== 'string' || !Array.isArray(value[1])) {
+    throw makeError('ERR_IPC_BAD_FRAME', 'Malformed message: expected [channel, args]');
+  }
+  return { channel: value[0], args: value[1] };
+}
+
+/** The wire form of an error thrown by a remote handler or listener. */
+export interface WireError {
+  text: string; // String(err), as Electron puts it in the rejection message
+  name?: string;
+  message?: string;
+  code?: unknown;
+  stack?: string;
+  props?: Record<string, unknown>;
+}
+
+/** Packs an error for the other side without ever failing (fields that cannot be cloned are dropped). */
+export function toWireError(err: unknown): WireError {
+  let text: string;
+  try {
+    text = String(err);
+  } catch {
+    text = 'Error: <unprintable>';
+  }
+  if (typeof err !== 'object' || err === null) return { text };
+  const e = err as Record<string, unknown>;
+  const wire: WireError = { text };
+  if (typeof e.name === 'string') wire.name = e.name;
+  if (typeof e.message === 'string') wire.message = e.message;
+  if (typeof e.stack === 'string') wire.stack = e.stack;
+  const props: Record<string, unknown> = {};
+  for (const key of Object.keys(e)) {
+    if (key === 'stack' || key === 'message') continue;
+    try {
+      inspect(e[key], key);
+      props[key] = e[key];
+    } catch {
+      // an unclonable field is left out rather than losing the whole error
+    }
+  }
+  if ('code' in props) wire.code = props.code;
+  if (Object.keys(props).length) wire.props = props;
+  return wire;
+}
+
+/** Rebuilds a remote error as a local Error with `message`, carrying the remote name, code and own fields. */
+export function fromWireError(wire: unknown, message: string): Error {
+  const err = new Error(message) as Error & Record<string, unknown>;
+  if (typeof wire !== 'object' || wire === null) return err;
+  const w = wire as WireError;
+  if (w.props && typeof w.props === 'object') {
+    for (const [key, value] of Object.entries(w.props)) {
+      if (key === '__proto__' || key === 'constructor' || key === 'prototype' || key === 'message') continue;
+      err[key] = value;
+    }
+  }
+  if (typeof w.name === 'string') Object.defineProperty(err, 'name', { value: w.name, writable: true, configurable: true, enumerable: false });
+  if (typeof w.stack === 'string') err.remoteStack = w.stack;
+  return err;
+}

@@ -1,0 +1,56 @@
+/**
+ * One error factory for the whole library. ipcwire's own errors carry a stable `ERR_IPC_*` code; system
+ * errors (built by the addon) carry `code`, `errno`, `syscall` and `address` as `node:net` gives them.
+ * The addon receives `makeError` at load time, so every error a user sees comes from here.
+ */
+
+/** The stable codes of ipcwire's own errors. */
+export type IpcErrorCode =
+  | 'ERR_IPC_DISCONNECTED'
+  | 'ERR_IPC_TIMEOUT'
+  | 'ERR_IPC_NO_LISTENER'
+  | 'ERR_IPC_NO_REPLY'
+  | 'ERR_IPC_UNCLONABLE'
+  | 'ERR_IPC_MESSAGE_TOO_LARGE'
+  | 'ERR_IPC_FRAME_TOO_LARGE'
+  | 'ERR_IPC_BAD_FRAME'
+  | 'ERR_IPC_PROTOCOL_VERSION'
+  | 'ERR_IPC_HANDSHAKE_TIMEOUT'
+  | 'ERR_IPC_PEER_REFUSED'
+  | 'ERR_IPC_NO_ADDRESS'
+  | 'ERR_IPC_PATH_TOO_LONG'
+  | 'ERR_IPC_INTERRUPTED'
+  | 'ERR_IPC_LISTENER_THREW'
+  | 'ERR_IPC_ALREADY_LISTENING'
+  | 'ERR_IPC_NATIVE_LOAD';
+
+/** An error raised by ipcwire itself; `code` is one of {@link IpcErrorCode}. */
+export class IpcError extends Error {
+  code: string;
+  constructor(code: string, message: string, props?: Record<string, unknown>) {
+    super(message);
+    this.code = code;
+    if (props) Object.assign(this, props);
+  }
+}
+Object.defineProperty(IpcError.prototype, 'name', { value: 'Error', writable: true, configurable: true });
+
+/** Factory handed to the addon and used everywhere in TS. */
+export function makeError(code: string, message: string, props?: Record<string, unknown>): Error {
+  return new IpcError(code, message, props);
+}
+
+/** `err.code` if it is an object with a string code. */
+export function codeOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'string'
+    ? (err as { code: string }).code
+    : undefined;
+}
+
+/** The error every call after the connection is gone gets. */
+export function disconnectedError(detail?: string): Error {
+  return makeError(
+    'ERR_IPC_DISCONNECTED',
+    detail ? `IPC connection is closed: ${detail}` : 'IPC connection is closed',
+  );
+}

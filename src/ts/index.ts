@@ -1,0 +1,15 @@
+/**
+ * ipcwire: Electron's IPC model for plain Node.js processes.
+ * Main process: `ipcMain`, `IpcMain`, `fork`. Renderer processes: `ipcRenderer`, `IpcRenderer`.
+ */
+export { ipcMain, IpcMain, IpcMainEvent, Peer, PeerRegistry } from './main';
+export type { IpcMainOptions, IpcMainInvokeEvent } from './main';
+export { ipcRenderer, IpcRenderer } from './renderer';
+export type { IpcRendererOptions, IpcRendererEvent, IpcRendererInvokeEvent } from './renderer';
+export { fork } from './fork';
+export { IpcError } from './errors';
+export type { IpcErrorCode } from './errors';
+export type { NativeCredentials as PeerCredentials } from './native';
+export { DEFAULT_MAX_MESSAGE_SIZE } from './link';
+export { PROTOCOL_VERSION } from './native';
+export { ADDRESS_ENV } from './address';

@@ -1,0 +1,297 @@
+/**
+ * One live connection seen from JS, on either side: frame parsing, outgoing `invoke`s awaiting replies,
+ * answering incoming `invoke`s, liveness (ref/unref) and the exit-time flush. Main's `Peer` and the renderer's
+ * `IpcRenderer` each own one per connection and receive the frames this class does not handle itself.
+ */
+import { FRAME_HEADER_BYTES, Kind, type NativeConnection } from './native';
+import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, type WireError } from './codec';
+import { codeOf, disconnectedError, makeError } from './errors';
+import type { HandlerRegistry } from './handlers';
+
+/** Largest frame body accepted by default (bytes). */
+export const DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024 * 1024;
+
+/** Bytes of the body header (kind + id) counted in a frame body. */
+const BODY_HEADER = FRAME_HEADER_BYTES - 4;
+
+/** A reply body: `[0, value]` or `[1, wireError]`. */
+export type ReplyBody = [0, unknown] | [1, WireError];
+
+/** What a link hands to its owner. */
+export interface LinkOwner<E> {
+  /** Frames the link does not handle itself (MESSAGE, SYNC, SYNC_REPLY, HELLO, WELCOME, SYNC_ABANDON). */
+  onFrame(kind: number, id: number, payload: Buffer): void;
+  onClose(err: Error | null): void;
+  onDrain(): void;
+  /** Whether listeners or handlers want this connection to keep the process alive. */
+  wantsRef(): boolean;
+  /** Handlers answering the peer's `invoke`, and the event they receive. */
+  readonly handlers: HandlerRegistry<E>;
+  invokeEvent(): E;
+}
+
+interface PendingInvoke {
+  channel: string;
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+}
+
+const liveLinks = new Set<Link<unknown>>();
+let exitHookInstalled = false;
+/** How long the exit-time flush may block per connection (ms). */
+const EXIT_FLUSH_MS = 5000;
+
+function installExitHook(): void {
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Whatever `send` accepted is delivered even if the process exits right after (process.exit included):
+  // the 'exit' event runs synchronously before the process goes, and flush() blocks until the kernel has it.
+  process.on('exit', () => {
+    for (const link of liveLinks) link.flushAtExit();
+  });
+}
+
+export class Link<E> {
+  private closed = false;
+  private closeError: Error | null = null;
+  private nextId = 1;
+  private readonly pending = new Map<number, PendingInvoke>();
+  private refd = false;
+  /** Largest body the peer accepts; learned from the handshake. */
+  peerMaxFrame = DEFAULT_MAX_MESSAGE_SIZE;
+
+  constructor(
+    readonly conn: NativeConnection,
+    private readonly owner: LinkOwner<E>,
+    maxFrameSize: number,
+  ) {
+    conn.maxFrameSize = maxFrameSize;
+    liveLinks.add(this as Link<unknown>);
+    installExitHook();
+    conn.start(
+      (chunks) => this.onChunks(chunks),
+      (err) => this.onNativeClose(err),
+      () => this.owner.onDrain(),
+    );
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  get bufferedAmount(): number {
+    return this.closed ? 0 : this.conn.bufferedAmount;
+  }
+
+  /** A fresh call id (never 0, wraps at 2^32). */
+  allocId(): number {
+    const id = this.nextId;
+    this.nextId = id >= 0xffffffff ? 1 : id + 1;
+    return id;
+  }
+
+  /** Throws ERR_IPC_DISCONNECTED when the connection is gone. */
+  assertOpen(): void {
+    if (this.closed) throw this.closeError ? disconnectedError(this.closeError.message) : disconnectedError();
+  }
+
+  /** Writes one frame; checks the size the peer accepts before anything is sent. */
+  write(kind: Kind, id: number, payload: Uint8Array | null): number {
+    this.assertOpen();
+    this.checkSize(payload);
+    return this.conn.write(kind, id, payload);
+  }
+
+  checkSize(payload: Uint8Array | null): void {
+    const body = (payload ? payload.length : 0) + BODY_HEADER;
+    if (body > this.peerMaxFrame) {
+      throw makeError(
+        'ERR_IPC_MESSAGE_TOO_LARGE',
+        `Message of ${body} bytes exceeds the ${this.peerMaxFrame} bytes the peer accepts (maxMessageSize)`,
+        { size: body, limit: this.peerMaxFrame },
+      );
+    }
+  }
+
+  send(channel: string, args: unknown[]): void {
+    this.assertOpen();
+    this.write(Kind.MESSAGE, 0, encodeMessage(channel, args));
+  }
+
+  invoke(channel: string, args: unknown[]): Promise<unknown> {
+    let payload: Buffer;
+    try {
+      this.assertOpen();
+      payload = encodeMessage(channel, args);
+      this.checkSize(payload);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const id = this.allocId();
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { channel, resolve, reject });
+      try {
+        this.conn.write(Kind.INVOKE, id, payload);
+      } catch (err) {
+        this.pending.delete(id);
+        reject(err as Error);
+        return;
+      }
+      this.updateRef();
+    });
+  }
+
+  /** Re-evaluates whether this connection keeps the process alive. */
+  updateRef(): void {
+    if (this.closed) return;
+    const want = this.pending.size > 0 || this.owner.wantsRef();
+    if (want === this.refd) return;
+    this.refd = want;
+    if (want) this.conn.ref();
+    else this.conn.unref();
+  }
+
+  /** Closes after flushing what was already accepted. Idempotent. */
+  end(): void {
+    if (this.closed) return;
+    this.conn.end();
+  }
+
+  /** Closes at once. Idempotent. */
+  destroy(): void {
+    if (this.closed) return;
+    this.conn.close();
+  }
+
+  flushAtExit(): void {
+    if (this.closed) return;
+    try {
+      if (this.conn.bufferedAmount > 0) this.conn.flush(EXIT_FLUSH_MS);
+    } catch {
+      // the peer is gone: nothing left to deliver to
+    }
+  }
+
+  /** Marks the link dead right away (e.g. a blocking call saw the peer go); onClose follows from native. */
+  markDisconnected(err: Error | null): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.closeError = err;
+    liveLinks.delete(this as Link<unknown>);
+    const failure = err && codeOf(err) === 'ERR_IPC_DISCONNECTED' ? err : disconnectedError(err?.message);
+    for (const [id, call] of this.pending) {
+      this.pending.delete(id);
+      call.reject(failure);
+    }
+  }
+
+  private onNativeClose(err: Error | null): void {
+    const reason = err ?? this.failure;
+    this.markDisconnected(reason);
+    this.owner.onClose(reason);
+  }
+
+  private onChunks(chunks: Buffer[]): void {
+    for (const chunk of chunks) {
+      let offset = 0;
+      while (offset + 4 <= chunk.length) {
+        const bodyLength = chunk.readUInt32LE(offset);
+        const end = offset + 4 + bodyLength;
+        if (bodyLength < BODY_HEADER || end > chunk.length) {
+          // The addon hands over whole frames only; anything else is a bug worth failing loudly on.
+          this.fail(makeError('ERR_IPC_BAD_FRAME', 'Truncated frame from the transport'));
+          return;
+        }
+        const kind = chunk[offset + 4];
+        const id = chunk.readUInt32LE(offset + 5);
+        const payload = chunk.subarray(offset + FRAME_HEADER_BYTES, end);
+        offset = end;
+        if (this.closed) return;
+        try {
+          this.dispatch(kind, id, payload);
+        } catch (err) {
+          if (codeOf(err) === 'ERR_IPC_BAD_FRAME') {
+            this.fail(err as Error);
+            return;
+          }
+          // A user listener threw: report it as Node would (uncaught), but keep delivering the rest in order.
+          process.nextTick(() => {
+            throw err;
+          });
+        }
+      }
+    }
+  }
+
+  /** Closes this connection because the peer broke the protocol; the owner hears about it via onClose. */
+  fail(err: Error): void {
+    if (this.closed) return;
+    this.failure = err;
+    this.conn.close();
+  }
+
+  /** The protocol error that made us close, reported instead of the plain local close. */
+  failure: Error | null = null;
+
+  private dispatch(kind: number, id: number, payload: Buffer): void {
+    switch (kind) {
+      case Kind.INVOKE:
+        this.answerInvoke(id, payload);
+        return;
+      case Kind.INVOKE_REPLY: {
+        const call = this.pending.get(id);
+        const body = decode(payload) as ReplyBody;
+        if (!call) return; // a reply to nothing we are waiting for
+        this.pending.delete(id);
+        this.updateRef();
+        if (!Array.isArray(body)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed invoke reply');
+        if (body[0] === 0) call.resolve(body[1]);
+        else {
+          const wire = (body[1] ?? {}) as WireError;
+          const text = typeof wire.text === 'string' ? wire.text : 'Error';
+          call.reject(fromWireError(wire, `Error invoking remote method '${call.channel}': ${text}`));
+        }
+        return;
+      }
+      default:
+        this.owner.onFrame(kind, id, payload);
+    }
+  }
+
+  private answerInvoke(id: number, payload: Buffer): void {
+    const { channel, args } = decodeMessage(payload);
+    const handler = this.owner.handlers.get(channel);
+    if (!handler) {
+      this.reply(Kind.INVOKE_REPLY, id, [1, { text: `Error: No handler registered for '${channel}'` }]);
+      return;
+    }
+    let result: unknown;
+    try {
+      result = handler(this.owner.invokeEvent(), ...args);
+    } catch (err) {
+      this.reply(Kind.INVOKE_REPLY, id, [1, toWireError(err)]);
+      return;
+    }
+    Promise.resolve(result).then(
+      (value) => this.reply(Kind.INVOKE_REPLY, id, [0, value]),
+      (err) => this.reply(Kind.INVOKE_REPLY, id, [1, toWireError(err)]),
+    );
+  }
+
+  /** Sends a reply body; an unclonable value becomes an error reply. Never throws (the peer may be gone). */
+  reply(kind: Kind, id: number, body: ReplyBody): void {
+    if (this.closed) return;
+    let payload: Buffer;
+    try {
+      payload = encodeValue(body, body[0] === 0 ? 'returnValue' : 'error');
+      this.checkSize(payload);
+    } catch (err) {
+      payload = encodeValue([1, toWireError(err)], 'error');
+    }
+    try {
+      this.conn.write(kind, id, payload);
+    } catch {
+      // the connection went away meanwhile; its close is reported separately
+    }
+  }
+}

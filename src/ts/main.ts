@@ -1,0 +1,496 @@
+/**
+ * The main side: `IpcMain` listens, accepts renderers (each a `Peer`), checks their handshake and dispatches
+ * their messages to channel listeners and invoke handlers. Connection lifecycle lives on `ipcMain.peers`, never
+ * on `ipcMain` itself, so no lifecycle event can collide with a channel name.
+ */
+import { EventEmitter } from 'node:events';
+import * as fs from 'node:fs';
+import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCredentials, type NativeServer } from './native';
+import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
+import { codeOf, makeError } from './errors';
+import { HandlerRegistry, type InvokeHandler } from './handlers';
+import { DEFAULT_MAX_MESSAGE_SIZE, Link, type LinkOwner } from './link';
+import { checkPathLength, isWindows, resolveAddress } from './address';
+
+/** Options of {@link IpcMain}. */
+export interface IpcMainOptions {
+  /** Largest frame (bytes) accepted from a renderer; bigger ones close that connection. Default 512 MiB. */
+  maxMessageSize?: number;
+  /** A connection that has not said hello after this many ms is closed. Default 5000. */
+  handshakeTimeout?: number;
+  /** Refuse a renderer by its kernel credentials: return false to refuse. */
+  allowPeer?: (credentials: NativeCredentials) => boolean;
+  /** Listen backlog. Default 511 (a small backlog makes bursts of connects fail with EAGAIN). */
+  backlog?: number;
+  /** Mode of the socket file. Default 0o600. */
+  socketMode?: number;
+}
+
+/** The event a `send`/`sendSync` listener receives (`IpcMainEvent`). */
+export class IpcMainEvent {
+  /** The renderer that sent the message. */
+  readonly sender: Peer;
+  /** The renderer's OS pid, from the kernel's peer credentials. */
+  readonly processId: number;
+  /** Electron compatibility: no frames here. */
+  readonly frameId = 0;
+  readonly ports: never[] = [];
+
+  /** @internal */
+  constructor(sender: Peer) {
+    this.sender = sender;
+    this.processId = sender.pid;
+  }
+
+  /** Sends a message back to the renderer that sent this one. */
+  reply(channel: string, ...args: unknown[]): void {
+    this.sender.send(channel, ...args);
+  }
+
+  /** Only meaningful on `sendSync` messages; ignored here. */
+  set returnValue(_value: unknown) {
+    // Electron ignores returnValue on asynchronous messages too.
+  }
+  get returnValue(): unknown {
+    return undefined;
+  }
+}
+
+interface SyncTicket {
+  peer: Peer;
+  id: number;
+  channel: string;
+}
+
+/**
+ * A `sendSync` whose event is garbage-collected without a returnValue would otherwise leave the renderer
+ * blocked forever: the finalizer answers it with ERR_IPC_NO_REPLY. The held ticket never references the event.
+ */
+const droppedSyncEvents = new FinalizationRegistry<SyncTicket>((ticket) => {
+  ticket.peer._replySync(ticket.id, [1, libraryError('ERR_IPC_NO_REPLY',
+    `No reply to sendSync('${ticket.channel}'): main dropped the event without setting returnValue`)]);
+});
+
+function libraryError(code: string, message: string): WireError {
+  return { text: `Error: ${message}`, name: 'Error', message, code, props: { code } };
+}
+
+/** The event of a `sendSync` message: setting `returnValue` (once) answers the renderer. */
+class IpcMainSyncEvent extends IpcMainEvent {
+  private done = false;
+  private value: unknown;
+
+  /** @internal */
+  constructor(
+    sender: Peer,
+    private readonly id: number,
+  ) {
+    super(sender);
+  }
+
+  override set returnValue(value: unknown) {
+    if (this.done) return; // the first assignment is the reply
+    this.done = true;
+    this.value = value;
+    droppedSyncEvents.unregister(this);
+    this.sender._replySync(this.id, [0, value]);
+  }
+  override get returnValue(): unknown {
+    return this.value;
+  }
+
+  /** @internal */
+  get answered(): boolean {
+    return this.done;
+  }
+  /** @internal */
+  fail(wire: WireError): void {
+    if (this.done) return;
+    this.done = true;
+    droppedSyncEvents.unregister(this);
+    this.sender._replySync(this.id, [1, wire]);
+  }
+}
+
+/** The event an invoke handler receives (`IpcMainInvokeEvent`). */
+export interface IpcMainInvokeEvent {
+  readonly sender: Peer;
+  readonly processId: number;
+}
+
+let nextPeerId = 1;
+
+/**
+ * One connected renderer (Electron's `webContents`). Events: `'disconnect' (err | null)`, `'drain'`.
+ */
+export class Peer extends EventEmitter {
+  /** Unique in this process. */
+  readonly id = nextPeerId++;
+  readonly pid: number;
+  readonly uid: number;
+  readonly gid: number;
+  /** @internal */
+  readonly link: Link<IpcMainInvokeEvent>;
+  private destroyed = false;
+  private handshaken = false;
+  private handshakeTimer: NodeJS.Timeout | null = null;
+
+  /** @internal */
+  constructor(
+    private readonly main: IpcMain,
+    conn: NativeConnection,
+  ) {
+    super();
+    const { pid, uid, gid } = conn.credentials;
+    this.pid = pid;
+    this.uid = uid;
+    this.gid = gid;
+    const owner: LinkOwner<IpcMainInvokeEvent> = {
+      onFrame: (kind, id, payload) => this.onFrame(kind, id, payload),
+      onClose: (err) => this.onClose(err),
+      onDrain: () => this.emit('drain'),
+      wantsRef: () => false, // the listening socket keeps main alive, not its connections
+      handlers: main._handlers,
+      invokeEvent: () => ({ sender: this, processId: this.pid }),
+    };
+    this.link = new Link(conn, owner, main._maxMessageSize);
+    this.link.updateRef();
+    this.handshakeTimer = setTimeout(() => {
+      if (this.handshaken) return;
+      this.link.fail(makeError('ERR_IPC_HANDSHAKE_TIMEOUT',
+        `Renderer (pid ${this.pid}) did not complete the handshake within ${main._handshakeTimeout} ms`));
+    }, main._handshakeTimeout);
+    this.handshakeTimer.unref();
+  }
+
+  /** Sends an asynchronous message to this renderer's `ipcRenderer.on(channel)` listeners. */
+  send(channel: string, ...args: unknown[]): void {
+    checkChannel(channel);
+    this.link.send(channel, args);
+  }
+
+  /** Calls the renderer's `ipcRenderer.handle(channel)` handler; resolves with its result. */
+  invoke(channel: string, ...args: unknown[]): Promise<unknown> {
+    try {
+      checkChannel(channel);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.link.invoke(channel, args);
+  }
+
+  isDestroyed(): boolean {
+    return this.destroyed;
+  }
+
+  /** Closes this renderer's connection after flushing what was already sent. */
+  disconnect(): void {
+    this.link.end();
+  }
+
+  /** Bytes queued for this renderer and not yet taken by the kernel. */
+  get bufferedAmount(): number {
+    return this.link.bufferedAmount;
+  }
+
+  /** @internal */
+  _replySync(id: number, body: [0, unknown] | [1, WireError]): void {
+    this.link.reply(Kind.SYNC_REPLY, id, body);
+  }
+
+  private onFrame(kind: number, id: number, payload: Buffer): void {
+    if (!this.handshaken) {
+      if (kind !== Kind.HELLO) throw makeError('ERR_IPC_BAD_FRAME', 'Expected a handshake as the first frame');
+      this.onHello(payload);
+      return;
+    }
+    switch (kind) {
+      case Kind.MESSAGE: {
+        const { channel, args } = decodeMessage(payload);
+        this.main.emit(channel, new IpcMainEvent(this), ...args);
+        return;
+      }
+      case Kind.SYNC: {
+        const { channel, args } = decodeMessage(payload);
+        if (this.main.listenerCount(channel) === 0) {
+          this._replySync(id, [1, libraryError('ERR_IPC_NO_LISTENER',
+            `No listener for sendSync('${channel}') in main`)]);
+          return;
+        }
+        const event = new IpcMainSyncEvent(this, id);
+        droppedSyncEvents.register(event, { peer: this, id, channel }, event);
+        try {
+          this.main.emit(channel, event, ...args);
+        } catch (err) {
+          const wire = toWireError(err);
+          event.fail({ ...wire, message: `A listener of sendSync('${channel}') threw: ${wire.text}` });
+          throw err;
+        }
+        return;
+      }
+      default:
+        throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} from a renderer`);
+    }
+  }
+
+  private onHello(payload: Buffer): void {
+    const hello = decode(payload) as { magic?: unknown; version?: unknown; maxFrame?: unknown } | null;
+    if (typeof hello !== 'object' || hello === null || hello.magic !== 'ipcwire') {
+      throw makeError('ERR_IPC_BAD_FRAME', 'Not an ipcwire handshake');
+    }
+    this.handshaken = true;
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    let refusal: Error | null = null;
+    if (hello.version !== PROTOCOL_VERSION) {
+      refusal = makeError('ERR_IPC_PROTOCOL_VERSION',
+        `Protocol version mismatch: main speaks ${PROTOCOL_VERSION}, renderer (pid ${this.pid}) speaks ${String(hello.version)}`);
+    } else if (this.main._allowPeer && !this.main._allowPeer({ pid: this.pid, uid: this.uid, gid: this.gid })) {
+      refusal = makeError('ERR_IPC_PEER_REFUSED', `Renderer (pid ${this.pid}, uid ${this.uid}) was refused by main`);
+    }
+    if (typeof hello.maxFrame === 'number' && hello.maxFrame > 0) this.link.peerMaxFrame = hello.maxFrame;
+    if (refusal) {
+      const { code, message } = refusal as Error & { code: string };
+      this.link.reply(Kind.WELCOME, 0, [0, { version: PROTOCOL_VERSION, error: { code, message } }]);
+      this.link.failure = refusal;
+      this.link.end();
+      return;
+    }
+    this.link.reply(Kind.WELCOME, 0, [0, { version: PROTOCOL_VERSION, peerId: this.id, maxFrame: this.main._maxMessageSize }]);
+    this.main._addPeer(this);
+  }
+
+  private onClose(err: Error | null): void {
+    if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    this.destroyed = true;
+    this.main._removePeer(this, err);
+  }
+}
+
+function checkChannel(channel: unknown): asserts channel is string {
+  if (typeof channel !== 'string') {
+    throw new TypeError(`The "channel" argument must be of type string. Received type ${typeof channel}`);
+  }
+}
+
+/**
+ * The connected renderers, and their lifecycle: `'connect' (peer)`, `'disconnect' (peer, err | null)`,
+ * `'error' (err, peer | null)` for connection-level failures. Iterable over peers.
+ */
+export class PeerRegistry extends EventEmitter {
+  private readonly byId = new Map<number, Peer>();
+
+  get size(): number {
+    return this.byId.size;
+  }
+  get(id: number): Peer | undefined {
+    return this.byId.get(id);
+  }
+  list(): Peer[] {
+    return [...this.byId.values()];
+  }
+  [Symbol.iterator](): IterableIterator<Peer> {
+    return this.byId.values();
+  }
+
+  /** @internal */
+  _add(peer: Peer): void {
+    this.byId.set(peer.id, peer);
+    this.emit('connect', peer);
+  }
+
+  /** @internal */
+  _remove(peer: Peer, err: Error | null): void {
+    const known = this.byId.delete(peer.id);
+    if (err && codeOf(err)?.startsWith('ERR_IPC_')) this._error(err, peer);
+    if (known) {
+      peer.emit('disconnect', err);
+      this.emit('disconnect', peer, err);
+    }
+  }
+
+  /** @internal Connection-level errors go to 'error' listeners, or become a process warning. */
+  _error(err: Error, peer: Peer | null): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err, peer);
+    else process.emitWarning(`ipcwire: ${err.message}`, { code: codeOf(err) });
+  }
+}
+
+/**
+ * The main process's endpoint. An EventEmitter whose event names are channels; listeners get
+ * `(event, ...args)`. `ipcMain` is a ready instance.
+ */
+export class IpcMain extends EventEmitter {
+  /** Connected renderers and their lifecycle events. */
+  readonly peers = new PeerRegistry();
+  /** @internal */ readonly _handlers = new HandlerRegistry<IpcMainInvokeEvent>();
+  /** @internal */ readonly _maxMessageSize: number;
+  /** @internal */ readonly _handshakeTimeout: number;
+  /** @internal */ readonly _allowPeer: ((credentials: NativeCredentials) => boolean) | undefined;
+  private readonly backlog: number;
+  private readonly socketMode: number;
+  private server: NativeServer | null = null;
+  private socketInode: number | null = null;
+  private readonly pendingPeers = new Set<Peer>();
+  private _address: string | null = null;
+
+  constructor(options: IpcMainOptions = {}) {
+    super();
+    this._maxMessageSize = positiveInt(options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE, 'maxMessageSize');
+    this._handshakeTimeout = positiveInt(options.handshakeTimeout, 5000, 'handshakeTimeout');
+    this.backlog = positiveInt(options.backlog, 511, 'backlog');
+    this.socketMode = options.socketMode ?? 0o600;
+    if (options.allowPeer !== undefined && typeof options.allowPeer !== 'function') {
+      throw new TypeError('The "allowPeer" option must be a function');
+    }
+    this._allowPeer = options.allowPeer;
+    // As Electron's ipcMain: a renderer may use the channel 'error' without crashing main.
+    this.on('error', () => {});
+  }
+
+  /** The address renderers connect to, once listening. */
+  get address(): string | null {
+    return this._address;
+  }
+
+  /** Whether `listen` succeeded and `close` has not been called since. */
+  get listening(): boolean {
+    return this.server !== null;
+  }
+
+  /**
+   * Listens synchronously on a bare name, an absolute socket path (`\\.\pipe\name` on Windows), or, with no
+   * argument, a fresh private address. Returns the address. A stale socket file left by a dead server is
+   * replaced; one held by a live server fails with EADDRINUSE.
+   */
+  listen(address?: string): string {
+    if (this.server) {
+      throw makeError('ERR_IPC_ALREADY_LISTENING', `Already listening on ${this._address}`);
+    }
+    const binding = native();
+    const resolved = resolveAddress(address);
+    checkPathLength(resolved, binding.maxPathLength);
+    const open = () =>
+      binding.listen(resolved, this.backlog, this.socketMode,
+        (conn) => this.onConnection(conn),
+        (err) => this.peers._error(err, null));
+    try {
+      this.server = open();
+    } catch (err) {
+      if (codeOf(err) !== 'EADDRINUSE' || isWindows || !isStaleSocket(resolved)) throw err;
+      try {
+        fs.unlinkSync(resolved);
+      } catch (unlinkErr) {
+        if (codeOf(unlinkErr) !== 'ENOENT') throw err;
+      }
+      this.server = open();
+    }
+    this._address = resolved;
+    if (!isWindows) {
+      try {
+        this.socketInode = fs.statSync(resolved).ino;
+      } catch {
+        this.socketInode = null;
+      }
+    }
+    return resolved;
+  }
+
+  /** Stops listening, disconnects every renderer (after flushing), removes the socket file. Idempotent. */
+  close(): void {
+    const server = this.server;
+    if (!server) return;
+    this.server = null;
+    server.close();
+    for (const peer of [...this.peers, ...this.pendingPeers]) peer.link.end();
+    if (!isWindows && this._address && this.socketInode !== null) {
+      try {
+        // Remove the file only if it is still ours (another server may have replaced it).
+        if (fs.statSync(this._address).ino === this.socketInode) fs.unlinkSync(this._address);
+      } catch {
+        // already gone
+      }
+    }
+    this.socketInode = null;
+  }
+
+  /** Keeps (default) or stops keeping the process alive through the listening socket. */
+  ref(): this {
+    this.server?.ref();
+    return this;
+  }
+  unref(): this {
+    this.server?.unref();
+    return this;
+  }
+
+  /** Sends one message to every connected renderer (encoded once). */
+  broadcast(channel: string, ...args: unknown[]): void {
+    checkChannel(channel);
+    const payload = encodeMessage(channel, args);
+    for (const peer of this.peers) {
+      try {
+        peer.link.write(Kind.MESSAGE, 0, payload);
+      } catch {
+        // a peer that is going away hears nothing more
+      }
+    }
+  }
+
+  /** Registers the handler of `ipcRenderer.invoke(channel)`. */
+  handle(channel: string, fn: InvokeHandler<IpcMainInvokeEvent>): void {
+    this._handlers.handle(channel, fn);
+  }
+  handleOnce(channel: string, fn: InvokeHandler<IpcMainInvokeEvent>): void {
+    this._handlers.handleOnce(channel, fn);
+  }
+  removeHandler(channel: string): void {
+    this._handlers.removeHandler(channel);
+  }
+
+  private onConnection(conn: NativeConnection): void {
+    if (!this.server) {
+      conn.close();
+      return;
+    }
+    const peer = new Peer(this, conn);
+    this.pendingPeers.add(peer);
+  }
+
+  /** @internal */
+  _addPeer(peer: Peer): void {
+    this.pendingPeers.delete(peer);
+    this.peers._add(peer);
+  }
+
+  /** @internal */
+  _removePeer(peer: Peer, err: Error | null): void {
+    this.pendingPeers.delete(peer);
+    this.peers._remove(peer, err);
+  }
+}
+
+function positiveInt(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new RangeError(`The "${name}" option must be a positive integer. Received ${String(value)}`);
+  }
+  return value;
+}
+
+/** A socket file nobody listens on any more (connect is refused). Never true for a non-socket file. */
+function isStaleSocket(path: string): boolean {
+  try {
+    if (!fs.lstatSync(path).isSocket()) return false;
+  } catch {
+    return true; // vanished meanwhile: retrying is right
+  }
+  try {
+    native().connect(path, 0).close();
+    return false;
+  } catch (err) {
+    return codeOf(err) === 'ECONNREFUSED';
+  }
+}
+
+/** The ready main-process endpoint. */
+export const ipcMain = new IpcMain();

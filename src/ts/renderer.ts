@@ -1,0 +1,309 @@
+/**
+ * The renderer side: one connection to main per `IpcRenderer` (per thread for the default instance).
+ * `sendSync` blocks this thread inside the addon; everything else is asynchronous over the same socket.
+ */
+import { EventEmitter } from 'node:events';
+import { Kind, PROTOCOL_VERSION, native } from './native';
+import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type WireError } from './codec';
+import { codeOf, disconnectedError, makeError } from './errors';
+import { HandlerRegistry, type InvokeHandler } from './handlers';
+import { DEFAULT_MAX_MESSAGE_SIZE, Link, type LinkOwner, type ReplyBody } from './link';
+import { ADDRESS_ENV, checkPathLength, resolveAddress } from './address';
+
+/** Options of {@link IpcRenderer}. */
+export interface IpcRendererOptions {
+  /** Main's address; default: the `IPCWIRE_ADDRESS` environment variable that `fork` sets. */
+  address?: string;
+  /** Milliseconds a `sendSync` waits for main before throwing ERR_IPC_TIMEOUT. Default: no timeout. */
+  syncTimeout?: number;
+  /** Milliseconds `connect` keeps retrying while main's listen queue is full. Default 5000. */
+  connectTimeout?: number;
+  /** Largest frame (bytes) accepted from main. Default 512 MiB. */
+  maxMessageSize?: number;
+}
+
+/** The event a renderer listener receives (`IpcRendererEvent`). */
+export interface IpcRendererEvent {
+  readonly sender: IpcRenderer;
+  readonly senderId: number;
+  readonly ports: never[];
+}
+
+/** The event a renderer's invoke handler receives (answering main's `peer.invoke`). */
+export interface IpcRendererInvokeEvent {
+  readonly sender: IpcRenderer;
+}
+
+const noop = () => {};
+/** Called by the addon between wait slices of a blocking call so that thread termination is noticed. */
+const stillAlive = () => {};
+
+/**
+ * A renderer's endpoint. An EventEmitter whose event names are channels (listener `(event, ...args)`), plus
+ * `send`, `sendSync`, `invoke` and `handle`. Connection events are on `link`.
+ */
+export class IpcRenderer extends EventEmitter {
+  /** Connection events: `'connect'`, `'disconnect' (err | null)`, `'error' (err)`, `'drain'`. */
+  readonly link = new EventEmitter();
+  /** Milliseconds a `sendSync` waits before ERR_IPC_TIMEOUT; 0 or undefined waits for ever. */
+  syncTimeout: number | undefined;
+  private readonly options: IpcRendererOptions;
+  private readonly handlers = new HandlerRegistry<IpcRendererInvokeEvent>();
+  private wire: Link<IpcRendererInvokeEvent> | null = null;
+  private closedByUser = false;
+  private peerIdValue: number | null = null;
+  private readonly ready: boolean;
+
+  constructor(options: IpcRendererOptions = {}) {
+    super();
+    this.options = options;
+    this.syncTimeout = options.syncTimeout;
+    // As Electron: main may send on the channel 'error' without crashing the renderer.
+    EventEmitter.prototype.on.call(this, 'error', noop);
+    this.ready = true;
+  }
+
+  /** Whether a connection to main is open. */
+  get connected(): boolean {
+    return this.wire !== null && !this.wire.isClosed;
+  }
+
+  /** This renderer's id in main (`peer.id`), once the handshake completed. */
+  get peerId(): number | null {
+    return this.peerIdValue;
+  }
+
+  /** Bytes queued for main and not yet taken by the kernel. */
+  get bufferedAmount(): number {
+    return this.wire ? this.wire.bufferedAmount : 0;
+  }
+
+  /**
+   * Connects synchronously to `address` (default: the options' address or `IPCWIRE_ADDRESS`). A no-op when
+   * already connected.
+   */
+  connect(address?: string): this {
+    if (this.wire && !this.wire.isClosed) return this;
+    const target = address ?? this.options.address ?? process.env[ADDRESS_ENV];
+    if (!target) {
+      throw makeError('ERR_IPC_NO_ADDRESS',
+        `ipcRenderer has no address to connect to: start this process with fork() from ipcwire in main, ` +
+          `set ${ADDRESS_ENV}, or call ipcRenderer.connect(address)`);
+    }
+    const binding = native();
+    const resolved = resolveAddress(target);
+    checkPathLength(resolved, binding.maxPathLength);
+    const conn = binding.connect(resolved, this.options.connectTimeout ?? 5000);
+    const owner: LinkOwner<IpcRendererInvokeEvent> = {
+      onFrame: (kind, id, payload) => this.onFrame(kind, id, payload),
+      onClose: (err) => this.onClose(err),
+      onDrain: () => this.link.emit('drain'),
+      wantsRef: () => this.wantsRef(),
+      handlers: this.handlers,
+      invokeEvent: () => ({ sender: this }),
+    };
+    const maxFrame = this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
+    const wire = new Link(conn, owner, maxFrame);
+    this.wire = wire;
+    this.closedByUser = false;
+    wire.write(Kind.HELLO, 0, encodeValue({ magic: 'ipcwire', version: PROTOCOL_VERSION, maxFrame }, 'hello'));
+    wire.updateRef();
+    process.nextTick(() => this.link.emit('connect'));
+    return this;
+  }
+
+  /** Sends an asynchronous message to main's `ipcMain.on(channel)` listeners. */
+  send(channel: string, ...args: unknown[]): void {
+    checkChannel(channel);
+    this.ensure().send(channel, args);
+  }
+
+  /**
+   * Sends a message and blocks this thread until main sets `event.returnValue`; returns it. Messages main
+   * sends meanwhile are emitted after this returns, in order.
+   */
+  sendSync(channel: string, ...args: unknown[]): any {
+    checkChannel(channel);
+    const wire = this.ensure();
+    const payload = encodeMessage(channel, args);
+    wire.checkSize(payload);
+    const id = wire.allocId();
+    const timeout = this.syncTimeout && this.syncTimeout > 0 ? this.syncTimeout : 0;
+    let raw: Buffer;
+    try {
+      raw = wire.conn.call(id, payload, timeout, stillAlive);
+    } catch (err) {
+      const code = codeOf(err);
+      if (code === 'ERR_IPC_DISCONNECTED') {
+        wire.markDisconnected(err as Error);
+        throw disconnectedError(`main went away during sendSync('${channel}')`);
+      }
+      if (code === 'ERR_IPC_TIMEOUT') {
+        // The reply, if it ever comes, arrives as an ordinary frame and is dropped by onFrame.
+        throw makeError('ERR_IPC_TIMEOUT', `sendSync('${channel}') got no reply within ${timeout} ms`, { timeout });
+      }
+      throw err;
+    }
+    let body: ReplyBody;
+    try {
+      body = decode(raw) as ReplyBody;
+      if (!Array.isArray(body)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed sendSync reply');
+    } catch (err) {
+      wire.fail(err as Error);
+      throw err;
+    }
+    if (body[0] === 0) return body[1];
+    const remote = (body[1] ?? {}) as WireError;
+    throw fromWireError(remote, typeof remote.message === 'string' ? remote.message : String(remote.text));
+  }
+
+  /** Calls main's `ipcMain.handle(channel)` handler; resolves with its result. */
+  invoke(channel: string, ...args: unknown[]): Promise<any> {
+    let wire: Link<IpcRendererInvokeEvent>;
+    try {
+      checkChannel(channel);
+      wire = this.ensure();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return wire.invoke(channel, args);
+  }
+
+  /** Answers main's `peer.invoke(channel)`. */
+  handle(channel: string, fn: InvokeHandler<IpcRendererInvokeEvent>): void {
+    this.handlers.handle(channel, fn);
+    this.afterListenerChange(true);
+  }
+  handleOnce(channel: string, fn: InvokeHandler<IpcRendererInvokeEvent>): void {
+    this.handlers.handleOnce(channel, fn);
+    this.afterListenerChange(true);
+  }
+  removeHandler(channel: string): void {
+    this.handlers.removeHandler(channel);
+    this.afterListenerChange(false);
+  }
+
+  /** Disconnects after flushing what `send` accepted. Idempotent. Later calls throw ERR_IPC_DISCONNECTED. */
+  close(): void {
+    this.closedByUser = true;
+    this.wire?.end();
+  }
+
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.on(event, listener);
+    this.afterListenerChange(true);
+    return this;
+  }
+  override addListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    return this.on(event, listener);
+  }
+  override prependListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.prependListener(event, listener);
+    this.afterListenerChange(true);
+    return this;
+  }
+  override once(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.once(event, listener);
+    this.afterListenerChange(true);
+    return this;
+  }
+  override prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.prependOnceListener(event, listener);
+    this.afterListenerChange(true);
+    return this;
+  }
+  override removeListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.removeListener(event, listener);
+    this.afterListenerChange(false);
+    return this;
+  }
+  override off(event: string | symbol, listener: (...args: any[]) => void): this {
+    return this.removeListener(event, listener);
+  }
+  override removeAllListeners(event?: string | symbol): this {
+    super.removeAllListeners(event);
+    if (event === undefined || event === 'error') EventEmitter.prototype.on.call(this, 'error', noop);
+    this.afterListenerChange(false);
+    return this;
+  }
+
+  /** Listeners (other than the built-in no-op 'error' one) and handlers keep the process alive. */
+  private wantsRef(): boolean {
+    if (this.handlers.size > 0) return true;
+    for (const name of this.eventNames()) {
+      const count = this.listenerCount(name);
+      if (count > (name === 'error' ? 1 : 0)) return true;
+    }
+    return false;
+  }
+
+  private afterListenerChange(added: boolean): void {
+    if (!this.ready) return;
+    // A listener needs a connection to hear anything: connect now if we know where to.
+    if (added && !this.wire && !this.closedByUser && (this.options.address || process.env[ADDRESS_ENV])) {
+      this.connect();
+    }
+    this.wire?.updateRef();
+  }
+
+  /** The open connection, connecting on first use; throws ERR_IPC_DISCONNECTED once it is gone. */
+  private ensure(): Link<IpcRendererInvokeEvent> {
+    if (!this.wire) {
+      if (this.closedByUser) throw disconnectedError('ipcRenderer.close() was called');
+      this.connect();
+    }
+    const wire = this.wire!;
+    wire.assertOpen();
+    return wire;
+  }
+
+  private onFrame(kind: number, id: number, payload: Buffer): void {
+    switch (kind) {
+      case Kind.MESSAGE: {
+        const { channel, args } = decodeMessage(payload);
+        const event: IpcRendererEvent = { sender: this, senderId: 0, ports: [] };
+        try {
+          this.emit(channel, event, ...args);
+        } finally {
+          this.wire?.updateRef(); // once-listeners may have gone
+        }
+        return;
+      }
+      case Kind.WELCOME: {
+        const body = decode(payload) as ReplyBody;
+        const welcome = (Array.isArray(body) ? body[1] : null) as
+          | { version?: number; peerId?: number; maxFrame?: number; error?: { code: string; message: string } }
+          | null;
+        if (!welcome || typeof welcome !== 'object') throw makeError('ERR_IPC_BAD_FRAME', 'Malformed handshake reply');
+        if (welcome.error) {
+          const err = makeError(String(welcome.error.code), String(welcome.error.message));
+          this.wire?.fail(err);
+          return;
+        }
+        if (typeof welcome.peerId === 'number') this.peerIdValue = welcome.peerId;
+        if (typeof welcome.maxFrame === 'number' && welcome.maxFrame > 0 && this.wire) {
+          this.wire.peerMaxFrame = welcome.maxFrame;
+        }
+        return;
+      }
+      case Kind.SYNC_REPLY:
+        return; // the late reply to a sendSync that timed out: never handed to a later call
+      default:
+        throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} from main`);
+    }
+  }
+
+  private onClose(err: Error | null): void {
+    if (err && this.link.listenerCount('error') > 0 && codeOf(err)?.startsWith('ERR_IPC_')) this.link.emit('error', err);
+    this.link.emit('disconnect', err);
+  }
+}
+
+function checkChannel(channel: unknown): asserts channel is string {
+  if (typeof channel !== 'string') {
+    throw new TypeError(`The "channel" argument must be of type string. Received type ${typeof channel}`);
+  }
+}
+
+/** The ready renderer endpoint of this thread; connects to `IPCWIRE_ADDRESS` on first use. */
+export const ipcRenderer = new IpcRenderer();
