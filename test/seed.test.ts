@@ -1,0 +1,125 @@
+/**
+ * SPEC §1: the seed example of the original `ipc` module runs as written (module name changed only), from
+ * CommonJS and from ESM; and the README's modern example.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { FIXTURES, childPids, isAlive, makeMain, runNode, spawnNode, trackPid, useHarness, waitUntil } from './helpers';
+
+useHarness();
+
+function count(lines: string[], word: string): number {
+  return lines.filter((l) => l === word).length;
+}
+
+/**
+ * Run a main script that forks its renderer, wait for the expected output, then SIGKILL main (it would run
+ * forever: its listening socket keeps it alive). The renderer must then end by itself, and the stale socket
+ * file main leaves is removed here.
+ */
+async function runSeed(mainScript: string, done: (lines: string[]) => boolean) {
+  const main = spawnNode([mainScript]);
+  await waitUntil(() => done(main.lines()) || main.done, 20_000, 'the seed output').catch((e) => {
+    throw new Error(`${(e as Error).message}\n--- stdout:\n${main.stdout}\n--- stderr:\n${main.stderr}`);
+  });
+  expect(main.done, `main exited early: ${main.stderr}`).toBe(false);
+  const renderers = childPids(main.pid);
+  expect(renderers).toHaveLength(1);
+  const env = fs.readFileSync(`/proc/${renderers[0]}/environ`, 'utf8').split('\0');
+  const address = env.find((e) => e.startsWith('IPCWIRE_ADDRESS='))?.slice('IPCWIRE_ADDRESS='.length);
+  expect(address, 'fork puts the address in the renderer environment').toBeTruthy();
+  renderers.forEach(trackPid);
+  main.kill('SIGKILL');
+  await main.waitExit();
+  // The renderer has a listener, so it lived on its connection; with main gone it must end by itself.
+  await waitUntil(() => !isAlive(renderers[0]), 5000, 'the renderer to exit after main died');
+  // A SIGKILLed main cannot remove its socket file: that stale file is this test's to clean.
+  fs.rmSync(address!, { force: true });
+  return { lines: main.lines(), stderr: main.stderr };
+}
+
+describe('seed', () => {
+  test('seed: the CommonJS example prints ping, ping in main and pong, pong in the renderer', { timeout: 30_000 }, async () => {
+    const { lines, stderr } = await runSeed(
+      path.join(FIXTURES, 'seed-cjs', 'main.js'),
+      (l) => count(l, 'ping') >= 2 && count(l, 'pong') >= 2,
+    );
+    expect(stderr).toBe('');
+    expect([...lines].sort()).toEqual(['ping', 'ping', 'pong', 'pong']);
+    // The synchronous exchange completes before the asynchronous one starts.
+    expect(lines.slice(0, 2)).toEqual(['ping', 'pong']);
+  });
+
+  test('seed: the ESM example prints ping, ping in main and pong, pong in the renderer', { timeout: 30_000 }, async () => {
+    const { lines, stderr } = await runSeed(
+      path.join(FIXTURES, 'seed-esm', 'main.mjs'),
+      (l) => count(l, 'ping') >= 2 && count(l, 'pong') >= 2,
+    );
+    expect(stderr).toBe('');
+    expect([...lines].sort()).toEqual(['ping', 'ping', 'pong', 'pong']);
+    expect(lines.slice(0, 2)).toEqual(['ping', 'pong']);
+  });
+
+  test('seed: the README modern example prints 5 and the peer log line', { timeout: 30_000 }, async () => {
+    const { lines, stderr } = await runSeed(
+      path.join(FIXTURES, 'readme', 'main.mjs'),
+      (l) => l.includes('5') && l.some((x) => /I am peer/.test(x)),
+    );
+    expect(stderr).toBe('');
+    expect(lines).toContain('5');
+    const log = lines.find((x) => /I am peer/.test(x))!;
+    expect(log).toMatch(/^\[\d+\] I am peer \S+$/);
+  });
+
+  test('seed: ipcwire/ipc is the main side in a process without an address', { timeout: 20_000 }, async () => {
+    const child = runNode(`
+      const ipc = require('ipcwire/ipc');
+      out('role', { isMain: ipc === ipcwire.ipcMain, hasHandle: typeof ipc.handle === 'function' });
+    `);
+    expect(await child.msg('role')).toEqual({ isMain: true, hasHandle: true });
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('seed: ipcwire/ipc renderer listeners receive the arguments only, ipcRenderer ones (event, ...args)', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    main.on('go', (event: any) => {
+      event.sender.send('both', 'a', 2);
+    });
+    const child = runNode(
+      `
+      const ipc = require('ipcwire/ipc');
+      const seed = new Promise((r) => ipc.once('both', (...args) => r(args)));
+      const modern = new Promise((r) => ipcwire.ipcRenderer.once('both', (event, ...args) => r({ hasSender: !!event && typeof event === 'object' && 'sender' in event, args })));
+      ipc.send('go');
+      out('seed', await seed);
+      out('modern', await modern);
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('seed')).toEqual(['a', 2]);
+    expect(await child.msg('modern')).toEqual({ hasSender: true, args: ['a', 2] });
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('seed: import ipc from ipcwire/ipc and named imports from ipcwire work from ESM', { timeout: 20_000 }, async () => {
+    const child = runNode(
+      `
+      const ipc = (await import('ipcwire/ipc')).default;
+      const { ipcMain, IpcMain, fork, ipcRenderer, IpcRenderer } = await import('ipcwire');
+      out('esm', {
+        ipcIsMain: ipc === ipcMain,
+        types: [typeof IpcMain, typeof fork, typeof IpcRenderer, typeof ipcRenderer],
+        sameAsRequire: ipcMain === require('ipcwire').ipcMain,
+      });
+    `,
+      { esm: true },
+    );
+    expect(await child.msg('esm')).toEqual({
+      ipcIsMain: true,
+      types: ['function', 'function', 'function', 'object'],
+      sameAsRequire: true,
+    });
+    expect((await child.waitExit()).code).toBe(0);
+  });
+});

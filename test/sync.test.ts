@@ -1,0 +1,254 @@
+/**
+ * sendSync: genuinely blocking, returnValue semantics, and every way it ends without a reply
+ * (no listener, timeout with a late reply, event garbage-collected, EINTR).
+ */
+import { describe, expect, test } from 'vitest';
+import { makeMain, runNode, sockPath, tmpDir, trackPath, useHarness } from './helpers';
+
+useHarness();
+
+describe('sync', () => {
+  test('sync: returnValue set after a timer is returned', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    main.on('timer', (event: any, arg: number) => {
+      setTimeout(() => {
+        event.returnValue = { later: arg * 2 };
+      }, 100);
+    });
+    const child = runNode(`out('r', ipcwire.ipcRenderer.sendSync('timer', 21));`, { address: main.address });
+    expect(await child.msg('r')).toEqual({ later: 42 });
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('sync: returnValue set after an await is returned', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    main.on('await', async (event: any, arg: string) => {
+      await new Promise((r) => setImmediate(r));
+      const v = await Promise.resolve(arg + '!');
+      event.returnValue = v;
+    });
+    const child = runNode(`out('r', ipcwire.ipcRenderer.sendSync('await', 'awaited'));`, { address: main.address });
+    expect(await child.msg('r')).toBe('awaited!');
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('sync: the first returnValue assignment wins, later ones are ignored', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    const thrown: unknown[] = [];
+    main.on('twice', (event: any, n: number) => {
+      event.returnValue = `first-${n}`;
+      try {
+        event.returnValue = `second-${n}`;
+      } catch (e) {
+        thrown.push(e);
+      }
+      setTimeout(() => {
+        try {
+          event.returnValue = `third-${n}`;
+        } catch (e) {
+          thrown.push(e);
+        }
+      }, 20);
+    });
+    main.on('delayed-twice', (event: any) => {
+      setTimeout(() => {
+        event.returnValue = 'delayed-first';
+        event.returnValue = 'delayed-second';
+      }, 50);
+    });
+    main.on('undef', (event: any) => {
+      event.returnValue = undefined;
+      event.returnValue = 'not me';
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const a = r.sendSync('twice', 1);
+      const b = r.sendSync('delayed-twice');
+      const u = r.sendSync('undef');
+      await sleep(50);
+      const c = r.sendSync('twice', 2);
+      out('r', { a, b, c, undefinedReply: u === undefined });
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual({ a: 'first-1', b: 'delayed-first', c: 'first-2', undefinedReply: true });
+    expect((await child.waitExit()).code).toBe(0);
+    expect(thrown).toEqual([]);
+  });
+
+  test('sync: sendSync blocks its thread: no timer, immediate or message callback runs inside it', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    main.on('slow', (event: any) => {
+      event.sender.send('during', 1);
+      setTimeout(() => (event.returnValue = 'slow'), 200);
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const seen = [];
+      setTimeout(() => seen.push('timeout'), 0);
+      setImmediate(() => seen.push('immediate'));
+      r.on('during', () => seen.push('message'));
+      const v = r.sendSync('slow');
+      const inside = seen.slice();
+      await sleep(100);
+      r.removeAllListeners('during');
+      out('r', { v, inside, after: seen.sort() });
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual({ v: 'slow', inside: [], after: ['immediate', 'message', 'timeout'] });
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('sync: sendSync with no listener throws ERR_IPC_NO_LISTENER at once and the connection stays usable', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    main.on('known', (event: any) => (event.returnValue = 'known'));
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      let err;
+      try { r.sendSync('nobody-listens', 1); } catch (e) { err = errInfo(e); }
+      r.send('nobody-listens-either', 2); // dropped silently
+      out('r', { err, after: r.sendSync('known') });
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r');
+    expect(r.err.isError).toBe(true);
+    expect(r.err.code).toBe('ERR_IPC_NO_LISTENER');
+    expect(r.after).toBe('known');
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('sync: syncTimeout throws ERR_IPC_TIMEOUT and the late reply is discarded, never handed to the next call', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    const pending: any[] = [];
+    const lateAssign: unknown[] = [];
+    main.on('slow', (event: any, n: number) => {
+      if (n === 1) {
+        pending.push(event); // not answered until the next call arrives
+        return;
+      }
+      // The late reply to call 1 goes out first, while the renderer is blocked in call 2.
+      try {
+        pending[0].returnValue = 'late-1';
+      } catch (e) {
+        lateAssign.push(e);
+      }
+      setTimeout(() => (event.returnValue = `answer-${n}`), 50);
+    });
+    main.on('orphan', (event: any) => pending.push(event));
+    main.on('fast', (event: any, n: number) => {
+      // Answer an earlier timed-out call now, while no call is blocked.
+      try {
+        pending[1].returnValue = 'late-orphan';
+      } catch (e) {
+        lateAssign.push(e);
+      }
+      event.returnValue = `fast-${n}`;
+    });
+    const child = runNode(
+      `
+      const r = new ipcwire.IpcRenderer({ syncTimeout: 300 });
+      r.connect(process.env.IPCWIRE_ADDRESS);
+      const got = {};
+      const t0 = Date.now();
+      try { got.first = r.sendSync('slow', 1); } catch (e) { got.firstErr = errInfo(e); }
+      got.waited = Date.now() - t0;
+      got.second = r.sendSync('slow', 2);
+      try { got.orphan = r.sendSync('orphan'); } catch (e) { got.orphanErr = errInfo(e); }
+      got.fast = r.sendSync('fast', 3);
+      await sleep(50);
+      got.fast2 = r.sendSync('fast', 4);
+      r.close();
+      out('r', got);
+    `,
+      { address: main.address },
+    );
+    const got = await child.msg('r');
+    expect(got.firstErr?.code).toBe('ERR_IPC_TIMEOUT');
+    expect(got.firstErr?.isError).toBe(true);
+    expect(got.waited).toBeGreaterThanOrEqual(290);
+    expect(got.second).toBe('answer-2');
+    expect(got.orphanErr?.code).toBe('ERR_IPC_TIMEOUT');
+    expect(got.fast).toBe('fast-3');
+    expect(got.fast2).toBe('fast-4');
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('sync: an event garbage-collected without returnValue makes sendSync throw ERR_IPC_NO_REPLY', { timeout: 30_000 }, async () => {
+    const address = trackPath(sockPath());
+    // Main runs in its own process so that it can collect garbage on demand (--expose-gc).
+    const mainProc = runNode(
+      `
+      const main = new ipcwire.IpcMain();
+      main.listen(${JSON.stringify(address)});
+      main.on('drop', () => { /* returnValue never set, event dropped */ });
+      main.on('answer', (event) => { event.returnValue = 'answered'; });
+      const gcTimer = setInterval(() => global.gc(), 20);
+      main.on('done', () => { clearInterval(gcTimer); main.close(); });
+      out('ready');
+    `,
+      { execArgv: ['--expose-gc'] },
+    );
+    await mainProc.msg('ready');
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      let err;
+      try { r.sendSync('drop'); } catch (e) { err = errInfo(e); }
+      out('r', { err, after: r.sendSync('answer') });
+      r.send('done');
+    `,
+      { address },
+    );
+    const r = await child.msg('r');
+    expect(r.err?.code).toBe('ERR_IPC_NO_REPLY');
+    expect(r.err?.isError).toBe(true);
+    expect(r.after).toBe('answered');
+    expect((await child.waitExit()).code).toBe(0);
+    expect((await mainProc.waitExit()).code).toBe(0);
+  });
+
+  test('sync: a sendSync interrupted by signals (SIGPROF from --cpu-prof) still returns main\'s answer', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    main.on('slow', (event: any, n: number) => {
+      setTimeout(() => (event.returnValue = n + 1), 500);
+    });
+    const dir = tmpDir();
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const got = [r.sendSync('slow', 1), r.sendSync('slow', 2)];
+      out('r', got);
+    `,
+      { address: main.address, execArgv: ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', dir] },
+    );
+    expect(await child.msg('r')).toEqual([2, 3]);
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('sync: event.processId, sender and reply on a sendSync event', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    let seen: any;
+    main.on('who', (event: any) => {
+      seen = { processId: event.processId, senderPid: event.sender.pid, hasReply: typeof event.reply };
+      event.reply('replied', 'via reply');
+      event.returnValue = event.processId;
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const replied = new Promise((res) => r.once('replied', (e, v) => res(v)));
+      out('r', { pid: r.sendSync('who'), replied: await replied });
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r');
+    expect(r).toEqual({ pid: child.pid, replied: 'via reply' });
+    expect(seen).toEqual({ processId: child.pid, senderPid: child.pid, hasReply: 'function' });
+    expect((await child.waitExit()).code).toBe(0);
+  });
+});
