@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The sanitizer job of .ci/run: scripts/asan-build.sh (the native engineer's) builds the addon with
+# -fsanitize=address,undefined; this runs, with that addon (IPCWIRE_NATIVE_PATH) and the ASan runtime preloaded
+# into the uninstrumented Node (recipe: shared/RELIABILITY.md):
+#   1. a two-process round trip that exits naturally, with LeakSanitizer on (only the addon's leaks show there);
+#   2. a subset of the vitest suite (leak detection off: vitest's workers leave by process.exit, after which Node
+#      itself leaves ~21 KB).
+# Which tests: IPCWIRE_ASAN_TESTS (space-separated files), default the files listed below that exist.
+# Prints `N passed, N failed` last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$(pwd)"
+mkdir -p .tmp
+
+stamp="$(mktemp)"
+trap 'rm -f "$stamp"' EXIT
+out="$(mktemp)"
+bash scripts/asan-build.sh | tee "$out"
+
+# The instrumented addon: the path asan-build.sh printed last, else the one .node file it just produced.
+addon="$(grep -v '^[[:space:]]*$' "$out" | tail -n 1 | tr -d '[:space:]' || true)"
+rm -f "$out"
+if [ ! -f "$addon" ] || [[ "$addon" != *.node ]]; then
+  mapfile -t fresh < <(find "$root" -path "$root/node_modules" -prune -o -path "$root/prebuilds" -prune -o \
+    -name '*.node' -newer "$stamp" -print)
+  if [ "${#fresh[@]}" -gt 1 ]; then
+    mapfile -t fresh < <(printf '%s\n' "${fresh[@]}" | grep -i 'asan\|sanit' || true)
+  fi
+  if [ "${#fresh[@]}" -ne 1 ]; then
+    echo "sanitizers: cannot tell which .node file scripts/asan-build.sh built (found: ${fresh[*]:-none})" >&2
+    echo "0 passed, 1 failed"
+    exit 1
+  fi
+  addon="${fresh[0]}"
+fi
+addon="$(cd "$(dirname "$addon")" && pwd)/$(basename "$addon")"
+preload="$(gcc -print-file-name=libasan.so)"
+if [ ! -f "$preload" ]; then
+  echo "sanitizers: gcc has no libasan.so ($preload)" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+echo "sanitizers: addon $addon, preloading $preload"
+if ! readelf -d "$addon" 2>/dev/null | grep -q 'libasan'; then
+  echo "sanitizers: warning: $addon does not link libasan (is it really the ASan build?)" >&2
+fi
+
+export IPCWIRE_NATIVE_PATH="$addon"
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+passed=0
+failed=0
+
+echo "--- round trip with LeakSanitizer (natural exit)"
+if LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=1 node scripts/roundtrip/main.cjs; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+  echo "FAILED: round trip under ASan/UBSan with leak detection"
+fi
+
+if [ -n "${IPCWIRE_ASAN_TESTS:-}" ]; then
+  read -r -a tests <<<"$IPCWIRE_ASAN_TESTS"
+else
+  tests=()
+  for f in test/sync.test.ts test/ordering.test.ts test/values.test.ts test/seed.test.ts test/framing.test.ts \
+    test/hostile.test.ts test/large.test.ts test/workers.test.ts test/invoke.test.ts; do
+    [ -f "$f" ] && tests+=("$f")
+  done
+fi
+if [ "${#tests[@]}" -gt 0 ]; then
+  echo "--- vitest under ASan/UBSan: ${tests[*]}"
+  status=0
+  LD_PRELOAD="$preload" ASAN_OPTIONS=detect_leaks=0 IPCWIRE_TEST_NO_BUILD=1 \
+    IPCWIRE_TEST_REPORT=.tmp/vitest-asan-report.json node scripts/test.js "${tests[@]}" | tee .tmp/vitest-asan.log ||
+    status=$?
+  last="$(sed -e 's/\x1b\[[0-9;]*m//g' .tmp/vitest-asan.log | grep -v '^[[:space:]]*$' | tail -n 1)"
+  if [[ "$last" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+    passed=$((passed + BASH_REMATCH[1]))
+    failed=$((failed + BASH_REMATCH[2]))
+  fi
+  if [ "$status" -ne 0 ] && ! [[ "$last" =~ [1-9][0-9]*\ failed ]]; then failed=$((failed + 1)); fi
+else
+  echo "--- no vitest file to run under ASan yet"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

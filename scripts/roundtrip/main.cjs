@@ -1,0 +1,40 @@
+'use strict';
+// Two-process round trip with ipcwire as a user gets it (CommonJS): the renderer does sendSync, send and
+// invoke; main answers each and replies to the send. Exits 0 when everything arrived, in call order.
+// Used by scripts/pack-check.sh, scripts/source-fallback-check.sh and the sanitizer job of .ci/run.
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { ipcMain, IpcMain, fork } = require('ipcwire');
+const ipc = require('ipcwire/ipc');
+
+assert.ok(ipcMain instanceof IpcMain);
+assert.strictEqual(ipc, ipcMain, "a process not started by ipcwire gets ipcMain from 'ipcwire/ipc'");
+
+const seen = [];
+ipcMain.on('sync', (event, a, b) => {
+  seen.push('sync');
+  event.returnValue = { sum: a + b, buf: Buffer.from('ok') };
+});
+ipcMain.on('async', (event, text) => {
+  seen.push('async');
+  assert.equal(event.processId, child.pid);
+  event.reply('async-reply', `${text} back`);
+});
+ipcMain.handle('invoke', async (event, x) => {
+  seen.push('invoke');
+  return [x, x * 2];
+});
+
+const child = fork(path.join(__dirname, 'renderer.cjs'));
+const timer = setTimeout(() => {
+  console.error('main (cjs): no result within 30 s');
+  child.kill('SIGKILL');
+  process.exit(1);
+}, 30_000);
+child.on('exit', (code, signal) => {
+  clearTimeout(timer);
+  ipcMain.close();
+  assert.equal(code, 0, `renderer exited with code ${code}, signal ${signal}`);
+  assert.deepEqual(seen, ['sync', 'async', 'invoke']);
+  console.log('main (cjs): sendSync, send, invoke ok');
+});

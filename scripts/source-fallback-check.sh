@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Proves the source fallback: a copy of the package tarball with its prebuilds removed, installed normally, builds
+# the addon from binding.gyp through the `install` script (node-gyp-build → node-gyp, against the local Node
+# headers: nothing is downloaded), and a two-process round trip runs with it.
+# Prints `N passed, N failed` last; exits non-zero when a check failed.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/ipcwire-fallback.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+check() {
+  local name="$1"
+  shift
+  echo "--- $name"
+  if "$@"; then
+    passed=$((passed + 1))
+    echo "ok: $name"
+  else
+    failed=$((failed + 1))
+    echo "FAILED: $name"
+  fi
+}
+
+# node-gyp needs the Node headers. npm is normally configured with nodedir (the local install's headers); when it
+# is not, and the running Node's headers are installed beside it, use those rather than let node-gyp download.
+if [ -z "${npm_config_nodedir:-}" ] && [ "$(npm config get nodedir 2>/dev/null || true)" = "undefined" ]; then
+  prefix="$(node -p 'require("path").dirname(require("path").dirname(process.execPath))')"
+  if [ -f "$prefix/include/node/node_version.h" ]; then export npm_config_nodedir="$prefix"; fi
+fi
+
+# The tarball (npm runs `prepare`), then the same without prebuilds/.
+npm pack --json --pack-destination "$work" >"$work/pack.json"
+tarball="$work/$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))[0].filename' "$work/pack.json")"
+mkdir "$work/unpacked"
+tar -xzf "$tarball" -C "$work/unpacked"
+rm -rf "$work/unpacked/package/prebuilds"
+tar -czf "$work/ipcwire-source-only.tgz" -C "$work/unpacked" package
+
+consumer="$work/consumer"
+mkdir -p "$consumer"
+cp scripts/roundtrip/*.cjs scripts/roundtrip/*.mjs "$consumer/"
+echo '{ "name": "ipcwire-source-consumer", "private": true }' >"$consumer/package.json"
+install_from_source() {
+  (cd "$consumer" && npm install --no-audit --no-fund --foreground-scripts --loglevel=error "$work/ipcwire-source-only.tgz")
+}
+check "npm install of the package without prebuilds builds it from source" install_from_source
+
+installed="$consumer/node_modules/ipcwire"
+built_from_source() {
+  [ ! -e "$installed/prebuilds" ] || { echo "the installed package has prebuilds/" >&2; return 1; }
+  (cd "$consumer" && node -e '
+    const path = require("path");
+    const file = require("node-gyp-build").path(path.dirname(require.resolve("ipcwire/package.json")));
+    console.log(`node-gyp-build picks ${path.relative(process.cwd(), file)}`);
+    if (!file.includes(`${path.sep}build${path.sep}Release${path.sep}`)) process.exit(1);')
+}
+check "the installed package loads the addon it built (build/Release)" built_from_source
+check "round trip with the source build (sendSync, send, invoke)" env -C "$consumer" node main.cjs
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
