@@ -71,8 +71,9 @@ EOF
 check "npm pack --dry-run ships only the allowed files, and all the needed ones" listing
 
 # 2. Pack for real (npm runs `prepare`, which rebuilds dist/ as `npm publish` would).
-npm pack --json --pack-destination "$work" >"$work/pack.json"
-tarball="$work/$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))[0].filename' "$work/pack.json")"
+mkdir "$work/tarball"
+npm pack --pack-destination "$work/tarball"
+tarball="$(echo "$work"/tarball/*.tgz)"
 echo "pack-check: $(basename "$tarball"), $(du -k "$tarball" | cut -f1) KiB"
 
 # A PATH with node and npm and nothing else: no compiler, make or python can be found by anything.

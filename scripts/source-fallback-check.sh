@@ -32,8 +32,9 @@ if [ -z "${npm_config_nodedir:-}" ] && [ "$(npm config get nodedir 2>/dev/null |
 fi
 
 # The tarball (npm runs `prepare`), then the same without prebuilds/.
-npm pack --json --pack-destination "$work" >"$work/pack.json"
-tarball="$work/$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))[0].filename' "$work/pack.json")"
+mkdir "$work/tarball"
+npm pack --pack-destination "$work/tarball"
+tarball="$(echo "$work"/tarball/*.tgz)"
 mkdir "$work/unpacked"
 tar -xzf "$tarball" -C "$work/unpacked"
 rm -rf "$work/unpacked/package/prebuilds"
