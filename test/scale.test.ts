@@ -1,0 +1,140 @@
+/**
+ * Many renderers at once (each with sendSync and invoke, pids from the kernel), a connect burst beyond a
+ * small listen backlog (RELIABILITY fact 2), and main running out of file descriptors (fact 3).
+ */
+import { describe, expect, test } from 'vitest';
+import { makeMain, runNode, sockPath, trackPath, useHarness, waitUntil } from './helpers';
+
+useHarness();
+
+describe('scale', () => {
+  test('scale: 50 renderers at once each do sendSync and invoke; event.processId and peer.pid are their real pids', { timeout: 90_000 }, async () => {
+    const main = makeMain();
+    const syncPids = new Map<number, number>();
+    const invokePids = new Map<number, number>();
+    const peerPids = new Map<number, number>();
+    main.on('sync', (event: any, claimed: number) => {
+      syncPids.set(claimed, event.processId);
+      peerPids.set(claimed, event.sender.pid);
+      // Answer later, so that many renderers are blocked at the same time.
+      setTimeout(() => (event.returnValue = `sync-${claimed}`), 20);
+    });
+    main.handle('inv', (event: any, claimed: number) => {
+      invokePids.set(claimed, event.processId);
+      return `inv-${claimed}`;
+    });
+    const kids = Array.from({ length: 50 }, () =>
+      runNode(
+        `
+        const r = ipcwire.ipcRenderer;
+        const s = r.sendSync('sync', process.pid);
+        const i = await r.invoke('inv', process.pid);
+        out('r', [s, i]);
+      `,
+        { address: main.address },
+      ),
+    );
+    for (const k of kids) expect(await k.msg('r', 60_000)).toEqual([`sync-${k.pid}`, `inv-${k.pid}`]);
+    for (const k of kids) expect((await k.waitExit()).code).toBe(0);
+    for (const k of kids) {
+      expect(syncPids.get(k.pid)).toBe(k.pid);
+      expect(invokePids.get(k.pid)).toBe(k.pid);
+      expect(peerPids.get(k.pid)).toBe(k.pid);
+    }
+    await waitUntil(() => main.peers.size === 0, 10_000, 'every peer to disconnect');
+  });
+
+  test('scale: a burst of connections beyond a tiny backlog to a busy main is retried until all are served', { timeout: 60_000 }, async () => {
+    const address = trackPath(sockPath());
+    // Main listens with backlog 2, then blocks its event loop for a while: the queue fills, connects get EAGAIN.
+    const mainProc = runNode(`
+      const main = new ipcwire.IpcMain({ backlog: 2 });
+      main.listen(${JSON.stringify(address)});
+      main.handle('n', (event, n) => n);
+      let served = 0;
+      main.on('done', () => { if (++served === 1) { main.close(); } });
+      await readLine();
+      out('blocking');
+      blockMs(1000);
+      closeStdin();
+    `);
+    await new Promise((r) => setTimeout(r, 200));
+    const child = runNode(
+      `
+      const rs = [];
+      await readLine();
+      closeStdin();
+      for (let i = 0; i < 60; i++) {
+        const r = new ipcwire.IpcRenderer({ connectTimeout: 20000 });
+        r.connect(process.env.IPCWIRE_ADDRESS);
+        rs.push(r);
+      }
+      out('connected');
+      const got = await Promise.all(rs.map((r, i) => r.invoke('n', i)));
+      rs.forEach((r) => r.close());
+      const last = new ipcwire.IpcRenderer();
+      last.connect(process.env.IPCWIRE_ADDRESS);
+      last.send('done');
+      last.close();
+      out('r', got);
+    `,
+      { address },
+    );
+    mainProc.send('go');
+    await mainProc.msg('blocking');
+    child.send('go');
+    expect(await child.msg('r', 40_000)).toEqual(Array.from({ length: 60 }, (_, i) => i));
+    expect((await child.waitExit()).code).toBe(0);
+    expect((await mainProc.waitExit()).code).toBe(0);
+  });
+
+  test('scale: main out of file descriptors sheds extra connections without crashing and recovers', { timeout: 60_000 }, async () => {
+    const address = trackPath(sockPath());
+    const mainProc = runNode(
+      `
+      const main = new ipcwire.IpcMain();
+      main.listen(${JSON.stringify(address)});
+      main.handle('n', (event, n) => n);
+      let errors = 0;
+      main.peers.on('error', () => errors++);
+      main.on('done', () => { out('main', { errors }); main.close(); });
+      out('ready');
+    `,
+      { shellPrefix: 'ulimit -n 64;' },
+    );
+    await mainProc.msg('ready');
+    const child = runNode(
+      `
+      const rs = [];
+      const results = await Promise.all(Array.from({ length: 120 }, async (_, i) => {
+        try {
+          const r = new ipcwire.IpcRenderer({ connectTimeout: 2000 });
+          rs.push(r);
+          r.connect(process.env.IPCWIRE_ADDRESS);
+          return { ok: await r.invoke('n', i) };
+        } catch (e) {
+          return { err: e.code };
+        }
+      }));
+      for (const r of rs) r.close();
+      await sleep(200);
+      // Recovered: a fresh connection is served.
+      const again = new ipcwire.IpcRenderer();
+      again.connect(process.env.IPCWIRE_ADDRESS);
+      const v = await again.invoke('n', 'again');
+      again.send('done');
+      again.close();
+      out('r', { ok: results.filter((r) => 'ok' in r).length, codes: [...new Set(results.filter((r) => r.err).map((r) => r.err))], again: v });
+    `,
+      { address },
+    );
+    const r = await child.msg('r', 40_000);
+    expect(r.again).toBe('again');
+    expect(r.ok).toBeGreaterThan(0);
+    // Shed connections are reported as disconnections, never as a hang or a crash.
+    for (const c of r.codes) expect(c).toMatch(/^(ERR_IPC_DISCONNECTED|ECONNRESET|ECONNREFUSED|EAGAIN|EPIPE)$/);
+    expect((await child.waitExit()).code).toBe(0);
+    await mainProc.msg('main');
+    expect((await mainProc.waitExit()).code).toBe(0);
+  });
+});

@@ -1,0 +1,240 @@
+/**
+ * SPEC §4 Values: the structured-clone table round-trips both ways, through every kind of call; unclonable
+ * values fail synchronously (send, sendSync) or as a rejection (invoke), naming where they sit.
+ */
+import { describe, expect, test } from 'vitest';
+import { catchAsync, catchSync, makeMain, once, runNode, useHarness, values } from './helpers';
+
+useHarness();
+
+describe('values', () => {
+  test('values: the table round-trips renderer → main through send, sendSync and invoke arguments', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    const { check, checkArgs } = values();
+    const problems: Record<string, string[]> = {};
+    main.on('obj', (_e: any, v: unknown) => (problems.send = check(v)));
+    main.on('args', (_e: any, ...args: unknown[]) => (problems.sendArgs = checkArgs(args)));
+    main.on('sync', (e: any, v: unknown) => {
+      problems.sendSync = check(v);
+      e.returnValue = 'ok';
+    });
+    main.handle('inv', (_e: any, v: unknown, ...rest: unknown[]) => {
+      problems.invoke = check(v);
+      problems.invokeArgs = checkArgs(rest);
+      return 'ok';
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      r.send('obj', values.make());
+      r.send('args', ...values.makeArgs());
+      const s = r.sendSync('sync', values.make());
+      const i = await r.invoke('inv', values.make(), ...values.makeArgs());
+      out('r', [s, i]);
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual(['ok', 'ok']);
+    expect((await child.waitExit()).code).toBe(0);
+    expect(problems).toEqual({ send: [], sendArgs: [], sendSync: [], invoke: [], invokeArgs: [] });
+  });
+
+  test('values: the table round-trips main → renderer through returnValue, invoke results, peer.send and peer.invoke', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    const { make, makeArgs, check } = values();
+    main.on('sync', (e: any) => (e.returnValue = make()));
+    main.handle('inv', () => make());
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const problems = {};
+      problems.returnValue = values.check(r.sendSync('sync'));
+      problems.invokeResult = values.check(await r.invoke('inv'));
+      const sent = new Promise((res) => r.once('push', (e, v) => res(values.check(v))));
+      const sentArgs = new Promise((res) => r.once('push-args', (e, ...args) => res(values.checkArgs(args))));
+      r.handleOnce('echo', (e, v, ...rest) => ({ problems: values.check(v), argProblems: values.checkArgs(rest), back: v }));
+      r.send('ready');
+      problems.peerSend = await sent;
+      problems.peerSendArgs = await sentArgs;
+      out('r', problems);
+    `,
+      { address: main.address },
+    );
+    const [event] = await once(main, 'ready');
+    const peer = event.sender;
+    peer.send('push', make());
+    peer.send('push-args', ...makeArgs());
+    const echoed = await peer.invoke('echo', make(), ...makeArgs());
+    expect(echoed.problems).toEqual([]);
+    expect(echoed.argProblems).toEqual([]);
+    expect(check(echoed.back)).toEqual([]);
+    expect(await child.msg('r')).toEqual({ returnValue: [], invokeResult: [], peerSend: [], peerSendArgs: [] });
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('values: a Buffer arrives as a Buffer, a Uint8Array as a Uint8Array, each typed array as its own type', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    let got: any;
+    main.on('t', (_e: any, v: any) => (got = v));
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const payload = { buf: Buffer.from([1, 2, 3]), u8: new Uint8Array([4, 5]) };
+      for (const [T, init] of values.TYPED) payload[T.name] = new T(init);
+      r.send('t', payload);
+      out('sent');
+    `,
+      { address: main.address },
+    );
+    await child.msg('sent');
+    expect((await child.waitExit()).code).toBe(0);
+    await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 200 && !got; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(Buffer.isBuffer(got.buf)).toBe(true);
+    expect([...got.buf]).toEqual([1, 2, 3]);
+    expect(Buffer.isBuffer(got.u8)).toBe(false);
+    expect(got.u8).toBeInstanceOf(Uint8Array);
+    for (const [T] of values().TYPED) {
+      if (T === Uint8Array) continue;
+      expect(Object.getPrototypeOf(got[T.name]), T.name).toBe(T.prototype);
+    }
+  });
+
+  test('values: class instances arrive as plain objects with their own enumerable fields', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    main.handle('inst', (_e: any, v: any) => ({ proto: Object.getPrototypeOf(v) === Object.prototype, v }));
+    const child = runNode(
+      `
+      class Point { constructor() { this.x = 1; this.y = [2]; } get sum() { return 3; } }
+      out('r', await ipcwire.ipcRenderer.invoke('inst', new Point()));
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual({ proto: true, v: { x: 1, y: [2] } });
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('values: unclonable values throw synchronously from send and sendSync and reject invoke, naming the path', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    let received = 0;
+    main.on('x', () => received++);
+    main.on('sx', (e: any) => {
+      received++;
+      e.returnValue = 1;
+    });
+    main.handle('ix', () => {
+      received++;
+      return 1;
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const res = [];
+      const record = (what, fn) => { try { fn(); res.push([what, 'no throw']); } catch (e) { res.push([what, errInfo(e)]); } };
+      for (const [k, v] of Object.entries(values.unclonables())) {
+        record('send ' + k, () => r.send('x', { [k]: v }));
+        record('sendSync ' + k, () => r.sendSync('sx', 'fine', { [k]: v }));
+        let p;
+        record('invoke-call ' + k, () => { p = r.invoke('ix', { [k]: v }); });
+        try { await p; res.push(['invoke ' + k, 'resolved']); } catch (e) { res.push(['invoke ' + k, errInfo(e)]); }
+      }
+      record('nested', () => r.send('x', 1, { onDone() {} }));
+      record('top', () => r.send('x', () => {}));
+      record('in-array', () => r.send('x', { list: [1, 2, Symbol('s')] }));
+      record('deep', () => r.send('x', { a: { b: { onDone: () => {} } } }));
+      // Nothing of a refused message went out: the next message is the first main sees.
+      out('r', { res, after: r.sendSync('sx') });
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r');
+    expect((await child.waitExit()).code).toBe(0);
+    expect(r.after).toBe(1);
+    expect(received).toBe(1);
+    const res = new Map<string, any>(r.res);
+    for (const k of ['function', 'symbol', 'promise', 'weakMap', 'weakSet']) {
+      expect(res.get(`invoke-call ${k}`), `invoke(${k}) must not throw synchronously`).toBe('no throw');
+      const where = { send: `args[0].${k}`, sendSync: `args[1].${k}`, invoke: `args[0].${k}` } as const;
+      for (const kind of ['send', 'sendSync', 'invoke'] as const) {
+        const e = res.get(`${kind} ${k}`);
+        expect(e?.isError, `${kind} ${k}: ${JSON.stringify(e)}`).toBe(true);
+        expect(e.message, `${kind} ${k}`).toMatch(/^An object could not be cloned\./);
+        expect(e.code, `${kind} ${k}`).toBe('ERR_IPC_UNCLONABLE');
+        expect(e.message, `${kind} ${k}`).toContain(where[kind]);
+        expect(e.path, `${kind} ${k}`).toBe(where[kind]);
+      }
+    }
+    expect(res.get('nested').path).toBe('args[1].onDone');
+    expect(res.get('nested').message).toContain('args[1].onDone');
+    expect(res.get('top').path).toBe('args[0]');
+    expect(res.get('in-array').path).toBe('args[0].list[2]');
+    expect(res.get('deep').path).toBe('args[0].a.b.onDone');
+    expect(res.get('deep').message).toContain('args[0].a.b.onDone');
+  });
+
+  test('values: main refuses unclonable values synchronously in peer.send and broadcast, with the path', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const got = [];
+      r.on('m', (e, v) => got.push(v));
+      r.on('end', () => { r.removeAllListeners(); out('got', got); });
+      r.send('ready');
+    `,
+      { address: main.address },
+    );
+    const [event] = await once(main, 'ready');
+    const peer = event.sender;
+    const e1 = catchSync(() => peer.send('m', { onDone() {} }));
+    expect(e1.message).toMatch(/^An object could not be cloned\./);
+    expect(e1.code).toBe('ERR_IPC_UNCLONABLE');
+    expect(e1.message).toContain('args[0].onDone');
+    const e2 = catchSync(() => main.broadcast('m', 'ok', new WeakSet()));
+    expect(e2.code).toBe('ERR_IPC_UNCLONABLE');
+    expect(e2.path).toBe('args[1]');
+    const e3 = await catchAsync(peer.invoke('nothing', Symbol('s')));
+    expect(e3.code).toBe('ERR_IPC_UNCLONABLE');
+    peer.send('m', 'the only one');
+    peer.send('end');
+    expect(await child.msg('got')).toEqual(['the only one']);
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('values: __proto__ keys cannot pollute main\'s prototypes', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    let got: any;
+    main.handle('p', (_e: any, v: any) => {
+      got = v;
+      return JSON.parse('{"__proto__": {"pollutedRenderer": true}, "ok": 1}');
+    });
+    const child = runNode(
+      `
+      const v = await ipcwire.ipcRenderer.invoke('p', JSON.parse('{"__proto__": {"polluted": true}, "constructor": {"prototype": {"polluted2": true}}, "ok": 1}'));
+      out('r', { ok: v.ok, polluted: ({}).pollutedRenderer === true, protoIsObject: Object.getPrototypeOf(v) === Object.prototype });
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual({ ok: 1, polluted: false, protoIsObject: true });
+    expect((await child.waitExit()).code).toBe(0);
+    expect(({} as any).polluted).toBeUndefined();
+    expect(({} as any).polluted2).toBeUndefined();
+    expect(Object.getPrototypeOf(got)).toBe(Object.prototype);
+    expect(got.ok).toBe(1);
+  });
+
+  test('values: an own __proto__ key round-trips as an own data property, as structured clone keeps it', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    let got: any;
+    main.on('p', (_e: any, v: any) => (got = v));
+    const child = runNode(`ipcwire.ipcRenderer.send('p', JSON.parse('{"__proto__": {"x": 1}}')); out('sent');`, {
+      address: main.address,
+    });
+    await child.msg('sent');
+    expect((await child.waitExit()).code).toBe(0);
+    for (let i = 0; i < 200 && !got; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(Object.getPrototypeOf(got)).toBe(Object.prototype);
+    expect(Object.getOwnPropertyNames(got)).toEqual(['__proto__']);
+    expect(Object.getOwnPropertyDescriptor(got, '__proto__')?.value).toEqual({ x: 1 });
+  });
+});
