@@ -1,0 +1,279 @@
+/**
+ * SPEC §5–§6 hostile peers: garbage, oversized or malformed frames close that connection with an error event
+ * on ipcMain.peers while main keeps serving everyone else and loses nothing already accepted; a connection
+ * that never completes the handshake is closed; msgpackr hostile payloads (RELIABILITY fact 9) inside
+ * well-formed frames do not crash main; a frame split at any byte arrives intact and once.
+ */
+import { describe, expect, test } from 'vitest';
+import { makeMain, once, runNode, sha256, useHarness, waitUntil, type Any } from './helpers';
+import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
+
+useHarness();
+
+/** A long-lived good renderer: answers peer.invoke('ping'), ends on 'bye'. */
+const GOOD_RENDERER = `
+  const r = ipcwire.ipcRenderer;
+  r.handle('ping', (e, x) => 'pong ' + x);
+  r.once('bye', () => { r.removeHandler('ping'); r.close(); });
+  r.send('up');
+`;
+
+async function goodRenderer(main: Any) {
+  const child = runNode(GOOD_RENDERER, { address: main.address });
+  const [event] = await once(main, 'up');
+  return { child, peer: event.sender };
+}
+
+/** Capture a real renderer's handshake (HELLO) and main's answer (WELCOME) through a proxy. */
+async function captureHandshake(main: Any): Promise<{ hello: Buffer; welcome: Buffer }> {
+  main.handle('capture', () => 'captured');
+  const px = proxy(main.address);
+  const child = runNode(`out('r', await ipcwire.ipcRenderer.invoke('capture'));`, { address: px.address });
+  expect(await child.msg('r')).toBe('captured');
+  await child.waitExit();
+  px.close();
+  main.removeHandler('capture');
+  const hello = parseFrames(px.up).frames[0];
+  const welcome = parseFrames(px.down).frames[0];
+  expect(hello.readUInt8(4)).toBe(KIND.HELLO);
+  expect(welcome.readUInt8(4)).toBe(KIND.WELCOME);
+  return { hello, welcome };
+}
+
+describe('hostile', () => {
+  test('hostile: a raw client writing garbage is dropped with ERR_IPC_BAD_FRAME while other renderers keep working', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const errors: Any[] = [];
+    main.peers.on('error', (err: Any, peer: Any) => errors.push({ err, peer }));
+    const { child, peer } = await goodRenderer(main);
+    const raw = rawClient(main.address);
+    await raw.connected;
+    // A small declared length, then bytes that are no frame at all (0xc1 is never used by msgpack).
+    raw.socket.write(Buffer.concat([Buffer.from([16, 0, 0, 0]), Buffer.alloc(16, 0xc1)]));
+    await raw.closed;
+    await waitUntil(() => errors.length === 1, 5000, 'an error event');
+    expect(errors[0].err.code).toBe('ERR_IPC_BAD_FRAME');
+    expect(errors[0].err).toBeInstanceOf(Error);
+    expect(errors[0].peer ?? null).toBeNull();
+    expect(await peer.invoke('ping', 1)).toBe('pong 1');
+    expect(main.peers.size).toBe(1);
+    // Text garbage reads as a huge length: dropped as well.
+    const text = rawClient(main.address);
+    text.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await text.closed;
+    await waitUntil(() => errors.length === 2, 5000, 'a second error event');
+    expect(['ERR_IPC_BAD_FRAME', 'ERR_IPC_FRAME_TOO_LARGE']).toContain(errors[1].err.code);
+    expect(await peer.invoke('ping', 2)).toBe('pong 2');
+    peer.send('bye');
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('hostile: a huge length prefix (0xFFFFFFF0) is dropped with ERR_IPC_FRAME_TOO_LARGE before allocating', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const errors: Any[] = [];
+    main.peers.on('error', (err: Any) => errors.push(err));
+    const { child, peer } = await goodRenderer(main);
+    const rssBefore = process.memoryUsage().rss;
+    const raw = rawClient(main.address);
+    const head = Buffer.alloc(9);
+    head.writeUInt32LE(0xfffffff0, 0);
+    head.writeUInt8(KIND.HELLO, 4);
+    raw.socket.write(head);
+    await raw.closed;
+    await waitUntil(() => errors.length === 1, 5000, 'an error event');
+    expect(errors[0].code).toBe('ERR_IPC_FRAME_TOO_LARGE');
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(512 * 1024 * 1024);
+    // Just above the configured maximum is refused too, right from the header.
+    const small = makeMain({ maxMessageSize: 1024 });
+    const smallErrors: Any[] = [];
+    small.peers.on('error', (err: Any) => smallErrors.push(err));
+    const raw2 = rawClient(small.address);
+    const head2 = Buffer.alloc(4);
+    head2.writeUInt32LE(64 * 1024, 0);
+    raw2.socket.write(head2);
+    await raw2.closed;
+    await waitUntil(() => smallErrors.length === 1, 5000, 'an error event');
+    expect(smallErrors[0].code).toBe('ERR_IPC_FRAME_TOO_LARGE');
+    expect(await peer.invoke('ping', 'still')).toBe('pong still');
+    peer.send('bye');
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('hostile: a client that never completes the handshake is closed after handshakeTimeout', { timeout: 30_000 }, async () => {
+    const main = makeMain({ handshakeTimeout: 300 });
+    const errors: Any[] = [];
+    main.peers.on('error', (err: Any) => errors.push(err));
+    const silent = rawClient(main.address);
+    const partial = rawClient(main.address);
+    await partial.connected;
+    partial.socket.write(Buffer.from([20, 0])); // half a length prefix, then nothing
+    await silent.closed;
+    await partial.closed;
+    await waitUntil(() => errors.length === 2, 5000, 'two error events');
+    expect(errors.map((e) => e.code)).toEqual(['ERR_IPC_HANDSHAKE_TIMEOUT', 'ERR_IPC_HANDSHAKE_TIMEOUT']);
+    expect(main.peers.size).toBe(0);
+    // Main still serves.
+    const { child, peer } = await goodRenderer(main);
+    expect(await peer.invoke('ping', 3)).toBe('pong 3');
+    peer.send('bye');
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('hostile: a handshake with another protocol version is refused with ERR_IPC_PROTOCOL_VERSION', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const { hello } = await captureHandshake(main);
+    const errors: Any[] = [];
+    main.peers.on('error', (err: Any) => errors.push(err));
+    // Patch the version value in the captured HELLO (msgpack key 'version' followed by a positive fixint).
+    const patched = Buffer.from(hello);
+    const at = patched.indexOf('version');
+    expect(at).toBeGreaterThan(0);
+    const valueAt = at + 'version'.length;
+    expect(patched[valueAt]).toBeLessThan(0x80);
+    patched[valueAt] = 0x7f;
+    const raw = rawClient(main.address);
+    raw.socket.write(patched);
+    await raw.closed;
+    await waitUntil(() => errors.length === 1, 5000, 'an error event');
+    expect(errors[0].code).toBe('ERR_IPC_PROTOCOL_VERSION');
+    expect(main.peers.size).toBe(0);
+    // The client was told why, in a frame, before being closed (a clear error, not garbage).
+    const answer = parseFrames(raw.received()).frames;
+    expect(answer.length).toBeGreaterThanOrEqual(1);
+    expect(answer[0].readUInt8(4)).toBe(KIND.WELCOME);
+    expect(answer[0].includes('ERR_IPC_PROTOCOL_VERSION')).toBe(true);
+  });
+
+  test('hostile: msgpackr hostile payloads inside well-formed frames do not crash main', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const { hello } = await captureHandshake(main);
+    const { child, peer } = await goodRenderer(main);
+    main.on('ch', () => {});
+    main.on('ch-sync', (e: Any) => (e.returnValue = 1));
+    main.handle('ch-inv', () => 1);
+    const errors: Any[] = [];
+    main.peers.on('error', (err: Any) => errors.push(err));
+    const array16Chain = Buffer.alloc(3 * 24_000);
+    for (let i = 0; i < array16Chain.length; i += 3) array16Chain.set([0xdc, 0xff, 0xff], i);
+    const payloads: Array<[string, Buffer]> = [
+      ['array32 header', Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff])],
+      ['chain of array16 headers (72 KB)', array16Chain],
+      ['map32 header', Buffer.from([0xdf, 0xff, 0xff, 0xff, 0xff])],
+      ['str32 huge', Buffer.from([0xdb, 0xff, 0xff, 0xff, 0xf0, 0x61])],
+      ['bin32 huge', Buffer.from([0xc6, 0xff, 0xff, 0xff, 0xf0, 0x00])],
+      ['ext32 huge', Buffer.from([0xc9, 0xff, 0xff, 0xff, 0xf0, 0x01])],
+      ['never-used byte', Buffer.from([0xc1])],
+      ['truncated array', Buffer.from([0x93, 0x01])],
+      ['unknown fixext', Buffer.from([0xd4, 0x7f, 0x00])],
+      ['record definition abuse', Buffer.from([0xd4, 0x72, 0x40, 0x92, 0xa1, 0x61, 0xa1, 0x62])],
+      ['nil', Buffer.from([0xc0])],
+      ['wrong shape [1, 2]', Buffer.from([0x92, 0x01, 0x02])],
+      ['wrong shape ["ch", 5]', Buffer.from([0x92, 0xa2, 0x63, 0x68, 0x05])],
+      ['wrong shape {"__proto__": {"x": 1}}', Buffer.from([0x81, 0xa9, ...Buffer.from('__proto__'), 0x81, 0xa1, 0x78, 0x01])],
+      ['empty payload', Buffer.alloc(0)],
+    ];
+    const kinds = [KIND.MESSAGE, KIND.SYNC, KIND.INVOKE, KIND.SYNC_REPLY, KIND.INVOKE_REPLY, KIND.HELLO, 200];
+    const clients: Array<ReturnType<typeof rawClient>> = [];
+    for (const kind of kinds) {
+      for (const [, payload] of payloads) {
+        const raw = rawClient(main.address);
+        raw.socket.write(Buffer.concat([hello, frame(kind, 1, payload)]));
+        clients.push(raw);
+      }
+    }
+    // Give main time to read everything; each connection ends closed or ignored, never with main gone.
+    await waitUntil(() => clients.every((c) => c.received().length > 0 || c.isClosed()), 20_000, 'main to process every frame');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(({} as Any).x).toBeUndefined();
+    expect(await peer.invoke('ping', 'alive')).toBe('pong alive');
+    for (const e of errors) expect(e).toBeInstanceOf(Error);
+    for (const e of errors) expect(String(e.code)).toMatch(/^ERR_IPC_/);
+    for (const c of clients) c.socket.destroy();
+    peer.send('bye');
+    expect((await child.waitExit()).code).toBe(0);
+  });
+
+  test('hostile: an oversized frame after valid ones closes only that connection; everything accepted before is emitted', { timeout: 30_000 }, async () => {
+    const main = makeMain({ maxMessageSize: 1024 * 1024 });
+    const got: number[] = [];
+    main.on('m', (_e: Any, i: number) => got.push(i));
+    const errors: Any[] = [];
+    main.peers.on('error', (err: Any, peer: Any) => errors.push({ err, peer }));
+    const disconnects: Any[] = [];
+    main.peers.on('disconnect', (peer: Any, err: Any) => disconnects.push({ peer, err }));
+    const { child: good, peer: goodPeer } = await goodRenderer(main);
+    const px = proxy(main.address);
+    const victim = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      r.on('never', () => {});
+      await r.invoke('ready');
+      await readLine();
+      closeStdin();
+      for (let i = 0; i < 100; i++) r.send('m', i);
+      out('sent');
+    `,
+      { address: px.address },
+    );
+    main.handle('ready', () => true);
+    await waitUntil(() => main.peers.size === 2, 5000, 'the victim to connect');
+    px.hold = true;
+    victim.send('go');
+    await victim.msg('sent');
+    await waitUntil(() => parseFrames(px.held).frames.length === 100, 5000, 'the 100 frames to reach the proxy');
+    const badHead = Buffer.alloc(9);
+    badHead.writeUInt32LE(2 * 1024 * 1024, 0);
+    badHead.writeUInt8(KIND.MESSAGE, 4);
+    px.release(badHead); // the 100 messages and the bad header in one write
+    await waitUntil(() => disconnects.length === 1, 5000, 'the victim to be disconnected');
+    expect(got).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(disconnects[0].err?.code).toBe('ERR_IPC_FRAME_TOO_LARGE');
+    expect(disconnects[0].peer).not.toBe(goodPeer);
+    expect(errors.map((e) => e.err.code)).toEqual(['ERR_IPC_FRAME_TOO_LARGE']);
+    expect(errors[0].peer).toBe(disconnects[0].peer);
+    expect(await goodPeer.invoke('ping', 4)).toBe('pong 4');
+    // The victim loses its connection and, with it, its reason to live.
+    expect((await victim.waitExit()).code).toBe(0);
+    goodPeer.send('bye');
+    expect((await good.waitExit()).code).toBe(0);
+    px.close();
+  });
+
+  test('hostile: frames trickled one byte at a time both ways arrive intact and once', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const got: Any[] = [];
+    main.on('m', (_e: Any, i: number, hash: string, buf: Buffer) => got.push([i, hash === sha256(buf)]));
+    main.on('s', (e: Any, buf: Buffer) => {
+      e.sender.send('back', 'during-sync');
+      e.returnValue = { len: buf.length, hash: sha256(buf) };
+    });
+    main.handle('i', (_e: Any, buf: Buffer) => ({ len: buf.length, hash: sha256(buf) }));
+    const px = proxy(main.address, { trickle: { up: true, down: true } });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const back = [];
+      r.on('back', (e, v) => back.push(v));
+      const blob = (n) => require('node:crypto').randomBytes(n);
+      for (let i = 0; i < 3; i++) { const b = blob(100 + i * 300); r.send('m', i, sha256(b), b); }
+      const b1 = blob(1500);
+      const s = r.sendSync('s', b1);
+      const b2 = blob(700);
+      const v = await r.invoke('i', b2);
+      while (back.length < 2) await sleep(5);
+      r.removeAllListeners('back');
+      out('r', { s: s.hash === sha256(b1) && s.len === 1500, v: v.hash === sha256(b2) && v.len === 700, back });
+    `,
+      { address: px.address },
+    );
+    main.once('s', (e: Any) => e.sender.send('back', 'after-sync'));
+    expect(await child.msg('r', 50_000)).toEqual({ s: true, v: true, back: ['during-sync', 'after-sync'] });
+    expect((await child.waitExit()).code).toBe(0);
+    expect(got).toEqual([
+      [0, true],
+      [1, true],
+      [2, true],
+    ]);
+    px.close();
+  });
+});
