@@ -13,6 +13,7 @@ const ECHO_RENDERER = `
   r.on('hello', (event, ...args) => out('hello', args));
   r.handle('whoami', () => process.pid);
   r.once('bye', () => { r.removeAllListeners(); r.removeHandler('whoami'); r.close(); });
+  r.link.on('connect', () => out('link-connect', r.connected));
   r.link.on('disconnect', (err) => out('link-disconnect', err && errInfo(err)));
   r.send('up', process.pid);
 `;
@@ -39,6 +40,7 @@ describe('peers', () => {
       expect(p.uid).toBe(process.getuid!());
       expect(p.gid).toBe(process.getgid!());
     }
+    for (const k of kids) expect(await k.msg('link-connect')).toBe(true);
     const first = connected[0];
     const firstDisconnect = once(first, 'disconnect');
     first.send('bye');
