@@ -1,0 +1,72 @@
+#include "addon.h"
+
+#include <vector>
+
+#include "errors.h"
+#include "transport.h"
+
+namespace ipcwire {
+
+Addon::Addon(Napi::Env env, Napi::Object exports) : tracker_(std::make_shared<LoopTracker>()) {
+  uv_loop_t* loop = nullptr;
+  NAPI_THROW_IF_FAILED_VOID(env, napi_get_uv_event_loop(env, &loop));
+  tracker_->loop = loop;
+  // One async cleanup hook per environment: it closes what JS left open, without calling into JS, and
+  // holds teardown until the handles' close callbacks ran.
+  NAPI_THROW_IF_FAILED_VOID(env, napi_add_async_cleanup_hook(env, OnTeardown, this, &cleanup_handle_));
+  transport::Init(env, this);
+  DefineAddon(exports, {
+                           InstanceMethod("listen", &Addon::Listen),
+                           InstanceMethod("connect", &Addon::Connect),
+                           InstanceMethod("setErrorFactory", &Addon::SetErrorFactory),
+                           InstanceAccessor("maxPathLength", &Addon::GetMaxPathLength, nullptr),
+                       });
+}
+
+Addon::~Addon() {
+  // Normally the hook already ran (teardown); removing it here covers an addon dropped earlier.
+  if (cleanup_handle_ != nullptr && !tracker_->tearing_down) napi_remove_async_cleanup_hook(cleanup_handle_);
+}
+
+void Addon::OnTeardown(napi_async_cleanup_hook_handle handle, void* arg) {
+  auto* self = static_cast<Addon*>(arg);
+  std::shared_ptr<LoopTracker> tracker = self->tracker_;
+  tracker->tearing_down = true;
+  tracker->teardown_hook = handle;
+  self->cleanup_handle_ = nullptr;
+  // Closing removes each resource from the set: iterate over a copy.
+  std::vector<Resource*> open(tracker->resources.begin(), tracker->resources.end());
+  for (Resource* r : open) r->CloseForTeardown();
+  tracker->MaybeFinishTeardown();
+}
+
+Napi::Value Addon::SetErrorFactory(const Napi::CallbackInfo& info) {
+  if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "setErrorFactory expects a function");
+  error_factory = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
+
+Napi::Value Addon::Listen(const Napi::CallbackInfo& info) { return transport::Listen(info); }
+
+Napi::Value Addon::Connect(const Napi::CallbackInfo& info) { return transport::Connect(info); }
+
+Napi::Value Addon::GetMaxPathLength(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), transport::MaxPathLength());
+}
+
+void CallIntoJs(napi_env env, napi_async_context context, napi_value recv, napi_value fn, size_t argc,
+                const napi_value* argv) {
+  napi_value result;
+  if (napi_make_callback(env, context, recv, fn, argc, argv, &result) == napi_ok) return;
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) return;  // the environment is terminating: nothing to report
+  napi_value exception;
+  if (napi_get_and_clear_last_exception(env, &exception) == napi_ok) napi_fatal_exception(env, exception);
+}
+
+}  // namespace ipcwire
+
+// The macro pastes the class name into an identifier: it needs an unqualified name.
+using IpcwireAddon = ipcwire::Addon;
+NODE_API_ADDON(IpcwireAddon)

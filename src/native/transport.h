@@ -1,0 +1,28 @@
+// What a platform transport provides to addon.cc. The Unix implementation lives in unix/ (uv_poll on
+// AF_UNIX sockets); a Windows one (named pipes) would live in win/ and implement the same functions.
+#ifndef IPCWIRE_TRANSPORT_H_
+#define IPCWIRE_TRANSPORT_H_
+
+#include <napi.h>
+
+#include <cstdint>
+
+namespace ipcwire {
+
+class Addon;
+
+namespace transport {
+
+// Define the JS classes (Connection, Server) and store their constructors in `addon`.
+void Init(Napi::Env env, Addon* addon);
+// listen(address, backlog, mode, onConnection, onError) -> Server
+Napi::Value Listen(const Napi::CallbackInfo& info);
+// connect(address, timeoutMs) -> Connection (not started)
+Napi::Value Connect(const Napi::CallbackInfo& info);
+// Longest address in bytes.
+uint32_t MaxPathLength();
+
+}  // namespace transport
+}  // namespace ipcwire
+
+#endif  // IPCWIRE_TRANSPORT_H_

@@ -1,0 +1,874 @@
+#include "connection.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+namespace ipcwire {
+
+namespace {
+
+constexpr uint8_t kKindSync = 4;
+constexpr uint8_t kKindSyncReply = 5;
+// Fairness: one readable event reads at most this much of small frames (or one large frame).
+constexpr size_t kReadBudget = 1024 * 1024;
+// Inside call(), check the clock and alive() at least this often even while data keeps arriving.
+constexpr size_t kCallReadBudget = 4 * 1024 * 1024;
+// Small frames are coalesced into Buffers of up to this size.
+constexpr size_t kCoalesceMax = 1024 * 1024;
+// A payload remainder smaller than this is copied when queued; a bigger one is kept by reference.
+constexpr size_t kCopyThreshold = 64 * 1024;
+// Blocking waits are cut into slices so that worker termination / process.exit are noticed.
+constexpr double kSliceMs = 20;
+// On close, unread input up to this much is discarded first so the peer sees EOF, not ECONNRESET.
+constexpr size_t kCloseDrainBytes = 256 * 1024;
+constexpr int kMaxIov = 64;
+
+struct InitArgs {
+  int fd;
+  sys::Credentials creds;
+  bool taken;
+};
+
+struct ExternalBlock {
+  uint8_t* base;
+  size_t size;
+};
+
+void FreeExternal(napi_env env, void* /*data*/, void* hint) {
+  auto* ext = static_cast<ExternalBlock*>(hint);
+  int64_t adjusted;
+  napi_adjust_external_memory(env, -static_cast<int64_t>(ext->size), &adjusted);
+  free(ext->base);
+  delete ext;
+}
+
+// Bytes of a Uint8Array / Buffer / any TypedArray / DataView / ArrayBuffer; null/undefined = empty.
+void GetBytes(Napi::Env env, const Napi::Value& v, const uint8_t** data, size_t* len) {
+  *data = nullptr;
+  *len = 0;
+  if (v.IsUndefined() || v.IsNull()) return;
+  void* p = nullptr;
+  if (v.IsTypedArray()) {
+    napi_typedarray_type type;
+    size_t length;
+    napi_value ab;
+    size_t offset;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_get_typedarray_info(env, v, &type, &length, &p, &ab, &offset));
+    *len = length * v.As<Napi::TypedArray>().ElementSize();
+  } else if (v.IsDataView()) {
+    size_t length;
+    napi_value ab;
+    size_t offset;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_get_dataview_info(env, v, &length, &p, &ab, &offset));
+    *len = length;
+  } else if (v.IsArrayBuffer()) {
+    size_t length;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_get_arraybuffer_info(env, v, &p, &length));
+    *len = length;
+  } else {
+    throw Napi::TypeError::New(env, "payload must be a Uint8Array or null");
+  }
+  *data = static_cast<const uint8_t*>(p);
+}
+
+uint32_t ToU32(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(what) + " must be a number");
+  return v.As<Napi::Number>().Uint32Value();
+}
+
+double ToDouble(const Napi::Value& v, double fallback) {
+  return v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : fallback;
+}
+
+void DiscardInputAndClose(int fd) {
+  if (fd < 0) return;
+  uint8_t buf[16384];
+  size_t total = 0;
+  while (total < kCloseDrainBytes) {
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    total += static_cast<size_t>(n);
+  }
+  sys::CloseFd(fd);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------
+// Construction / destruction
+
+Napi::Function Connection::Define(Napi::Env env) {
+  return DefineClass(env, "Connection",
+                     {
+                         InstanceMethod("start", &Connection::Start),
+                         InstanceMethod("write", &Connection::Write),
+                         InstanceMethod("call", &Connection::Call),
+                         InstanceMethod("flush", &Connection::Flush),
+                         InstanceMethod("ref", &Connection::Ref),
+                         InstanceMethod("unref", &Connection::Unref),
+                         InstanceMethod("close", &Connection::Close),
+                         InstanceMethod("end", &Connection::End),
+                         InstanceAccessor("bufferedAmount", &Connection::GetBufferedAmount, nullptr),
+                         InstanceAccessor("credentials", &Connection::GetCredentials, nullptr),
+                         InstanceAccessor("maxFrameSize", &Connection::GetMaxFrameSize,
+                                          &Connection::SetMaxFrameSize),
+                     });
+}
+
+Napi::Object Connection::NewInstance(Napi::Env env, int fd, const sys::Credentials& creds) {
+  InitArgs args{fd, creds, false};
+  try {
+    Addon* addon = Addon::Get(env);
+    Napi::Object obj = addon->connection_ctor.New({Napi::External<InitArgs>::New(env, &args)});
+    if (!args.taken) sys::CloseFd(fd);
+    return obj;
+  } catch (...) {
+    if (!args.taken) sys::CloseFd(fd);
+    throw;
+  }
+}
+
+Connection::Connection(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Connection>(info), env_(info.Env()) {
+  if (info.Length() < 1 || !info[0].IsExternal())
+    throw Napi::TypeError::New(env_, "Connection objects come from listen() and connect()");
+  auto* init = info[0].As<Napi::External<InitArgs>>().Data();
+  Addon* addon = Addon::Get(env_);
+  auto* h = new ConnHandles();
+  int r = uv_poll_init(addon->loop(), &h->poll, init->fd);
+  if (r != 0) {
+    delete h;
+    ThrowError(env_, ErrorInfo::System(-r, "uv_poll_init"));
+  }
+  uv_timer_init(addon->loop(), &h->timer);
+  init->taken = true;
+  fd_ = init->fd;
+  creds_ = init->creds;
+  tracker_ = addon->tracker();
+  h->poll.data = h;
+  h->timer.data = h;
+  h->owner = this;
+  h->fd = fd_;
+  h->tracker = tracker_;
+  h->open = 2;
+  tracker_->HandleOpened();
+  tracker_->HandleOpened();
+  handles_ = h;
+  tracker_->resources.insert(this);
+  UpdateRef();
+}
+
+Connection::~Connection() {
+  if (tracker_) tracker_->resources.erase(this);
+  if (handles_ != nullptr) {
+    // Only reachable when the JS object was collected without close(): close the handles; their
+    // callbacks must not see this object any more.
+    handles_->owner = nullptr;
+    if (!closed_) {
+      closed_ = true;
+      uv_poll_stop(&handles_->poll);
+      uv_timer_stop(&handles_->timer);
+      uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
+      uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
+    }
+    handles_ = nullptr;
+  }
+}
+
+void Connection::CloseForTeardown() {
+  // No JS from here on: OnClosed sees tracker_->tearing_down.
+  FinishClose(ErrorInfo());
+}
+
+// ---------------------------------------------------------------------------------------------------
+// JS methods
+
+Napi::Value Connection::Start(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (started_) throw Napi::Error::New(env, "Connection already started");
+  if (closed_) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
+  if (!info[0].IsFunction() || !info[1].IsFunction() || !info[2].IsFunction())
+    throw Napi::TypeError::New(env, "start(onFrames, onClose, onDrain) expects three functions");
+  on_frames_ = Napi::Persistent(info[0].As<Napi::Function>());
+  on_close_ = Napi::Persistent(info[1].As<Napi::Function>());
+  on_drain_ = Napi::Persistent(info[2].As<Napi::Function>());
+  async_context_ = std::make_unique<Napi::AsyncContext>(env, "ipcwire:Connection", Value());
+  started_ = true;
+  UpdatePoll();
+  UpdatePin();
+  if (!pending_.empty() || drain_pending_ || peer_gone_) ScheduleDeferred();
+  return env.Undefined();
+}
+
+Napi::Value Connection::Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t kind = ToU32(env, info[0], "kind");
+  uint32_t id = ToU32(env, info[1], "id");
+  const uint8_t* data;
+  size_t len;
+  GetBytes(env, info[2], &data, &len);
+  if (kind > 255) throw Napi::RangeError::New(env, "kind must be a byte");
+  if (closed_ || peer_gone_ || ending_ || write_failed_)
+    ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
+  Enqueue(static_cast<uint8_t>(kind), id, data, len, info[2]);
+  return Napi::Number::New(env, static_cast<double>(buffered_));
+}
+
+Napi::Value Connection::Call(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint32_t id = ToU32(env, info[0], "id");
+  const uint8_t* data;
+  size_t len;
+  GetBytes(env, info[1], &data, &len);
+  double timeout_ms = ToDouble(info[2], 0);
+  if (!info[3].IsFunction()) throw Napi::TypeError::New(env, "alive must be a function");
+  Napi::Function alive = info[3].As<Napi::Function>();
+  if (in_call_) ThrowError(env, ErrorInfo::Ipc(codes::kBusy, "A blocking call is already in progress"));
+  if (closed_ || peer_gone_ || ending_ || write_failed_)
+    ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
+
+  double start = sys::NowMs();
+  double deadline = timeout_ms > 0 ? start + timeout_ms : 0;
+  Enqueue(kKindSync, id, data, len, info[1]);
+
+  CallMatch match;
+  match.id = id;
+  in_call_ = true;
+  WaitEnd end;
+  try {
+    end = WaitLoop(&match, deadline, &alive);
+  } catch (...) {
+    in_call_ = false;
+    throw;
+  }
+  in_call_ = false;
+
+  // Frames that arrived meanwhile are handed to onFrames later, from the event loop, never from here.
+  if (!closed_) {
+    if (!pending_.empty() || drain_pending_ || peer_gone_) ScheduleDeferred();
+    UpdatePoll();
+    UpdateRef();
+    UpdatePin();
+  }
+
+  switch (end) {
+    case WaitEnd::kDone:
+      return ToBuffer(env, std::move(match.frame), kFrameHeaderBytes);
+    case WaitEnd::kTimeout:
+      ThrowError(env, ErrorInfo::Ipc(codes::kTimeout,
+                                     "No reply to the synchronous call within " +
+                                         std::to_string(static_cast<long long>(timeout_ms)) + " ms")
+                          .With("timeout", timeout_ms));
+    case WaitEnd::kInterrupted:
+      ThrowError(env, ErrorInfo::Ipc(codes::kInterrupted,
+                                     "The synchronous call was interrupted: the environment is terminating"));
+    case WaitEnd::kException:
+      return Napi::Value();  // alive() threw: its exception is pending and propagates
+    case WaitEnd::kGone:
+    case WaitEnd::kClosed:
+      break;
+  }
+  ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection closed before the reply arrived"));
+}
+
+Napi::Value Connection::Flush(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double timeout_ms = ToDouble(info[0], 0);
+  if (closed_ || queue_.empty() || in_call_) return Napi::Number::New(env, static_cast<double>(buffered_));
+  in_call_ = true;
+  WaitLoop(nullptr, sys::NowMs() + std::max(0.0, timeout_ms), nullptr);
+  in_call_ = false;
+  if (!closed_) {
+    if (queue_.empty() && ending_) {
+      shutdown(fd_, SHUT_WR);
+      FinishClose(ErrorInfo());
+    } else {
+      if (!pending_.empty() || drain_pending_ || peer_gone_) ScheduleDeferred();
+      UpdatePoll();
+      UpdateRef();
+      UpdatePin();
+    }
+  }
+  return Napi::Number::New(env, static_cast<double>(buffered_));
+}
+
+Napi::Value Connection::Ref(const Napi::CallbackInfo& info) {
+  user_ref_ = true;
+  UpdateRef();
+  return info.Env().Undefined();
+}
+
+Napi::Value Connection::Unref(const Napi::CallbackInfo& info) {
+  user_ref_ = false;
+  UpdateRef();
+  return info.Env().Undefined();
+}
+
+Napi::Value Connection::Close(const Napi::CallbackInfo& info) {
+  FinishClose(ErrorInfo());
+  return info.Env().Undefined();
+}
+
+Napi::Value Connection::End(const Napi::CallbackInfo& info) {
+  if (!closed_) {
+    if (queue_.empty() || peer_gone_ || write_failed_) {
+      if (!peer_gone_) shutdown(fd_, SHUT_WR);
+      FinishClose(ErrorInfo());
+    } else {
+      ending_ = true;  // OnWritable closes once the queue is empty
+      UpdatePoll();
+    }
+  }
+  return info.Env().Undefined();
+}
+
+Napi::Value Connection::GetBufferedAmount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(buffered_));
+}
+
+Napi::Value Connection::GetCredentials(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("pid", creds_.pid);
+  o.Set("uid", creds_.uid);
+  o.Set("gid", creds_.gid);
+  return o;
+}
+
+Napi::Value Connection::GetMaxFrameSize(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(decoder_.max_body()));
+}
+
+void Connection::SetMaxFrameSize(const Napi::CallbackInfo& info, const Napi::Value& value) {
+  if (!value.IsNumber()) throw Napi::TypeError::New(info.Env(), "maxFrameSize must be a number");
+  double v = value.As<Napi::Number>().DoubleValue();
+  if (!(v >= 0)) throw Napi::RangeError::New(info.Env(), "maxFrameSize must be >= 0");
+  decoder_.set_max_body(v >= static_cast<double>(kMaxBodyLength) ? kMaxBodyLength : static_cast<uint64_t>(v));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// libuv callbacks
+
+void Connection::OnPoll(uv_poll_t* handle, int status, int events) {
+  auto* h = static_cast<ConnHandles*>(handle->data);
+  Connection* self = h->owner;
+  if (self == nullptr || self->closed_) return;
+  Napi::HandleScope scope(self->env_);
+  if (status < 0) {
+    // libuv stopped the handle (POLLERR): read to learn what happened (data first, then EOF/error).
+    self->poll_events_ = 0;
+    self->OnReadable(status);
+    return;
+  }
+  if (events & UV_WRITABLE) {
+    self->OnWritable();
+    if (self->closed_) return;
+  }
+  if (events & (UV_READABLE | UV_DISCONNECT)) self->OnReadable(0);
+}
+
+void Connection::OnTimer(uv_timer_t* handle) {
+  auto* h = static_cast<ConnHandles*>(handle->data);
+  Connection* self = h->owner;
+  if (self == nullptr || self->closed_) return;
+  Napi::HandleScope scope(self->env_);
+  self->OnDeferred();
+}
+
+void Connection::OnHandleClosed(uv_handle_t* handle) {
+  auto* h = static_cast<ConnHandles*>(handle->data);
+  std::shared_ptr<LoopTracker> tracker = h->tracker;
+  if (--h->open == 0) {
+    // Both handles are closed: libuv no longer watches the fd, so it may be closed now.
+    DiscardInputAndClose(h->fd);
+    Connection* owner = h->owner;
+    delete h;
+    if (owner != nullptr) owner->OnClosed();
+  }
+  tracker->HandleClosed();
+}
+
+void Connection::OnReadable(int poll_status) {
+  int err = 0;
+  ReadEnd end = ReadAvailable(kReadBudget, nullptr, &err);
+  switch (end) {
+    case ReadEnd::kEof:
+      PeerGone(ErrorInfo());
+      break;
+    case ReadEnd::kError:
+      PeerGone(ErrorInfo::System(err, "read"));
+      break;
+    case ReadEnd::kDecodeError:
+      PeerGone(DecodeError());
+      break;
+    case ReadEnd::kAgain:
+      if (poll_status < 0) {
+        int so_err = 0;
+        socklen_t len = sizeof(so_err);
+        if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &so_err, &len) < 0 || so_err == 0) so_err = ECONNRESET;
+        PeerGone(ErrorInfo::System(so_err, "read"));
+      }
+      break;
+    case ReadEnd::kBudget:
+    case ReadEnd::kReply:
+      break;
+  }
+  DeliverPending();
+  if (closed_) return;
+  MaybeFinishPeerGone();
+}
+
+void Connection::OnWritable() {
+  if (queue_.empty()) {
+    UpdatePoll();
+    return;
+  }
+  int err = FlushSome();
+  if (err != 0) {
+    WriteFailed(err);
+    return;
+  }
+  if (!queue_.empty()) return;
+  UpdatePoll();
+  UpdatePin();
+  if (ending_) {
+    shutdown(fd_, SHUT_WR);
+    FinishClose(ErrorInfo());
+    return;
+  }
+  if (started_ && !on_drain_.IsEmpty()) {
+    drain_pending_ = false;
+    CallIntoJs(env_, *async_context_, Value(), on_drain_.Value(), 0, nullptr);
+  }
+}
+
+void Connection::OnDeferred() {
+  if (!started_) return;
+  DeliverPending();
+  if (closed_) return;
+  if (drain_pending_) {
+    drain_pending_ = false;
+    if (!tracker_->tearing_down) CallIntoJs(env_, *async_context_, Value(), on_drain_.Value(), 0, nullptr);
+    if (closed_) return;
+  }
+  MaybeFinishPeerGone();
+}
+
+void Connection::OnClosed() {
+  handles_ = nullptr;
+  fd_ = -1;
+  if (started_ && !close_delivered_ && !tracker_->tearing_down) {
+    close_delivered_ = true;
+    Napi::HandleScope scope(env_);
+    Napi::Value err = close_err_ ? MakeError(env_, close_err_) : env_.Null();
+    napi_value argv[1] = {err.IsEmpty() ? static_cast<napi_value>(env_.Null()) : static_cast<napi_value>(err)};
+    CallIntoJs(env_, *async_context_, Value(), on_close_.Value(), 1, argv);
+  }
+  on_frames_.Reset();
+  on_close_.Reset();
+  on_drain_.Reset();
+  async_context_.reset();
+  UpdatePin();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Reading
+
+Connection::ReadEnd Connection::ReadAvailable(size_t budget, CallMatch* match, int* err) {
+  size_t total = 0;
+  for (;;) {
+    ReadTarget t = decoder_.Prepare();
+    if (t.size == 0) return ReadEnd::kDecodeError;
+    ssize_t n = read(fd_, t.data, t.size);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return ReadEnd::kAgain;
+      *err = errno;
+      return ReadEnd::kError;
+    }
+    if (n == 0) return ReadEnd::kEof;
+    decoder_.Commit(static_cast<size_t>(n));
+    total += static_cast<size_t>(n);
+    // Decode right away: no complete frame is ever left behind in the decoder, so nothing depends on
+    // another readable event to be delivered.
+    if (!DrainDecoder(match)) return ReadEnd::kDecodeError;
+    if (match != nullptr && match->found) return ReadEnd::kReply;
+    if (total >= budget && !decoder_.in_large_frame()) return ReadEnd::kBudget;
+  }
+}
+
+bool Connection::DrainDecoder(CallMatch* match) {
+  for (;;) {
+    DecodedFrame f;
+    DecodeStatus s = decoder_.Next(&f);
+    if (s == DecodeStatus::kNeedMore) return true;
+    if (s != DecodeStatus::kFrame) return false;
+    if (match != nullptr && !match->found && f.kind == kKindSyncReply && f.id == match->id) {
+      match->found = true;
+      if (f.owned) {
+        match->frame = Block(f.data, f.size);
+      } else {
+        match->frame.Append(f.data, f.size);
+      }
+      continue;
+    }
+    AppendPending(f);
+  }
+}
+
+void Connection::AppendPending(const DecodedFrame& f) {
+  if (f.owned) {
+    if (!pending_.empty()) pending_.back().seal();
+    Block b(f.data, f.size);
+    b.seal();
+    pending_.push_back(std::move(b));
+    return;
+  }
+  if (pending_.empty() || pending_.back().sealed() || pending_.back().size() + f.size > kCoalesceMax)
+    pending_.emplace_back();
+  pending_.back().Append(f.data, f.size);
+}
+
+ErrorInfo Connection::DecodeError() const {
+  uint64_t n = decoder_.error_length();
+  switch (decoder_.error()) {
+    case DecodeStatus::kTooLarge:
+      return ErrorInfo::Ipc(codes::kFrameTooLarge, "Frame of " + std::to_string(n) +
+                                                       " bytes exceeds the maximum frame size of " +
+                                                       std::to_string(decoder_.max_body()) + " bytes")
+          .With("size", static_cast<double>(n))
+          .With("maxFrameSize", static_cast<double>(decoder_.max_body()));
+    case DecodeStatus::kBadFrame:
+      return ErrorInfo::Ipc(codes::kBadFrame, "Malformed frame: declared body length " + std::to_string(n) +
+                                                  " is shorter than the 5-byte frame header")
+          .With("size", static_cast<double>(n));
+    default:
+      return ErrorInfo::System(ENOMEM, "read");
+  }
+}
+
+void Connection::DeliverPending() {
+  if (pending_.empty() || !started_ || closed_ || tracker_->tearing_down) return;
+  // Swap out first: onFrames may call call(), which appends to a fresh pending_ (delivered later).
+  std::vector<Block> batch;
+  batch.swap(pending_);
+  Napi::Array chunks = Napi::Array::New(env_, batch.size());
+  for (size_t i = 0; i < batch.size(); i++) chunks.Set(static_cast<uint32_t>(i), ToBuffer(env_, std::move(batch[i]), 0));
+  napi_value argv[1] = {chunks};
+  CallIntoJs(env_, *async_context_, Value(), on_frames_.Value(), 1, argv);
+}
+
+Napi::Value Connection::ToBuffer(Napi::Env env, Block&& block, size_t offset) {
+  size_t size = block.size();
+  uint8_t* base = block.Release();
+  if (base == nullptr || size <= offset) {
+    free(base);
+    return Napi::Buffer<uint8_t>::New(env, 0);
+  }
+  auto* ext = new ExternalBlock{base, size};
+  napi_value value;
+  napi_status s = napi_create_external_buffer(env, size - offset, base + offset, FreeExternal, ext, &value);
+  if (s == napi_ok) {
+    int64_t adjusted;
+    napi_adjust_external_memory(env, static_cast<int64_t>(size), &adjusted);
+    return Napi::Value(env, value);
+  }
+  delete ext;
+  // Runtimes without external buffers (V8 sandbox): copy.
+  Napi::Value copy;
+  if (s == static_cast<napi_status>(Napi::details::napi_no_external_buffers_allowed))
+    copy = Napi::Buffer<uint8_t>::Copy(env, base + offset, size - offset);
+  free(base);
+  if (copy.IsEmpty()) NAPI_THROW_IF_FAILED(env, s, Napi::Value());
+  return copy;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Writing
+
+void Connection::Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t len, Napi::Value owner) {
+  if (len > kMaxBodyLength - kBodyHeaderBytes)
+    ThrowError(env_, ErrorInfo::Ipc(codes::kFrameTooLarge, "A frame body is limited to 4 GiB")
+                         .With("size", static_cast<double>(len)));
+  WriteItem it;
+  WriteU32LE(it.header, static_cast<uint32_t>(len + kBodyHeaderBytes));
+  it.header[4] = kind;
+  WriteU32LE(it.header + 5, id);
+  size_t total = kFrameHeaderBytes + len;
+  if (queue_.empty()) {
+    // Fast path: nothing queued, so the frame may go straight to the kernel, header and payload in one
+    // writev, with no copy. Loops because one writev moves at most ~2 GiB.
+    size_t done = 0;
+    while (done < total) {
+      iovec iov[2];
+      int n = 0;
+      if (done < kFrameHeaderBytes) iov[n++] = {it.header + done, kFrameHeaderBytes - done};
+      size_t poff = done > kFrameHeaderBytes ? done - kFrameHeaderBytes : 0;
+      if (poff < len) iov[n++] = {const_cast<uint8_t*>(data + poff), len - poff};
+      ssize_t w = sys::WriteV(fd_, iov, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        WriteFailed(errno);
+        return;
+      }
+      done += static_cast<size_t>(w);
+    }
+    if (done == total) return;
+    it.header_off = std::min(done, kFrameHeaderBytes);
+    it.off = done > kFrameHeaderBytes ? done - kFrameHeaderBytes : 0;
+  }
+  size_t rest = len - it.off;
+  if (rest < kCopyThreshold || owner.IsEmpty() || !owner.IsObject()) {
+    it.copy.assign(data + it.off, data + len);
+    it.data = it.copy.data();
+    it.len = it.copy.size();
+    it.off = 0;
+  } else {
+    // Big payloads are not copied: the queue holds a reference to their owner until written.
+    it.data = data;
+    it.len = len;
+    it.keep = Napi::Reference<Napi::Value>::New(owner, 1);
+  }
+  buffered_ += it.remaining();
+  queue_.push_back(std::move(it));
+  UpdatePoll();
+  UpdateRef();
+  UpdatePin();
+}
+
+int Connection::FlushSome() {
+  while (!queue_.empty()) {
+    iovec iov[kMaxIov];
+    int n = 0;
+    for (auto& it : queue_) {
+      if (n + 2 > kMaxIov) break;
+      if (it.header_off < kFrameHeaderBytes)
+        iov[n++] = {it.header + it.header_off, kFrameHeaderBytes - it.header_off};
+      if (it.off < it.len) iov[n++] = {const_cast<uint8_t*>(it.data + it.off), it.len - it.off};
+    }
+    ssize_t w = sys::WriteV(fd_, iov, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      return errno;
+    }
+    Consume(static_cast<size_t>(w));
+  }
+  return 0;
+}
+
+void Connection::Consume(size_t n) {
+  buffered_ -= n;
+  while (!queue_.empty()) {
+    WriteItem& it = queue_.front();
+    size_t h = std::min(n, kFrameHeaderBytes - it.header_off);
+    it.header_off += h;
+    n -= h;
+    size_t p = std::min(n, it.len - it.off);
+    it.off += p;
+    n -= p;
+    if (it.remaining() != 0) break;
+    queue_.pop_front();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Blocking wait (call / flush)
+
+Connection::WaitEnd Connection::CallAlive(const Napi::Function& alive) {
+  napi_value undefined, result;
+  napi_get_undefined(env_, &undefined);
+  napi_status s = napi_call_function(env_, undefined, alive, 0, nullptr, &result);
+  if (s == napi_ok) return closed_ ? WaitEnd::kClosed : WaitEnd::kDone;
+  bool pending = false;
+  napi_is_exception_pending(env_, &pending);
+  // A pending exception (thrown by alive, or the termination itself) propagates as is; with none, the
+  // environment refused to run JS at all: it is shutting down.
+  return pending ? WaitEnd::kException : WaitEnd::kInterrupted;
+}
+
+Connection::WaitEnd Connection::WaitLoop(CallMatch* match, double deadline, const Napi::Function* alive) {
+  double last_alive = sys::NowMs();
+  for (;;) {
+    if (closed_) return WaitEnd::kClosed;
+    if (!queue_.empty() && !write_failed_) {
+      int err = FlushSome();
+      if (err != 0) {
+        WriteFailed(err);
+      } else if (queue_.empty()) {
+        drain_pending_ = true;
+      }
+    }
+    if (match == nullptr && (queue_.empty() || write_failed_)) return WaitEnd::kDone;
+    if (peer_gone_) return WaitEnd::kGone;
+
+    int err = 0;
+    switch (ReadAvailable(kCallReadBudget, match, &err)) {
+      case ReadEnd::kReply:
+        return WaitEnd::kDone;
+      case ReadEnd::kEof:
+        PeerGone(ErrorInfo());
+        return WaitEnd::kGone;
+      case ReadEnd::kError:
+        PeerGone(ErrorInfo::System(err, "read"));
+        return WaitEnd::kGone;
+      case ReadEnd::kDecodeError:
+        PeerGone(DecodeError());
+        return WaitEnd::kGone;
+      case ReadEnd::kAgain:
+      case ReadEnd::kBudget:
+        break;
+    }
+
+    double now = sys::NowMs();
+    if (deadline > 0 && now >= deadline) return WaitEnd::kTimeout;
+    if (alive != nullptr && now - last_alive >= kSliceMs) {
+      WaitEnd r = CallAlive(*alive);
+      if (r != WaitEnd::kDone) return r;
+      last_alive = sys::NowMs();
+      continue;
+    }
+    double wait = kSliceMs - (alive != nullptr ? now - last_alive : 0);
+    if (deadline > 0) wait = std::min(wait, deadline - now);
+    if (wait < 0) wait = 0;
+    pollfd p;
+    p.fd = fd_;
+    p.events = POLLIN;
+    if (!queue_.empty() && !write_failed_) p.events |= POLLOUT;
+    p.revents = 0;
+    int r = poll(&p, 1, static_cast<int>(std::ceil(wait)));
+    if (r < 0 && errno != EINTR && errno != EAGAIN) {
+      PeerGone(ErrorInfo::System(errno, "poll"));
+      return WaitEnd::kGone;
+    }
+    if (r > 0 && (p.revents & POLLNVAL)) {
+      PeerGone(ErrorInfo::System(EBADF, "poll"));
+      return WaitEnd::kGone;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// State
+
+void Connection::WriteFailed(int errnum) {
+  if (write_failed_ || closed_) return;
+  write_failed_ = true;
+  if (!close_err_) close_err_ = ErrorInfo::System(errnum, "write");
+  // The peer is gone: what was queued can never arrive. Reading continues until EOF, so whatever the peer
+  // sent before it went away is still delivered, then onClose(err).
+  queue_.clear();
+  buffered_ = 0;
+  UpdatePoll();
+  UpdateRef();
+  UpdatePin();
+  if (!started_ || in_call_) return;
+  ScheduleDeferred();
+}
+
+void Connection::PeerGone(ErrorInfo err) {
+  if (peer_gone_ || closed_) return;
+  peer_gone_ = true;
+  if (!close_err_) close_err_ = std::move(err);
+  queue_.clear();
+  buffered_ = 0;
+  UpdatePoll();
+  UpdateRef();
+  UpdatePin();
+}
+
+void Connection::MaybeFinishPeerGone() {
+  if (closed_) return;
+  if (!peer_gone_) {
+    // After a write error the fd is readable (EOF) soon; if reading is not armed, go through the timer.
+    if (write_failed_ && started_ && pending_.empty() && poll_events_ == 0) FinishClose(ErrorInfo());
+    return;
+  }
+  if (!pending_.empty() || in_call_ || !started_) {
+    if (started_) ScheduleDeferred();
+    return;
+  }
+  FinishClose(ErrorInfo());
+}
+
+void Connection::FinishClose(ErrorInfo err) {
+  if (closed_) return;
+  closed_ = true;
+  if (!close_err_) close_err_ = std::move(err);
+  tracker_->resources.erase(this);
+  queue_.clear();
+  buffered_ = 0;
+  pending_.clear();
+  drain_pending_ = false;
+  poll_events_ = 0;
+  if (handles_ != nullptr) {
+    // Stop watching before the fd is closed (in the close callback): never close an fd libuv polls.
+    uv_poll_stop(&handles_->poll);
+    uv_timer_stop(&handles_->timer);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
+    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
+  }
+  UpdatePin();
+}
+
+void Connection::ScheduleDeferred() {
+  if (handles_ == nullptr || closed_) return;
+  uv_timer_start(&handles_->timer, OnTimer, 0, 0);
+}
+
+void Connection::UpdatePoll() {
+  if (handles_ == nullptr || closed_) return;
+  int want = 0;
+  if (started_ && !peer_gone_) want |= UV_READABLE;
+  if (!queue_.empty() && !peer_gone_ && !write_failed_) want |= UV_WRITABLE;
+  if (want == poll_events_) return;
+  if (want == 0) {
+    uv_poll_stop(&handles_->poll);
+  } else {
+    int r = uv_poll_start(&handles_->poll, want, OnPoll);
+    if (r != 0) {
+      poll_events_ = 0;
+      PeerGone(ErrorInfo::System(-r, "poll"));
+      return;
+    }
+  }
+  poll_events_ = want;
+  UpdateRef();
+}
+
+void Connection::UpdateRef() {
+  if (handles_ == nullptr || closed_) return;
+  // Queued writes keep the loop alive until flushed (like net.Socket); otherwise only a user ref does.
+  if (user_ref_ || !queue_.empty()) {
+    uv_ref(reinterpret_cast<uv_handle_t*>(&handles_->poll));
+  } else {
+    uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->poll));
+  }
+  if (user_ref_) {
+    uv_ref(reinterpret_cast<uv_handle_t*>(&handles_->timer));
+  } else {
+    uv_unref(reinterpret_cast<uv_handle_t*>(&handles_->timer));
+  }
+}
+
+void Connection::UpdatePin() {
+  // The JS object must stay alive while libuv may call back into it: while reading (started) or while
+  // writes are queued, until the handles are closed.
+  bool want = handles_ != nullptr && (started_ || !queue_.empty());
+  if (want == pinned_) return;
+  pinned_ = want;
+  if (want) {
+    Napi::ObjectWrap<Connection>::Ref();
+  } else {
+    Napi::ObjectWrap<Connection>::Unref();
+  }
+}
+
+}  // namespace ipcwire

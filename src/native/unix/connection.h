@@ -1,0 +1,148 @@
+// One connected AF_UNIX stream socket: non-blocking reads/writes on the event loop (uv_poll), plus the
+// blocking call() behind sendSync, which waits on the same fd with poll() on the JS thread.
+#ifndef IPCWIRE_UNIX_CONNECTION_H_
+#define IPCWIRE_UNIX_CONNECTION_H_
+
+#include <napi.h>
+#include <uv.h>
+
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "../addon.h"
+#include "../block.h"
+#include "../errors.h"
+#include "../frame_decoder.h"
+#include "sys.h"
+
+namespace ipcwire {
+
+class Connection;
+
+// The libuv handles of a connection, in their own allocation: it is freed only in the last close
+// callback, which may run after the Connection (a GC'd JS object) is gone. `owner` is cleared then.
+struct ConnHandles {
+  uv_poll_t poll;
+  uv_timer_t timer;  // deferred delivery: frames kept during call(), drain, close after peer loss
+  Connection* owner = nullptr;
+  int fd = -1;
+  int open = 0;
+  std::shared_ptr<LoopTracker> tracker;
+};
+
+class Connection : public Napi::ObjectWrap<Connection>, public Resource {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  // Wraps an already connected fd (ownership passes to the Connection).
+  static Napi::Object NewInstance(Napi::Env env, int fd, const sys::Credentials& creds);
+
+  explicit Connection(const Napi::CallbackInfo& info);
+  ~Connection() override;
+
+  void CloseForTeardown() override;
+
+ private:
+  struct WriteItem {
+    uint8_t header[kFrameHeaderBytes];
+    size_t header_off = 0;
+    const uint8_t* data = nullptr;
+    size_t len = 0;
+    size_t off = 0;
+    std::vector<uint8_t> copy;           // the payload (rest) when copied
+    Napi::Reference<Napi::Value> keep;   // the payload's owner when not copied
+    size_t remaining() const { return (kFrameHeaderBytes - header_off) + (len - off); }
+  };
+
+  // The SYNC_REPLY a blocking call() waits for.
+  struct CallMatch {
+    uint32_t id = 0;
+    bool found = false;
+    Block frame;  // whole frame (prefix included), payload at kFrameHeaderBytes
+  };
+
+  enum class ReadEnd { kAgain, kBudget, kReply, kEof, kError, kDecodeError };
+
+  // JS methods.
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value Call(const Napi::CallbackInfo& info);
+  Napi::Value Flush(const Napi::CallbackInfo& info);
+  Napi::Value Ref(const Napi::CallbackInfo& info);
+  Napi::Value Unref(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value End(const Napi::CallbackInfo& info);
+  Napi::Value GetBufferedAmount(const Napi::CallbackInfo& info);
+  Napi::Value GetCredentials(const Napi::CallbackInfo& info);
+  Napi::Value GetMaxFrameSize(const Napi::CallbackInfo& info);
+  void SetMaxFrameSize(const Napi::CallbackInfo& info, const Napi::Value& value);
+
+  // libuv callbacks.
+  static void OnPoll(uv_poll_t* handle, int status, int events);
+  static void OnTimer(uv_timer_t* handle);
+  static void OnHandleClosed(uv_handle_t* handle);
+
+  void OnReadable(int poll_status);
+  void OnWritable();
+  void OnDeferred();
+  void OnClosed();
+
+  // I/O.
+  ReadEnd ReadAvailable(size_t budget, CallMatch* match, int* err);
+  bool DrainDecoder(CallMatch* match);
+  void AppendPending(const DecodedFrame& f);
+  int FlushSome();  // 0 or errno; writes what the kernel takes
+  void Consume(size_t n);
+  void Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t len, Napi::Value owner);
+  // Blocks until the queue is empty (or the reply arrived / deadline / peer gone). See Call/Flush.
+  enum class WaitEnd { kDone, kTimeout, kGone, kInterrupted, kException, kClosed };
+  WaitEnd WaitLoop(CallMatch* match, double deadline, const Napi::Function* alive);
+
+  // State transitions.
+  void PeerGone(ErrorInfo err);
+  void WriteFailed(int errnum);
+  WaitEnd CallAlive(const Napi::Function& alive);
+  void FinishClose(ErrorInfo err);
+  void MaybeFinishPeerGone();
+  void ScheduleDeferred();
+  void UpdatePoll();
+  void UpdateRef();
+  void UpdatePin();
+  ErrorInfo DecodeError() const;
+
+  // JS callbacks (only from libuv callbacks, never re-entrantly inside a JS call into us).
+  void DeliverPending();
+  void CallJs(Napi::FunctionReference& fn, const std::vector<napi_value>& args);
+  Napi::Value ToBuffer(Napi::Env env, Block&& block, size_t offset);
+
+  Napi::Env env_;
+  std::shared_ptr<LoopTracker> tracker_;
+  ConnHandles* handles_ = nullptr;
+  int fd_ = -1;
+  int poll_events_ = 0;
+  sys::Credentials creds_;
+  FrameDecoder decoder_;
+
+  std::deque<WriteItem> queue_;
+  size_t buffered_ = 0;
+  std::vector<Block> pending_;  // decoded frames not yet handed to onFrames, in arrival order
+
+  Napi::FunctionReference on_frames_, on_close_, on_drain_;
+  std::unique_ptr<Napi::AsyncContext> async_context_;
+
+  ErrorInfo close_err_;
+  bool started_ = false;
+  bool user_ref_ = false;  // connections start unref'd; the TS layer refs them while it needs them
+  bool pinned_ = false;
+  bool peer_gone_ = false;  // EOF / error / bad frame seen: no more reads or writes, close follows
+  bool write_failed_ = false;  // a write failed (EPIPE...): queue dropped, reads continue to EOF
+  bool ending_ = false;
+  bool closed_ = false;
+  bool close_delivered_ = false;
+  bool drain_pending_ = false;
+  bool in_call_ = false;
+};
+
+}  // namespace ipcwire
+
+#endif  // IPCWIRE_UNIX_CONNECTION_H_

@@ -1,0 +1,123 @@
+// One connected named pipe (either end), the Windows NativeConnection of src/ts/native.ts.
+//
+// Why an I/O thread of our own: libuv cannot uv_poll a named pipe, and wrapping the handle in a uv_pipe_t would
+// need a CRT fd of node.exe's own C runtime (uv_open_osfhandle) and would leave the blocking call fighting
+// libuv's zero-byte reads for the pipe. So each connection owns one thread that keeps one overlapped read and
+// one overlapped write in flight and hands whole frames to JS through a thread-safe function; the JS thread
+// waits for it only in call() (briefly, to take the pipe's reads over) and flush().
+//
+// call() (sendSync) blocks the calling thread on the pipe itself: it asks the I/O thread to cancel its read and
+// stand aside (reads only: the thread keeps writing, so the request goes out behind earlier messages), then
+// reads with its own overlapped ReadFile, waiting in 20 ms slices and calling alive() between them. Both
+// readers feed the one FrameDecoder in turn, so no frame is lost, duplicated or reordered; frames other than
+// the awaited reply are kept and handed to onFrames after call() returns.
+#ifndef IPCWIRE_WIN_PIPE_CONNECTION_H_
+#define IPCWIRE_WIN_PIPE_CONNECTION_H_
+
+#include <windows.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <napi.h>
+
+#include "../addon.h"
+#include "../block.h"
+#include "../errors.h"
+#include "../frame_decoder.h"
+
+namespace ipcwire {
+namespace win {
+
+class PipeConnection : public Napi::ObjectWrap<PipeConnection>, public Resource {
+ public:
+  static Napi::Function Define(Napi::Env env);
+  /** Wraps a connected pipe handle (ownership passes to the new object). */
+  static Napi::Object NewInstance(Napi::Env env, HANDLE pipe, bool server_side, const std::string& address);
+
+  explicit PipeConnection(const Napi::CallbackInfo& info);
+  ~PipeConnection() override;
+
+  void CloseForTeardown() override;
+
+ private:
+  enum class ReadMode { kOff, kThread, kPauseRequested, kPaused };
+
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value Call(const Napi::CallbackInfo& info);
+  Napi::Value Flush(const Napi::CallbackInfo& info);
+  Napi::Value JsRef(const Napi::CallbackInfo& info);
+  Napi::Value JsUnref(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value End(const Napi::CallbackInfo& info);
+  Napi::Value GetBufferedAmount(const Napi::CallbackInfo& info);
+  Napi::Value GetCredentials(const Napi::CallbackInfo& info);
+  Napi::Value GetMaxFrameSize(const Napi::CallbackInfo& info);
+  void SetMaxFrameSize(const Napi::CallbackInfo& info, const Napi::Value& value);
+
+  void IoThread();
+  // With mu_ held, by whichever thread owns the reads: `n` bytes landed at the decoder's last Prepare()
+  // target. Frames go to pending_, except a SYNC_REPLY: the one `want_id` names (want_id >= 0) goes to
+  // *reply, any other is a late reply to a call that timed out and is dropped. False on a bad frame.
+  bool CommitReadLocked(size_t n, int64_t want_id, Block* reply, bool* got_reply);
+  void FinishLocked(ErrorInfo err);
+  void NotifyLocked();
+  void StopThread();  // JS thread or teardown: stop and join the I/O thread
+  void UpdateRef();   // JS thread: keep the loop alive iff ref'd by the user or writes are pending
+  void Deliver(Napi::Env env);
+  void ReleaseTsfn();
+  static void CallJs(napi_env env, napi_value, void* context, void*);
+  static void TsfnFinalize(napi_env env, void* data, void* hint);
+  uint64_t Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t len);
+  Napi::Value ToBuffer(Napi::Env env, Block&& block, size_t offset);
+
+  std::shared_ptr<LoopTracker> tracker_;
+  HANDLE pipe_ = INVALID_HANDLE_VALUE;
+  HANDLE wake_ = nullptr;        // auto-reset: wakes the I/O thread (write queued, pause, resume, close)
+  HANDLE call_event_ = nullptr;  // manual-reset: the JS thread's own reads in call()
+  bool server_side_ = false;
+  std::string address_;
+  DWORD peer_pid_ = 0;
+
+  // JS thread only.
+  Napi::FunctionReference on_frames_, on_close_, on_drain_;
+  napi_threadsafe_function tsfn_ = nullptr;  // also read by the I/O thread, under mu_
+  bool started_ = false;
+  bool user_ref_ = false;  // connections start unref'd, as on Unix; the TS layer refs them while needed
+  bool tsfn_refd_ = true;
+  bool pinned_ = false;    // strong reference on the JS object while the thread-safe function lives
+  bool close_called_ = false;
+  bool close_delivered_ = false;
+  bool in_call_ = false;
+  bool torn_down_ = false;
+  std::thread io_;
+
+  // Shared with the I/O thread, under mu_.
+  std::mutex mu_;
+  std::condition_variable cv_;  // read mode changes, write progress, thread end
+  std::deque<std::vector<uint8_t>> out_;  // whole frames not yet handed to WriteFile
+  uint64_t buffered_ = 0;                 // bytes in out_ plus the write in flight
+  bool drain_armed_ = false;              // write() reported bytes buffered: signal onDrain at zero
+  bool drain_pending_ = false;
+  std::vector<Block> pending_;  // decoded frames for onFrames, in arrival order
+  bool notify_pending_ = false;
+  ReadMode read_mode_ = ReadMode::kOff;
+  bool ending_ = false;   // end(): finish once out_ is written
+  bool closing_ = false;  // close()/teardown: the thread stops now
+  bool finished_ = false;  // the stream ended (EOF, error, bad frame, end(), close): close_err_ says why
+  bool thread_done_ = false;
+  ErrorInfo close_err_;
+  FrameDecoder decoder_;
+};
+
+}  // namespace win
+}  // namespace ipcwire
+
+#endif  // IPCWIRE_WIN_PIPE_CONNECTION_H_

@@ -1,0 +1,37 @@
+'use strict';
+// Helpers for the addon's plain-JS tests: load the addon, encode/decode frames.
+const path = require('node:path');
+const fs = require('node:fs');
+const os = require('node:os');
+
+const addonPath = process.env.IPCWIRE_NATIVE_PATH || path.join(__dirname, '..', '..', '..', 'build', 'Release', 'ipcwire.node');
+const binding = require(addonPath);
+
+binding.setErrorFactory((code, message, props) => {
+  const e = new Error(message);
+  e.code = code;
+  if (props) Object.assign(e, props);
+  return e;
+});
+
+/** Split Buffers (each holding whole frames) into {kind, id, payload}. */
+function parseChunks(chunks) {
+  const out = [];
+  for (const b of chunks) {
+    let o = 0;
+    while (o < b.length) {
+      const len = b.readUInt32LE(o);
+      out.push({ kind: b[o + 4], id: b.readUInt32LE(o + 5), payload: b.subarray(o + 9, o + 4 + len) });
+      o += 4 + len;
+    }
+    if (o !== b.length) throw new Error('chunk does not end on a frame boundary');
+  }
+  return out;
+}
+
+function tmpSock(name) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iw-'));
+  return path.join(dir, (name || 's') + '.sock');
+}
+
+module.exports = { binding, parseChunks, tmpSock, addonPath };
