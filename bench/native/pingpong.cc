@@ -1,0 +1,187 @@
+// Native baseline for ipcwire's benchmarks: the cost of the transport alone, with no Node in the way.
+// Two processes (fork) over an AF_UNIX stream socket (socketpair, or a socket path with --path),
+// blocking I/O, each message a 4-byte little-endian length prefix plus SIZE bytes.
+//
+//   pingpong --size BYTES --iters N --mode latency
+//     round trips: parent sends, child echoes the same message back.
+//     {"mode":"latency","size":S,"iters":N,"median_us":..,"p99_us":..,"mean_us":..}
+//   pingpong --size BYTES --iters N --mode throughput
+//     one-way stream of N messages; the child acks once at the end (the clock stops at the ack).
+//     {"mode":"throughput","size":S,"msgs":N,"mb_per_s":..,"msgs_per_s":..}   (MB = 10^6 payload bytes)
+//
+// Options: --warmup N (default 100 round trips / min(N,1000) messages), --path /socket/path.
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+double NowUs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+void Die(const char* what) {
+  perror(what);
+  exit(2);
+}
+
+void WriteAll(int fd, const uint8_t* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      Die("write");
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+bool ReadAll(int fd, uint8_t* p, size_t n) {
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      Die("read");
+    }
+    if (r == 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+// One message: prefix and payload in a single buffer, written with one write().
+void SendMsg(int fd, std::vector<uint8_t>& buf, size_t size) {
+  uint32_t len = static_cast<uint32_t>(size);
+  memcpy(buf.data(), &len, 4);  // little-endian hosts (x86_64, arm64)
+  WriteAll(fd, buf.data(), size + 4);
+}
+
+bool RecvMsg(int fd, std::vector<uint8_t>& buf) {
+  uint32_t len;
+  if (!ReadAll(fd, reinterpret_cast<uint8_t*>(&len), 4)) return false;
+  if (buf.size() < len + 4u) buf.resize(len + 4u);
+  memcpy(buf.data(), &len, 4);
+  return ReadAll(fd, buf.data() + 4, len);
+}
+
+void Usage() {
+  fprintf(stderr, "usage: pingpong --size BYTES --iters N --mode latency|throughput [--warmup N] [--path P]\n");
+  exit(2);
+}
+
+void Pair(const std::string& path, int fds[2]) {
+  if (path.empty()) {
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0) Die("socketpair");
+    return;
+  }
+  sockaddr_un addr;
+  memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) Usage();
+  memcpy(addr.sun_path, path.c_str(), path.size());
+  unlink(path.c_str());
+  int l = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (l < 0 || bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0 || listen(l, 1) < 0) Die("listen");
+  fds[0] = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (connect(fds[0], reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) < 0) Die("connect");
+  fds[1] = accept(l, nullptr, nullptr);
+  if (fds[1] < 0) Die("accept");
+  close(l);
+  unlink(path.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t size = 64;
+  long iters = 10000;
+  long warmup = -1;
+  std::string mode = "latency", path;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (i + 1 >= argc) Usage();
+    if (a == "--size") size = strtoull(argv[++i], nullptr, 10);
+    else if (a == "--iters") iters = strtol(argv[++i], nullptr, 10);
+    else if (a == "--mode") mode = argv[++i];
+    else if (a == "--warmup") warmup = strtol(argv[++i], nullptr, 10);
+    else if (a == "--path") path = argv[++i];
+    else Usage();
+  }
+  if (iters <= 0 || (mode != "latency" && mode != "throughput") || size > 0xFFFFFFFBu) Usage();
+  bool latency = mode == "latency";
+  if (warmup < 0) warmup = latency ? 100 : std::min<long>(iters, 1000);
+
+  int fds[2];
+  Pair(path, fds);
+  pid_t child = fork();
+  if (child < 0) Die("fork");
+  std::vector<uint8_t> buf(size + 4, 0xAB);
+  if (child == 0) {
+    close(fds[0]);
+    int fd = fds[1];
+    if (latency) {
+      while (RecvMsg(fd, buf)) {
+        uint32_t len;
+        memcpy(&len, buf.data(), 4);
+        SendMsg(fd, buf, len);
+      }
+    } else {
+      for (long round = 0; round < 2; round++) {
+        long n = round == 0 ? warmup : iters;
+        for (long i = 0; i < n; i++)
+          if (!RecvMsg(fd, buf)) _exit(1);
+        uint8_t ack = 1;
+        WriteAll(fd, &ack, 1);
+      }
+    }
+    _exit(0);
+  }
+  close(fds[1]);
+  int fd = fds[0];
+  if (latency) {
+    std::vector<double> samples;
+    samples.reserve(static_cast<size_t>(iters));
+    for (long i = 0; i < warmup + iters; i++) {
+      double t0 = NowUs();
+      SendMsg(fd, buf, size);
+      if (!RecvMsg(fd, buf)) Die("echo");
+      if (i >= warmup) samples.push_back(NowUs() - t0);
+    }
+    std::vector<double> sorted = samples;
+    std::sort(sorted.begin(), sorted.end());
+    double sum = 0;
+    for (double s : samples) sum += s;
+    auto pct = [&](double p) { return sorted[std::min(sorted.size() - 1, static_cast<size_t>(p * sorted.size()))]; };
+    printf("{\"mode\":\"latency\",\"size\":%zu,\"iters\":%ld,\"median_us\":%.2f,\"p99_us\":%.2f,\"mean_us\":%.2f}\n",
+           size, iters, pct(0.5), pct(0.99), sum / samples.size());
+  } else {
+    uint8_t ack;
+    for (long i = 0; i < warmup; i++) SendMsg(fd, buf, size);
+    if (!ReadAll(fd, &ack, 1)) Die("ack");
+    double t0 = NowUs();
+    for (long i = 0; i < iters; i++) SendMsg(fd, buf, size);
+    if (!ReadAll(fd, &ack, 1)) Die("ack");
+    double secs = (NowUs() - t0) / 1e6;
+    printf("{\"mode\":\"throughput\",\"size\":%zu,\"msgs\":%ld,\"mb_per_s\":%.2f,\"msgs_per_s\":%.0f}\n", size, iters,
+           static_cast<double>(size) * iters / 1e6 / secs, iters / secs);
+  }
+  close(fd);
+  int status;
+  waitpid(child, &status, 0);
+  return 0;
+}
