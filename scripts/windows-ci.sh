@@ -88,7 +88,7 @@ for f in src/native/addon.cc src/native/frame_decoder.cc src/native/errors.cc sr
   [ -f "$f" ] && SOURCES+=("$f")
 done
 CXXFLAGS=(-O2 -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
-  -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED
+  -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS -DNODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS -DNODE_ADDON_API_DISABLE_DEPRECATED
   -DNODE_GYP_MODULE_NAME=ipcwire -DBUILDING_NODE_EXTENSION -D_WIN32_WINNT=0x0A00 -DWIN32_LEAN_AND_MEAN -DNOMINMAX -DUNICODE -D_UNICODE
   -I"$HEADERS/include" -I"$ADDON_API" -idirafter "$UV_INC" -Isrc/native)
 LDFLAGS=(-shared -static -s -Wl,--no-insert-timestamp)

@@ -303,7 +303,15 @@ void PipeConnection::NotifyLocked() {
 
 void PipeConnection::CallJs(napi_env env, napi_value, void* context, void*) {
   if (env == nullptr) return;  // the thread-safe function is being torn down
-  static_cast<PipeConnection*>(context)->Deliver(Napi::Env(env));
+  // A C callback: a listener's exception must leave as a JS exception (Node reports it as uncaught),
+  // never as a C++ one.
+  try {
+    static_cast<PipeConnection*>(context)->Deliver(Napi::Env(env));
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+  } catch (const std::exception& e) {
+    Napi::Error::New(Napi::Env(env), e.what()).ThrowAsJavaScriptException();
+  }
 }
 
 void PipeConnection::TsfnFinalize(napi_env env, void* data, void*) {
@@ -599,11 +607,12 @@ Napi::Value PipeConnection::Call(const Napi::CallbackInfo& info) {
       ThrowError(env, ErrorInfo::Ipc(codes::kTimeout, "sendSync timed out after " +
                                                           std::to_string(static_cast<int64_t>(timeout_ms)) + " ms")
                           .With("timeout", timeout_ms));
-    case End::kInterrupted: {
-      // alive() threw (or the environment is terminating): report that, or ERR_IPC_INTERRUPTED.
-      if (env.IsExceptionPending()) throw env.GetAndClearPendingException();
-      ThrowError(env, ErrorInfo::Ipc(codes::kInterrupted, "sendSync interrupted: the thread is terminating"));
-    }
+    case End::kInterrupted:
+      // alive() threw, or the termination itself is pending: that exception propagates as is. With none, the
+      // environment refused to run JS at all: it is shutting down.
+      if (env.IsExceptionPending()) return Napi::Value();
+      ThrowError(env, ErrorInfo::Ipc(codes::kInterrupted,
+                                     "The synchronous call was interrupted: the environment is terminating"));
     case End::kGone:
     default:
       ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "IPC connection is closed: the peer went away "

@@ -245,7 +245,13 @@ void PipeServer::NotifyLocked() {
 
 void PipeServer::CallJs(napi_env env, napi_value, void* context, void*) {
   if (env == nullptr) return;
-  static_cast<PipeServer*>(context)->Deliver(Napi::Env(env));
+  try {
+    static_cast<PipeServer*>(context)->Deliver(Napi::Env(env));
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();  // a C callback: leave as a JS exception (uncaught for Node)
+  } catch (const std::exception& e) {
+    Napi::Error::New(Napi::Env(env), e.what()).ThrowAsJavaScriptException();
+  }
 }
 
 void PipeServer::TsfnFinalize(napi_env, void* data, void*) {
