@@ -177,6 +177,8 @@ Connection::~Connection() {
       uv_timer_stop(&handles_->timer);
       uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
       uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
+      handles_->fd = -1;
+      DiscardInputAndClose(fd_);
     }
     handles_ = nullptr;
   }
@@ -385,8 +387,7 @@ void Connection::OnHandleClosed(uv_handle_t* handle) {
   auto* h = static_cast<ConnHandles*>(handle->data);
   std::shared_ptr<LoopTracker> tracker = h->tracker;
   if (--h->open == 0) {
-    // Both handles are closed: libuv no longer watches the fd, so it may be closed now.
-    DiscardInputAndClose(h->fd);
+    DiscardInputAndClose(h->fd);  // normally already closed (-1) by FinishClose
     Connection* owner = h->owner;
     delete h;
     if (owner != nullptr) owner->OnClosed();
@@ -809,11 +810,16 @@ void Connection::FinishClose(ErrorInfo err) {
   drain_pending_ = false;
   poll_events_ = 0;
   if (handles_ != nullptr) {
-    // Stop watching before the fd is closed (in the close callback): never close an fd libuv polls.
+    // Stop watching first; libuv documents that the fd may be closed right after uv_poll_stop/uv_close.
+    // Closing it now (not in the close callback) makes close() take effect at once, as net.Socket's
+    // does: the peer sees EOF immediately.
     uv_poll_stop(&handles_->poll);
     uv_timer_stop(&handles_->timer);
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
+    handles_->fd = -1;
+    DiscardInputAndClose(fd_);
+    fd_ = -1;
   }
   UpdatePin();
 }

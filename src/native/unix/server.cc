@@ -110,6 +110,9 @@ Server::~Server() {
       uv_timer_stop(&handles_->backoff);
       uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
       uv_close(reinterpret_cast<uv_handle_t*>(&handles_->backoff), OnHandleClosed);
+      sys::CloseFd(handles_->fd);
+      sys::CloseFd(handles_->spare_fd);
+      handles_->fd = handles_->spare_fd = -1;
     }
     handles_ = nullptr;
   }
@@ -154,6 +157,12 @@ void Server::DoClose() {
     uv_timer_stop(&handles_->backoff);
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
     uv_close(reinterpret_cast<uv_handle_t*>(&handles_->backoff), OnHandleClosed);
+    // Safe right after uv_close (libuv docs); closing now means no connection is accepted by the
+    // kernel after close() returns, as with net.Server.
+    sys::CloseFd(handles_->fd);
+    sys::CloseFd(handles_->spare_fd);
+    handles_->fd = handles_->spare_fd = -1;
+    fd_ = -1;
   }
 }
 

@@ -4,7 +4,12 @@ const path = require('node:path');
 const fs = require('node:fs');
 const os = require('node:os');
 
-const addonPath = process.env.IPCWIRE_NATIVE_PATH || path.join(__dirname, '..', '..', '..', 'build', 'Release', 'ipcwire.node');
+// IPCWIRE_NATIVE_PATH (sanitizer builds) first, then the cmake-js build of scripts/native-tests.sh, then
+// node-gyp's build/.
+const root = path.join(__dirname, '..', '..', '..');
+const addonPath = process.env.IPCWIRE_NATIVE_PATH ||
+  [path.join(root, 'build-cmake', 'Release', 'ipcwire.node'), path.join(root, 'build', 'Release', 'ipcwire.node')]
+    .find((p) => fs.existsSync(p));
 const binding = require(addonPath);
 
 binding.setErrorFactory((code, message, props) => {
