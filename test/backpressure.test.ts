@@ -17,7 +17,7 @@ describe('backpressure', () => {
       const r = ipcwire.ipcRenderer;
       let n = 0, bytes = 0;
       r.on('chunk', (e, buf) => { n++; bytes += buf.length; });
-      r.on('end', () => { r.removeAllListeners(); out('r', { n, bytes }); });
+      r.once('end', () => { r.removeAllListeners('chunk'); out('r', { n, bytes }); });
       r.send('up');
     `,
       { address: main.address },
@@ -65,6 +65,7 @@ describe('backpressure', () => {
       const r = ipcwire.ipcRenderer;
       r.connect();
       await r.invoke('nothing').catch(() => {}); // handshake done
+      out('connected');
       await readLine(); // main is stopped now
       const chunk = Buffer.alloc(1024 * 1024, 2);
       const amounts = [];
@@ -78,6 +79,7 @@ describe('backpressure', () => {
     `,
       { address },
     );
+    await child.msg('connected');
     process.kill(mainProc.pid, 'SIGSTOP');
     try {
       child.send('go');
@@ -100,7 +102,7 @@ describe('backpressure', () => {
       const r = ipcwire.ipcRenderer;
       let bytes = 0;
       r.on('chunk', (e, buf) => { bytes += buf.length; blockMs(2); });
-      r.on('end', () => { r.removeAllListeners(); out('r', bytes); });
+      r.once('end', () => { r.removeAllListeners('chunk'); out('r', bytes); });
       r.send('up');
     `,
       { address: main.address },

@@ -62,8 +62,8 @@ describe('large', () => {
       `
       const r = ipcwire.ipcRenderer;
       r.on('big', (e, buf, hash) => out('send', { isBuffer: Buffer.isBuffer(buf), equal: sha256(buf) === hash }));
-      r.handleOnce('big', (e, buf) => sha256(buf));
-      r.once('end', () => r.removeAllListeners());
+      r.handle('big', (e, buf) => sha256(buf));
+      r.once('end', () => { r.removeAllListeners('big'); r.removeHandler('big'); });
       r.send('ready');
     `,
       { address: main.address },

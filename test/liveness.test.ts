@@ -59,6 +59,27 @@ describe('liveness', () => {
     expect(child.messages.filter((m) => m.tag === 'ping').map((m) => m.data)).toEqual([1, 2, 3]);
   });
 
+  test('liveness: removeAllListeners() with no argument removes every listener and lets the renderer exit', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      r.on('a', () => {});
+      r.once('b', () => {});
+      r.on('end', () => {
+        r.removeAllListeners();
+        out('left', { a: r.listenerCount('a'), b: r.listenerCount('b'), end: r.listenerCount('end') });
+      });
+      r.send('up');
+    `,
+      { address: main.address },
+    );
+    const [event] = await once(main, 'up');
+    event.sender.send('end');
+    expect(await child.msg('left')).toEqual({ a: 0, b: 0, end: 0 });
+    expect((await child.waitExit(10_000)).code).toBe(0);
+  });
+
   test('liveness: a renderer with a handler stays alive until removeHandler', { timeout: 20_000 }, async () => {
     const main = makeMain();
     const child = runNode(
@@ -74,6 +95,21 @@ describe('liveness', () => {
     expect(child.done).toBe(false);
     expect(await event.sender.invoke('job', 1)).toBe(2);
     expect(await event.sender.invoke('job', 2)).toBe(4);
+    expect((await child.waitExit(10_000)).code).toBe(0);
+  });
+
+  test('liveness: a handleOnce handler that has answered no longer keeps the renderer alive', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      r.handleOnce('job', (e, n) => n + 1);
+      r.send('up');
+    `,
+      { address: main.address },
+    );
+    const [event] = await once(main, 'up');
+    expect(await event.sender.invoke('job', 1)).toBe(2);
     expect((await child.waitExit(10_000)).code).toBe(0);
   });
 

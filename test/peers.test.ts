@@ -12,7 +12,7 @@ const ECHO_RENDERER = `
   const r = ipcwire.ipcRenderer;
   r.on('hello', (event, ...args) => out('hello', args));
   r.handle('whoami', () => process.pid);
-  r.once('bye', () => { r.removeAllListeners(); r.removeHandler('whoami'); r.close(); });
+  r.once('bye', () => { r.removeAllListeners('hello'); r.removeHandler('whoami'); r.close(); });
   r.link.on('connect', () => out('link-connect', r.connected));
   r.link.on('disconnect', (err) => out('link-disconnect', err && errInfo(err)));
   r.send('up', process.pid);

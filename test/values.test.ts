@@ -52,7 +52,10 @@ describe('values', () => {
       problems.invokeResult = values.check(await r.invoke('inv'));
       const sent = new Promise((res) => r.once('push', (e, v) => res(values.check(v))));
       const sentArgs = new Promise((res) => r.once('push-args', (e, ...args) => res(values.checkArgs(args))));
-      r.handleOnce('echo', (e, v, ...rest) => ({ problems: values.check(v), argProblems: values.checkArgs(rest), back: v }));
+      r.handle('echo', (e, v, ...rest) => {
+        setImmediate(() => r.removeHandler('echo'));
+        return { problems: values.check(v), argProblems: values.checkArgs(rest), back: v };
+      });
       r.send('ready');
       problems.peerSend = await sent;
       problems.peerSendArgs = await sentArgs;
@@ -179,7 +182,7 @@ describe('values', () => {
       const r = ipcwire.ipcRenderer;
       const got = [];
       r.on('m', (e, v) => got.push(v));
-      r.on('end', () => { r.removeAllListeners(); out('got', got); });
+      r.once('end', () => { r.removeAllListeners('m'); out('got', got); });
       r.send('ready');
     `,
       { address: main.address },
