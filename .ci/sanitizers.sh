@@ -9,29 +9,18 @@
 # Prints `N passed, N failed` last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root="$(pwd)"
 mkdir -p .tmp
 
-stamp="$(mktemp)"
-trap 'rm -f "$stamp"' EXIT
+# asan-build.sh OUTDIR builds with cmake-js into build-asan/ (the normal build/ is untouched) and prints the
+# path of OUTDIR/ipcwire.node as its last line.
 out="$(mktemp)"
-bash scripts/asan-build.sh | tee "$out"
-
-# The instrumented addon: the path asan-build.sh printed last, else the one .node file it just produced.
+trap 'rm -f "$out"' EXIT
+bash scripts/asan-build.sh .tmp/asan | tee "$out"
 addon="$(grep -v '^[[:space:]]*$' "$out" | tail -n 1 | tr -d '[:space:]' || true)"
-rm -f "$out"
 if [ ! -f "$addon" ] || [[ "$addon" != *.node ]]; then
-  mapfile -t fresh < <(find "$root" -path "$root/node_modules" -prune -o -path "$root/prebuilds" -prune -o \
-    -name '*.node' -newer "$stamp" -print)
-  if [ "${#fresh[@]}" -gt 1 ]; then
-    mapfile -t fresh < <(printf '%s\n' "${fresh[@]}" | grep -i 'asan\|sanit' || true)
-  fi
-  if [ "${#fresh[@]}" -ne 1 ]; then
-    echo "sanitizers: cannot tell which .node file scripts/asan-build.sh built (found: ${fresh[*]:-none})" >&2
-    echo "0 passed, 1 failed"
-    exit 1
-  fi
-  addon="${fresh[0]}"
+  echo "sanitizers: scripts/asan-build.sh did not end with the path of the addon it built (got: '$addon')" >&2
+  echo "0 passed, 1 failed"
+  exit 1
 fi
 addon="$(cd "$(dirname "$addon")" && pwd)/$(basename "$addon")"
 preload="$(gcc -print-file-name=libasan.so)"
