@@ -197,7 +197,9 @@ inst=$SCRATCH/install
 rm -rf "$inst" && mkdir -p "$inst"
 if (npm pack --silent --ignore-scripts --pack-destination "$inst" >"$inst/pack.out" 2>"$inst/pack.err"); then
   tgz="$inst/$(tail -1 "$inst/pack.out")"
-  if tar -tzf "$tgz" | grep -q '^package/prebuilds/win32-x64/ipcwire.node$'; then
+  # (the listing first: `tar | grep -q` fails under pipefail when grep stops reading early)
+  listing=$(tar -tzf "$tgz")
+  if grep -qx 'package/prebuilds/win32-x64/ipcwire.node' <<<"$listing"; then
     # Linux npm lays the folder out (dependencies are pure JS; scripts off: nothing may compile); then only
     # wine's node.exe touches it.
     (cd "$inst" && echo '{"name":"win-install-check","private":true}' >package.json &&
