@@ -41,7 +41,14 @@
           }
         }],
         ["OS=='win'", {
-          "defines": ["_HAS_EXCEPTIONS=1"],
+          "sources": [
+            "src/native/win/win_errors.cc",
+            "src/native/win/pipe_connection.cc",
+            "src/native/win/pipe_server.cc",
+            "src/native/win/transport.cc"
+          ],
+          "libraries": ["-ladvapi32.lib"],
+          "defines": ["_HAS_EXCEPTIONS=1", "WIN32_LEAN_AND_MEAN", "NOMINMAX", "UNICODE", "_UNICODE"],
           "msvs_settings": {
             "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++17"] }
           }
