@@ -132,7 +132,7 @@ describe('hostile', () => {
     const { unpack, Packr } = nodeRequire('msgpackr');
     const body = unpack(hello.subarray(9));
     expect(body.version).toBeTypeOf('number');
-    const patched = frame(KIND.HELLO, hello.readUInt32LE(5), new Packr({ useRecords: false }).pack({ ...body, version: body.version + 1000 }));
+    const patched = frame(KIND.HELLO, hello.readUInt32LE(5), new Packr().pack({ ...body, version: body.version + 1000 }));
     const raw = rawClient(main.address);
     raw.socket.write(patched);
     await raw.closed;

@@ -181,10 +181,12 @@ describe('liveness', () => {
       const main = new ipcwire.IpcMain();
       main.listen(${JSON.stringify(address)});
       main.peers.on('connect', () => { if (main.peers.size === 2) { out('both'); } });
+      out('ready');
       await readLine();
       closeStdin();
       main.close();
     `);
+    await mainProc.msg('ready');
     const code = `const r = ipcwire.ipcRenderer; r.on('never', () => {}); r.handle('never', () => 1); r.send('up');`;
     const a = runNode(code, { address });
     const b = runNode(code, { address });
