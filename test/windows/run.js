@@ -363,6 +363,58 @@ test('workers-terminate-while-blocked-in-sendsync', withMain(async (main) => {
   assert.ok(took < 3000, `terminate() took ${took} ms`);
 }));
 
+test('sync-timeout-then-late-reply-is-discarded', withMain(async (main) => {
+  main.on('slow', (event) => setTimeout(() => {
+    event.returnValue = 'late';
+  }, 600));
+  main.on('fast', (event) => {
+    event.returnValue = 'fast';
+  });
+  const w = new Worker(path.join(fixtures, 'worker.js'), { workerData: { address: main.address, mode: 'timeout' } });
+  const out = await within(30000, new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  }), 'worker result');
+  assert.equal(out.first.code, 'ERR_IPC_TIMEOUT');
+  assert.equal(out.second, 'fast');
+}));
+
+test('disconnect-main-close-while-renderer-blocked', withMain(async (main) => {
+  main.on('close-me', () => setTimeout(() => main.close(), 200));
+  const w = new Worker(path.join(fixtures, 'worker.js'), { workerData: { address: main.address, mode: 'closed-during' } });
+  const out = await within(30000, new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  }), 'worker result');
+  assert.equal(out.code, 'ERR_IPC_DISCONNECTED');
+}));
+
+// ---- hostile peers ---------------------------------------------------------------------------------------------
+
+test('hostile-oversized-frame-closes-only-that-connection', withMain(async (main) => {
+  // A raw connection (no handshake) declares a frame over main's limit: the length is refused before anything
+  // is allocated, that connection closes with ERR_IPC_FRAME_TOO_LARGE, and main keeps serving others.
+  const errors = [];
+  main.peers.on('error', (err) => errors.push(err));
+  const { native } = require(path.join(root, 'dist', 'cjs', 'native.js'));
+  const raw = native().connect(main.address, 5000);
+  const closed = new Promise((resolve) => raw.start(() => {}, resolve, () => {}));
+  raw.ref();
+  raw.write(3, 0, Buffer.alloc(64 * 1024));
+  await within(10000, closed, 'raw connection closed by main');
+  raw.close();
+  assert.ok(errors.some((e) => e.code === 'ERR_IPC_FRAME_TOO_LARGE'), errors.map((e) => e.code).join(','));
+  main.on('whoami', (event, i) => {
+    event.returnValue = { i, pid: event.processId };
+  });
+  main.handle('inc', (event, x) => x + 1);
+  const report = collect(main, 'report', 1);
+  const p = renderer(main, 'many', 7);
+  const [[, out]] = await within(20000, report, 'report after the bad peer', p);
+  assert.equal(out.inc, 8);
+  await exitsCleanly(p, 'renderer');
+}, { maxMessageSize: 4096 }));
+
 // ---- process lifetime --------------------------------------------------------------------------------------------
 
 test('exit-flush-sends-before-process-exit', withMain(async (main) => {
