@@ -60,6 +60,10 @@ class Addon : public Napi::Addon<Addon> {
   // Constructors of the transport's JS classes (set by the transport's Init).
   Napi::FunctionReference connection_ctor;
   Napi::FunctionReference server_ctor;
+  // Set by the transport just around `new Connection()/new Server()` from C++: the constructors take
+  // their native arguments from here (JS cannot construct them). An External would do, but each one
+  // leaves a finalizer record behind until GC, which LeakSanitizer reports at exit.
+  void* construct_args = nullptr;
 
  private:
   static void OnTeardown(napi_async_cleanup_hook_handle handle, void* arg);

@@ -125,22 +125,25 @@ Napi::Function Connection::Define(Napi::Env env) {
 
 Napi::Object Connection::NewInstance(Napi::Env env, int fd, const sys::Credentials& creds) {
   InitArgs args{fd, creds, false};
+  Addon* addon = Addon::Get(env);
+  addon->construct_args = &args;
   try {
-    Addon* addon = Addon::Get(env);
-    Napi::Object obj = addon->connection_ctor.New({Napi::External<InitArgs>::New(env, &args)});
+    Napi::Object obj = addon->connection_ctor.New({});
+    addon->construct_args = nullptr;
     if (!args.taken) sys::CloseFd(fd);
     return obj;
   } catch (...) {
+    addon->construct_args = nullptr;
     if (!args.taken) sys::CloseFd(fd);
     throw;
   }
 }
 
 Connection::Connection(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Connection>(info), env_(info.Env()) {
-  if (info.Length() < 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(env_, "Connection objects come from listen() and connect()");
-  auto* init = info[0].As<Napi::External<InitArgs>>().Data();
   Addon* addon = Addon::Get(env_);
+  auto* init = static_cast<InitArgs*>(addon->construct_args);
+  addon->construct_args = nullptr;
+  if (init == nullptr) throw Napi::TypeError::New(env_, "Connection objects come from listen() and connect()");
   auto* h = new ConnHandles();
   int r = uv_poll_init(addon->loop(), &h->poll, init->fd);
   if (r != 0) {

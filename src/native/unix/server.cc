@@ -45,10 +45,14 @@ Napi::Function Server::Define(Napi::Env env) {
 Napi::Object Server::NewInstance(Napi::Env env, int fd, const std::string& address, Napi::Function on_connection,
                                  Napi::Function on_error) {
   ServerInit init{fd, &address, false};
+  Addon* addon = Addon::Get(env);
   Napi::Object obj;
+  addon->construct_args = &init;
   try {
-    obj = Addon::Get(env)->server_ctor.New({Napi::External<ServerInit>::New(env, &init)});
+    obj = addon->server_ctor.New({});
+    addon->construct_args = nullptr;
   } catch (...) {
+    addon->construct_args = nullptr;
     if (!init.taken) sys::CloseFd(fd);
     throw;
   }
@@ -60,10 +64,10 @@ Napi::Object Server::NewInstance(Napi::Env env, int fd, const std::string& addre
 }
 
 Server::Server(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Server>(info), env_(info.Env()) {
-  if (info.Length() < 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(env_, "Server objects come from listen()");
-  auto* init = info[0].As<Napi::External<ServerInit>>().Data();
   Addon* addon = Addon::Get(env_);
+  auto* init = static_cast<ServerInit*>(addon->construct_args);
+  addon->construct_args = nullptr;
+  if (init == nullptr) throw Napi::TypeError::New(env_, "Server objects come from listen()");
   auto* h = new ServerHandles();
   int r = uv_poll_init(addon->loop(), &h->poll, init->fd);
   if (r != 0) {
