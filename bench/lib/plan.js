@@ -1,0 +1,78 @@
+'use strict';
+// What a run measures: the systems, the payloads each one takes, and the iteration budgets of a full run
+// (about 7 minutes on the 2-core VM) and of the smoke run (well under a minute, for CI).
+
+/** Latency rows: key → label. Every system runs the same payloads unless `skip` says otherwise. */
+const SYSTEMS = [
+  { id: 'c', label: 'C ping-pong (limit)', kind: 'c' },
+  { id: 'ipcwire', kind: 'node', script: 'ipcwire.js', apis: ['sendSync', 'invoke', 'send+reply'], tpApi: 'send' },
+  { id: 'net', label: 'node:net + msgpackr', kind: 'node', script: 'net-msgpackr.js' },
+  { id: 'fork-json', label: "fork IPC 'json'", kind: 'node', script: 'fork-ipc.js', extra: { serialization: 'json' } },
+  { id: 'fork-advanced', label: "fork IPC 'advanced'", kind: 'node', script: 'fork-ipc.js', extra: { serialization: 'advanced' } },
+  {
+    id: 'node-ipc',
+    label: 'node-ipc 9.2.1',
+    kind: 'node',
+    script: 'node-ipc.js',
+    skip: {
+      '16MiB':
+        "node-ipc appends every read to one string and re-scans it (quadratic): a single 16 MiB round trip took 58 s here",
+    },
+  },
+  { id: 'synckit', label: 'synckit 0.12.3 (same-process worker, sync)', kind: 'node', script: 'synckit.js' },
+];
+
+/** Row label of a system (and ipcwire API). */
+function label(sys, api) {
+  if (sys.id === 'ipcwire') return `ipcwire ${api}`;
+  return sys.label;
+}
+
+const FULL = {
+  name: 'full',
+  repeats: 3,
+  latencyPayloads: ['small', '1KiB', '1MiB', '16MiB'],
+  latencyEveryRepeat: ['small', '1KiB'], // large payloads: first repeat only (each costs seconds)
+  latency: {
+    small: { warmup: 500, iters: 5000, capMs: 1000 },
+    '1KiB': { warmup: 500, iters: 5000, capMs: 1000 },
+    '1MiB': { warmup: 10, iters: 300, capMs: 1000 },
+    '16MiB': { warmup: 2, iters: 20, capMs: 1500, minIters: 2 },
+  },
+  throughputPayloads: ['small', '1MiB', '16MiB'],
+  throughputEveryRepeat: ['small', '1MiB'],
+  throughput: {
+    small: { targetMs: 700, minMsgs: 1000, maxMsgs: 5e6 },
+    '1MiB': { targetMs: 700, minMsgs: 4, maxMsgs: 20000 },
+    '16MiB': { targetMs: 700, minMsgs: 2, maxMsgs: 2000 },
+  },
+  // C program: [iters, warmup]; it has no time cap, so counts are sized to ~0.2–0.5 s each.
+  cLatency: { small: [20000, 1000], '1KiB': [20000, 1000], '1MiB': [1000, 20], '16MiB': [40, 3] },
+  cThroughput: { small: [500000, 20000], '1MiB': [3000, 50], '16MiB': [150, 4] },
+  scale: { counts: [1, 10, 100], durationMs: 2000, timeoutMs: 120000 },
+  driverTimeoutMs: 240000,
+};
+
+const SMOKE = {
+  name: 'smoke',
+  repeats: 1,
+  latencyPayloads: ['small', '1KiB', '1MiB'],
+  latencyEveryRepeat: ['small', '1KiB', '1MiB'],
+  latency: {
+    small: { warmup: 20, iters: 200, capMs: 100, minIters: 3 },
+    '1KiB': { warmup: 20, iters: 200, capMs: 100, minIters: 3 },
+    '1MiB': { warmup: 1, iters: 5, capMs: 100, minIters: 1 },
+  },
+  throughputPayloads: ['small', '1MiB'],
+  throughputEveryRepeat: ['small', '1MiB'],
+  throughput: {
+    small: { targetMs: 100, minMsgs: 100, maxMsgs: 20000 },
+    '1MiB': { targetMs: 100, minMsgs: 2, maxMsgs: 100 },
+  },
+  cLatency: { small: [500, 50], '1KiB': [500, 50], '1MiB': [20, 2] },
+  cThroughput: { small: [10000, 500], '1MiB': [50, 2] },
+  scale: { counts: [1, 10, 100], durationMs: 200, timeoutMs: 90000 },
+  driverTimeoutMs: 100000,
+};
+
+module.exports = { SYSTEMS, label, FULL, SMOKE };

@@ -1,0 +1,344 @@
+'use strict';
+// Turns the measured cells into the results: aggregated rows with ratios, the targets, a console table, the
+// SVG chart and the figures section of bench/README.md.
+const fs = require('node:fs');
+const os = require('node:os');
+const { execFileSync } = require('node:child_process');
+const { SYSTEMS, label } = require('./plan');
+
+const PAYLOAD_ORDER = ['small', '1KiB', '1MiB', '16MiB'];
+const C_LABEL = label(SYSTEMS[0]);
+const NET_LABEL = 'node:net + msgpackr';
+
+/** Rows in a stable order: the C limit, ipcwire's APIs, then the alternatives. */
+function labelOrder() {
+  const out = [];
+  for (const s of SYSTEMS) for (const api of s.apis || [s.tpApi || null]) out.push(label(s, api));
+  for (const s of SYSTEMS) if (s.tpApi) out.push(label(s, s.tpApi));
+  return out;
+}
+
+function machine(extra) {
+  let cpu = (os.cpus()[0] || {}).model || 'unknown';
+  let nproc = os.cpus().length;
+  try {
+    nproc = Number(execFileSync('nproc', { encoding: 'utf8' }).trim()) || nproc;
+  } catch {}
+  let distro = '';
+  try {
+    distro = (fs.readFileSync('/etc/os-release', 'utf8').match(/^PRETTY_NAME="?([^"\n]*)/m) || [])[1] || '';
+  } catch {}
+  return {
+    date: new Date().toISOString(),
+    nproc,
+    cpu,
+    memory_gib: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    v8: process.versions.v8,
+    kernel: `${os.type()} ${os.release()}`,
+    distro,
+    loadavg_end: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    ...extra,
+  };
+}
+
+const median = (xs) => {
+  const a = [...xs].sort((x, y) => x - y);
+  const n = a.length;
+  return n === 0 ? null : n % 2 ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2;
+};
+const round = (x, d = 2) => (x == null || !isFinite(x) ? null : Math.round(x * 10 ** d) / 10 ** d);
+
+function aggregate(records, meta) {
+  const groups = new Map();
+  for (const r of records) {
+    const key = [r.section, r.pin, r.label, r.payload || '', r.renderers || ''].join('|');
+    if (!groups.has(key)) groups.set(key, { section: r.section, pin: r.pin, label: r.label, payload: r.payload, renderers: r.renderers, ok: [], errors: [] });
+    const g = groups.get(key);
+    if (r.result) g.ok.push(r.result);
+    else g.errors.push(r.error);
+  }
+  const order = labelOrder();
+  const sortKey = (g) => [order.indexOf(g.label), PAYLOAD_ORDER.indexOf(g.payload)];
+  const all = [...groups.values()].sort((a, b) => {
+    const [x1, y1] = sortKey(a);
+    const [x2, y2] = sortKey(b);
+    return x1 - x2 || y1 - y2 || (a.renderers || 0) - (b.renderers || 0);
+  });
+
+  const latency = all.filter((g) => g.section === 'latency').map((g) => {
+    const meds = g.ok.map((r) => r.median_us);
+    return {
+      pin: g.pin, label: g.label, payload: g.payload,
+      median_us: round(median(meds)),
+      p99_us: round(median(g.ok.map((r) => r.p99_us))),
+      median_min_us: round(Math.min(...meds)),
+      median_max_us: round(Math.max(...meds)),
+      repeats: g.ok.length,
+      n: g.ok.reduce((s, r) => s + (r.n || 0), 0),
+      cold: g.ok.some((r) => r.cold) || undefined,
+      error: g.errors[0] || undefined,
+    };
+  });
+  for (const row of latency) {
+    const c = latency.find((r) => r.pin === row.pin && r.payload === row.payload && r.label === C_LABEL);
+    const net = latency.find((r) => r.pin === row.pin && r.payload === row.payload && r.label === NET_LABEL);
+    row.x_c = c && row.median_us != null ? round(row.median_us / c.median_us) : null;
+    row.x_c_p99 = c && row.p99_us != null ? round(row.p99_us / c.p99_us) : null;
+    row.x_net = net && row.median_us != null ? round(row.median_us / net.median_us) : null;
+  }
+
+  const throughput = all.filter((g) => g.section === 'throughput').map((g) => {
+    const rates = g.ok.map((r) => r.msgs_per_s);
+    return {
+      label: g.label, payload: g.payload,
+      msgs_per_s: round(median(rates), 0),
+      mb_per_s: round(median(g.ok.map((r) => r.mb_per_s)), 1),
+      msgs_per_s_min: round(Math.min(...rates), 0),
+      msgs_per_s_max: round(Math.max(...rates), 0),
+      repeats: g.ok.length,
+      error: g.errors[0] || undefined,
+    };
+  });
+  for (const row of throughput) {
+    const c = throughput.find((r) => r.payload === row.payload && r.label === C_LABEL);
+    const net = throughput.find((r) => r.payload === row.payload && r.label === NET_LABEL);
+    row.of_c = c && row.msgs_per_s != null ? round(row.msgs_per_s / c.msgs_per_s, 3) : null;
+    row.of_net = net && row.msgs_per_s != null ? round(row.msgs_per_s / net.msgs_per_s, 3) : null;
+  }
+
+  const scale = all.filter((g) => g.section === 'scale').map((g) => ({ ...(g.ok[0] || { renderers: g.renderers }), error: g.errors[0] || undefined }));
+  const single = scale.find((r) => r.renderers === 1);
+  for (const row of scale) row.p99_x_single = single && row.p99_us != null ? round(row.p99_us / single.p99_us) : null;
+
+  return { meta, latency, throughput, scale, targets: targets(meta, latency, throughput, scale) };
+}
+
+function targets(meta, latency, throughput, scale) {
+  const pin = meta.pins.includes('pinned') ? 'pinned' : 'unpinned';
+  const lat = (l) => latency.find((r) => r.pin === pin && r.payload === 'small' && r.label === l);
+  const tp = (l, p) => throughput.find((r) => r.payload === p && r.label === l);
+  const c = lat(C_LABEL);
+  const s = lat('ipcwire sendSync');
+  const inv = lat('ipcwire invoke');
+  const out = [];
+  const add = (id, text, value, limit, cmp, detail) => {
+    const met = value == null || !isFinite(value) ? null : cmp === '<=' ? value <= limit : value >= limit;
+    out.push({ id, text, value: round(value, 3), limit, cmp, met, detail });
+  };
+  const ratio = (a, b) => (a != null && b ? a / b : null);
+  add('sendSync-median', `sendSync median ≤ 1.5× C median (${pin}, small)`, ratio(s && s.median_us, c && c.median_us), 1.5, '<=',
+    s && c ? `${s.median_us} µs vs ${c.median_us} µs` : 'missing');
+  add('sendSync-p99', `sendSync p99 ≤ 2.5× C p99 (${pin}, small)`, ratio(s && s.p99_us, c && c.p99_us), 2.5, '<=',
+    s && c ? `${s.p99_us} µs vs ${c.p99_us} µs` : 'missing');
+  add('invoke-median', `invoke median ≤ 1.8× C median (${pin}, small)`, ratio(inv && inv.median_us, c && c.median_us), 1.8, '<=',
+    inv && c ? `${inv.median_us} µs vs ${c.median_us} µs` : 'missing');
+  const ws = tp('ipcwire send', 'small');
+  const ns = tp(NET_LABEL, 'small');
+  add('small-throughput', 'small messages delivered ≥ 1.5× node:net + msgpackr (batched)', ratio(ws && ws.msgs_per_s, ns && ns.msgs_per_s), 1.5, '>=',
+    ws && ns ? `${ws.msgs_per_s} vs ${ns.msgs_per_s} msgs/s` : 'missing');
+  const w1 = tp('ipcwire send', '1MiB');
+  const c1 = tp(C_LABEL, '1MiB');
+  add('1MiB-throughput', '1 MiB Buffers ≥ 40% of the C MB/s', ratio(w1 && w1.mb_per_s, c1 && c1.mb_per_s), 0.4, '>=',
+    w1 && c1 ? `${w1.mb_per_s} vs ${c1.mb_per_s} MB/s` : 'missing');
+  const s1 = scale.find((r) => r.renderers === 1);
+  const s100 = scale.find((r) => r.renderers === 100);
+  const noFail = s100 && s100.failures === 0;
+  const r100 = ratio(s100 && s100.p99_us, s1 && s1.p99_us);
+  out.push({
+    id: 'scale-100', text: '100 renderers: no call fails, p99 ≤ 10× single-renderer p99',
+    value: round(r100, 3), limit: 10, cmp: '<=',
+    met: r100 == null || !s100 ? null : noFail && r100 <= 10,
+    detail: s100 && s1 && s100.p99_us != null && s1.p99_us != null ? `${s100.failures} failed of ${s100.calls}; p99 ${s100.p99_us} µs vs ${s1.p99_us} µs` : `missing${s100 && s100.error ? `: ${s100.error}` : ''}`,
+  });
+  return out;
+}
+
+// ---- text -----------------------------------------------------------------------------------------------
+
+function us(x) {
+  if (x == null) return '—';
+  if (x >= 1e6) return `${(x / 1e6).toFixed(2)} s`;
+  if (x >= 1e4) return `${(x / 1e3).toFixed(1)} ms`;
+  if (x >= 1e3) return `${(x / 1e3).toFixed(2)} ms`;
+  if (x >= 100) return `${x.toFixed(0)} µs`;
+  return `${x.toFixed(1)} µs`;
+}
+const num = (x) => (x == null ? '—' : Math.round(x).toLocaleString('en-US'));
+const mb = (x) => (x == null ? '—' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+const times = (x) => (x == null ? '—' : `${x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)}×`);
+const pct = (x) => (x == null ? '—' : `${(x * 100).toFixed(x < 0.01 ? 2 : 0)}%`);
+
+function latencyRows(results, pin) {
+  return results.latency.filter((r) => r.pin === pin).map((r) => [
+    r.label, r.payload,
+    r.error && r.median_us == null ? `ERROR` : us(r.median_us) + (r.cold ? '*' : ''),
+    us(r.p99_us),
+    r.repeats > 1 ? `${us(r.median_min_us)} – ${us(r.median_max_us)}` : '',
+    times(r.x_c), times(r.x_c_p99), times(r.x_net),
+  ]);
+}
+const LAT_HEAD = ['system', 'payload', 'median', 'p99', 'median range (repeats)', '×C median', '×C p99', '×net median'];
+
+function throughputRows(results) {
+  return results.throughput.map((r) => [
+    r.label, r.payload, r.error && r.msgs_per_s == null ? 'ERROR' : num(r.msgs_per_s), mb(r.mb_per_s),
+    r.repeats > 1 ? `${num(r.msgs_per_s_min)} – ${num(r.msgs_per_s_max)}` : '', pct(r.of_c), times(r.of_net),
+  ]);
+}
+const TP_HEAD = ['system', 'payload', 'msgs/s', 'MB/s', 'msgs/s range', 'of C', '×net'];
+
+function scaleRows(results) {
+  return results.scale.map((r) => [
+    String(r.renderers), r.error ? 'ERROR' : num(r.calls_per_s), us(r.median_us), us(r.p99_us), times(r.p99_x_single),
+    r.failures == null ? '—' : `${r.failures} of ${num(r.calls)}`,
+  ]);
+}
+const SCALE_HEAD = ['renderers', 'calls/s (all)', 'median', 'p99', 'p99 ×single', 'failed calls'];
+
+function targetRows(results) {
+  return results.targets.map((t) => [t.text, t.value == null ? '—' : `${t.value}`, `${t.cmp} ${t.limit}`,
+    t.met == null ? 'n/a' : t.met ? 'met' : 'MISSED', t.detail]);
+}
+const TARGET_HEAD = ['target', 'ratio', 'needs', 'result', 'measured'];
+
+function textTable(head, rows) {
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => cells.map((c, i) => (i < 2 ? String(c).padEnd(w[i]) : String(c).padStart(w[i]))).join('  ');
+  return [line(head), w.map((n) => '-'.repeat(n)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function mdTable(head, rows) {
+  const esc = (s) => String(s).replace(/\|/g, '\\|');
+  return [`| ${head.map(esc).join(' | ')} |`, `|${head.map((_, i) => (i < 2 ? ' --- ' : ' ---: ')).join('|')}|`,
+    ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
+}
+
+function sections(results, fmt) {
+  const out = [];
+  for (const pin of results.meta.pins) {
+    out.push([`Round-trip latency, ${pin === 'pinned' ? 'every process pinned to CPU 0 (taskset -c 0)' : 'unpinned'}`, fmt(LAT_HEAD, latencyRows(results, pin))]);
+  }
+  if (results.throughput.length) out.push(['One-way throughput (unpinned)', fmt(TP_HEAD, throughputRows(results))]);
+  if (results.scale.length) out.push(['Scale: N renderers doing sendSync at once against one main (unpinned)', fmt(SCALE_HEAD, scaleRows(results))]);
+  out.push(['Targets (ratios from this run)', fmt(TARGET_HEAD, targetRows(results))]);
+  return out;
+}
+
+function table(results) {
+  const m = results.meta;
+  const head = `ipcwire bench (${m.plan}) — ${m.date} — ${m.nproc} × ${m.cpu}, Node ${m.node}, ${m.durationS} s, load ${m.loadavg_start.join('/')} → ${m.loadavg_end.join('/')}`;
+  const body = sections(results, textTable).map(([t, s]) => `\n${t}\n${s}`).join('\n');
+  const foot = [
+    '\n* a single cold round trip: one took longer than the cell\'s time cap',
+    ...m.skipped.map((s) => `skipped: ${s.system} ${s.payload} — ${s.why}`),
+    ...m.notes.map((n) => `note: ${n}`),
+  ].join('\n');
+  return head + '\n' + body + '\n' + foot;
+}
+
+// ---- README ---------------------------------------------------------------------------------------------
+
+function readmeFigures(results) {
+  const m = results.meta;
+  const lines = [
+    `Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC by \`npm run bench\` (${m.plan} run, ${m.durationS} s, ${m.repeats} repeats of the small/1 KiB latency and small/1 MiB throughput cells, 1 of the others).`,
+    `Machine: ${m.nproc} × ${m.cpu}, ${m.memory_gib} GiB, ${m.kernel}${m.distro ? `, ${m.distro}` : ''}; Node ${m.node} (V8 ${m.v8}).`,
+    `Load average at start ${m.loadavg_start.join(' / ')}, at end ${m.loadavg_end.join(' / ')} (1/5/15 min).`,
+    '',
+  ];
+  for (const [title, t] of sections(results, mdTable)) lines.push(`#### ${title}`, '', t, '');
+  lines.push('`*` a single cold round trip (it alone took longer than the cell\'s time cap).');
+  for (const s of m.skipped) lines.push(`Skipped: ${s.system}, ${s.payload} — ${s.why}.`);
+  for (const n of m.notes) lines.push(`Note: ${n}.`);
+  return lines.join('\n');
+}
+
+function updateReadme(file, results) {
+  const begin = '<!-- FIGURES:BEGIN (written by bench/run.js) -->';
+  const end = '<!-- FIGURES:END -->';
+  let text = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : `# Benchmarks\n\n${begin}\n${end}\n`;
+  const a = text.indexOf(begin);
+  const b = text.indexOf(end);
+  if (a < 0 || b < a) text += `\n${begin}\n${end}\n`;
+  const i = text.indexOf(begin) + begin.length;
+  const j = text.indexOf(end);
+  text = text.slice(0, i) + '\n' + readmeFigures(results) + '\n' + text.slice(j);
+  fs.writeFileSync(file, text);
+}
+
+// ---- SVG ------------------------------------------------------------------------------------------------
+
+const escXml = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/**
+ * One horizontal bar panel. items: {label, value, whisker?, text, highlight}. Linear scale from 0; the value
+ * is also written next to each bar, so bars far below the longest stay readable.
+ */
+function panel(x, y, width, title, items) {
+  const rowH = 18;
+  const labelW = 250;
+  const barW = width - labelW - 110;
+  const max = Math.max(...items.map((it) => Math.max(it.value || 0, it.whisker || 0)), 1e-9);
+  const parts = [`<text x="${x}" y="${y + 14}" font-size="13" font-weight="bold">${escXml(title)}</text>`];
+  items.forEach((it, k) => {
+    const yy = y + 24 + k * rowH;
+    const w = it.value ? Math.max(1, (it.value / max) * barW) : 0;
+    const fill = it.highlight ? '#d9480f' : it.baseline ? '#495057' : '#4c6ef5';
+    parts.push(`<text x="${x + labelW - 6}" y="${yy + 12}" font-size="11" text-anchor="end">${escXml(it.label)}</text>`);
+    if (it.value) parts.push(`<rect x="${x + labelW}" y="${yy + 2}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${fill}"/>`);
+    if (it.whisker) {
+      const wx = x + labelW + (it.whisker / max) * barW;
+      parts.push(`<line x1="${x + labelW + w}" y1="${yy + rowH / 2 - 1}" x2="${wx.toFixed(1)}" y2="${yy + rowH / 2 - 1}" stroke="#868e96"/>`);
+      parts.push(`<line x1="${wx.toFixed(1)}" y1="${yy + 4}" x2="${wx.toFixed(1)}" y2="${yy + rowH - 6}" stroke="#868e96"/>`);
+    }
+    const tx = x + labelW + Math.max(w, it.whisker ? (it.whisker / max) * barW : 0) + 5;
+    parts.push(`<text x="${Math.min(tx, x + width - 105).toFixed(1)}" y="${yy + 12}" font-size="10" fill="#212529">${escXml(it.text)}</text>`);
+  });
+  return { svg: parts.join('\n'), height: 30 + items.length * rowH + 14 };
+}
+
+function svg(results) {
+  const width = 860;
+  const panels = [];
+  const pin = results.meta.pins.includes('pinned') ? 'pinned' : 'unpinned';
+  const isOurs = (l) => l.startsWith('ipcwire');
+  for (const payload of ['small', '1KiB']) {
+    const rows = results.latency.filter((r) => r.pin === pin && r.payload === payload && r.median_us != null);
+    if (rows.length) {
+      panels.push([`Round trip, ${payload === 'small' ? 'small message' : '1 KiB Buffer'}, ${pin}: median (bar) and p99 (whisker), µs — lower is better`,
+        rows.map((r) => ({ label: r.label, value: r.median_us, whisker: r.p99_us, text: `${us(r.median_us)} / ${us(r.p99_us)}`, highlight: isOurs(r.label), baseline: r.label === C_LABEL }))]);
+    }
+  }
+  const tpPanel = (payload, title, field, fmt) => {
+    const rows = results.throughput.filter((r) => r.payload === payload && r[field] != null);
+    if (rows.length) panels.push([title, rows.map((r) => ({ label: r.label, value: r[field], text: fmt(r[field]), highlight: isOurs(r.label), baseline: r.label === C_LABEL }))]);
+  };
+  tpPanel('small', 'Small messages one way, msgs/s — higher is better (synckit: sync round trips)', 'msgs_per_s', num);
+  tpPanel('1MiB', '1 MiB Buffers one way, MB/s — higher is better', 'mb_per_s', (v) => `${mb(v)} MB/s`);
+  tpPanel('16MiB', '16 MiB Buffers one way, MB/s — higher is better', 'mb_per_s', (v) => `${mb(v)} MB/s`);
+  const sc = results.scale.filter((r) => r.p99_us != null);
+  if (sc.length) {
+    panels.push(['sendSync scale: aggregate calls/s', sc.map((r) => ({ label: `${r.renderers} renderer${r.renderers > 1 ? 's' : ''}`, value: r.calls_per_s, text: `${num(r.calls_per_s)} calls/s`, highlight: true }))]);
+    panels.push(['sendSync scale: p99 per call, µs — lower is better', sc.map((r) => ({ label: `${r.renderers} renderer${r.renderers > 1 ? 's' : ''}`, value: r.p99_us, text: us(r.p99_us), highlight: true }))]);
+  }
+  const m = results.meta;
+  let y = 50;
+  const body = [];
+  for (const [title, items] of panels) {
+    const p = panel(20, y, width - 40, title, items);
+    body.push(p.svg);
+    y += p.height;
+  }
+  const header = `<text x="20" y="24" font-size="15" font-weight="bold">ipcwire benchmarks — ${escXml(m.date.slice(0, 10))}, ${m.nproc} × ${escXml(m.cpu)}, Node ${escXml(m.node)}</text>
+<text x="20" y="40" font-size="11" fill="#495057">orange: ipcwire · dark grey: C ping-pong (the limit) · blue: alternatives · same run, ${escXml(m.plan)} plan</text>`;
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y + 10}" viewBox="0 0 ${width} ${y + 10}" font-family="DejaVu Sans, Helvetica, Arial, sans-serif">
+<rect width="100%" height="100%" fill="#ffffff"/>
+${header}
+${body.join('\n')}
+</svg>
+`;
+}
+
+module.exports = { machine, aggregate, table, svg, updateReadme, readmeFigures };

@@ -1,0 +1,328 @@
+#!/usr/bin/env node
+'use strict';
+// `npm run bench` — every system in the same run: round-trip latency (pinned to one core and unpinned, with
+// repeats for the spread), one-way throughput, and sendSync scale; then a table with ratios against the C
+// ping-pong and node:net + msgpackr, the targets met or missed, bench/results/latest.{json,svg} and the
+// figures section of bench/README.md.
+// `npm run bench:smoke` (--smoke) — the same harness with tiny counts; exits 0 when every system produced
+// numbers. Writes to a temporary directory unless --out is given; never judges timings.
+//
+// Options: --smoke, --out DIR, --only id,id (see lib/plan.js), --sections latency,throughput,scale,
+// --repeats N, --no-readme. IPCWIRE_BENCH_MODULE=path measures another ipcwire build.
+const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const readline = require('node:readline');
+const { SYSTEMS, label, FULL, SMOKE } = require('./lib/plan');
+const { payloadBytes, summarize } = require('./lib/common');
+const report = require('./lib/report');
+
+const root = path.join(__dirname, '..');
+
+function parseArgs(argv) {
+  const o = { smoke: false, out: null, only: null, sections: ['latency', 'throughput', 'scale'], repeats: null, readme: true };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--smoke') o.smoke = true;
+    else if (a === '--out') o.out = argv[++i];
+    else if (a === '--only') o.only = argv[++i].split(',');
+    else if (a === '--sections') o.sections = argv[++i].split(',');
+    else if (a === '--repeats') o.repeats = Number(argv[++i]);
+    else if (a === '--no-readme') o.readme = false;
+    else {
+      console.error(`unknown option ${a}`);
+      process.exit(2);
+    }
+  }
+  return o;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const plan = opts.smoke ? SMOKE : FULL;
+const repeats = opts.repeats || plan.repeats;
+const outDir = opts.out
+  ? path.resolve(opts.out)
+  : opts.smoke
+    ? fs.mkdtempSync(path.join(os.tmpdir(), 'ipcwire-bench-smoke-'))
+    : path.join(__dirname, 'results');
+const systems = SYSTEMS.filter((s) => !opts.only || opts.only.includes(s.id));
+const started = Date.now();
+const loadStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
+const notes = [];
+
+function log(line) {
+  process.stderr.write(line + '\n');
+}
+
+// ---- prerequisites -------------------------------------------------------------------------------------
+
+/** taskset from util-linux, and whether this process may use it (containers can forbid affinity). */
+function probeTaskset() {
+  const r = spawnSync('taskset', ['-c', '0', process.execPath, '-e', '0'], { stdio: 'ignore' });
+  return r.status === 0;
+}
+
+/** The C ping-pong: the cmake build (scripts/native-tests.sh → build-cmake/), else compiled here into a cache. */
+function findPingpong() {
+  const src = path.join(__dirname, 'native', 'pingpong.cc');
+  const srcTime = fs.existsSync(src) ? fs.statSync(src).mtimeMs : 0;
+  if (process.env.PINGPONG_BIN) return process.env.PINGPONG_BIN;
+  for (const cand of ['build-cmake/pingpong', 'build-cmake/Release/pingpong', 'build-cmake/bench/pingpong']) {
+    const p = path.join(root, cand);
+    if (fs.existsSync(p) && fs.statSync(p).mtimeMs >= srcTime) return p;
+  }
+  if (!srcTime) return null;
+  const cached = path.join(os.tmpdir(), `ipcwire-bench-pingpong-${Math.round(srcTime)}`);
+  if (fs.existsSync(cached)) return cached;
+  // Same flags as CMakeLists.txt's Release build (-O2, C++17).
+  const cxx = process.env.CXX || 'c++';
+  const r = spawnSync(cxx, ['-O2', '-std=c++17', '-o', cached + '.tmp', src], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) return null;
+  fs.renameSync(cached + '.tmp', cached);
+  notes.push(`C ping-pong compiled by bench/run.js (${cxx} -O2 -std=c++17): no build-cmake/pingpong newer than its source`);
+  return cached;
+}
+
+/** ipcwire built (addon + dist), through the project's own ensure-built when the package is measured in place. */
+function ensureIpcwire() {
+  if (process.env.IPCWIRE_BENCH_MODULE) return true;
+  try {
+    const eb = require(path.join(root, 'scripts', 'ensure-built.js'));
+    const quiet = (l) => log(l);
+    if (!eb.ensureNative(quiet) || !eb.ensureTs(quiet)) return false;
+  } catch (err) {
+    log(`bench: could not run scripts/ensure-built.js (${err.message}); using dist/ as it is`);
+  }
+  return true;
+}
+
+// ---- running jobs ---------------------------------------------------------------------------------------
+
+const taskset = probeTaskset();
+if (!taskset) notes.push('taskset is missing or not permitted here: "pinned" latency was not measured (unpinned only)');
+const pins = taskset ? ['pinned', 'unpinned'] : ['unpinned'];
+const pingpong = systems.some((s) => s.kind === 'c') ? findPingpong() : null;
+const ipcwireReady = systems.some((s) => s.id === 'ipcwire') ? ensureIpcwire() : true;
+
+/** The jobs of the run: one driver process per (system, pinning, repeat, section), interleaved across systems. */
+function buildJobs() {
+  const jobs = [];
+  const payloadsFor = (sys, list, every, rep) =>
+    list.filter((p) => (rep === 0 || every.includes(p)) && !(sys.skip && sys.skip[p]));
+  for (let rep = 0; rep < repeats; rep++) {
+    if (opts.sections.includes('latency')) {
+      for (const pin of pins) {
+        for (const sys of systems) {
+          const payloads = payloadsFor(sys, plan.latencyPayloads, plan.latencyEveryRepeat, rep);
+          const apis = sys.apis || [null];
+          const cells = [];
+          for (const payload of payloads) {
+            for (const api of apis) {
+              cells.push({ kind: 'latency', api: api || undefined, payload, cfg: plan.latency[payload] });
+            }
+          }
+          if (cells.length) jobs.push({ sys, section: 'latency', pin, rep, cells });
+        }
+      }
+    }
+    if (opts.sections.includes('throughput')) {
+      for (const sys of systems) {
+        const payloads = payloadsFor(sys, plan.throughputPayloads, plan.throughputEveryRepeat, rep);
+        const cells = payloads.map((payload) => ({ kind: 'throughput', api: sys.tpApi, payload, cfg: plan.throughput[payload] }));
+        if (cells.length) jobs.push({ sys, section: 'throughput', pin: 'unpinned', rep, cells });
+      }
+    }
+  }
+  if (opts.sections.includes('scale') && systems.some((s) => s.id === 'ipcwire')) {
+    const sys = { id: 'ipcwire-scale', kind: 'node', script: 'ipcwire-scale.js' };
+    const cells = plan.scale.counts.map((renderers) => ({
+      kind: 'scale',
+      renderers,
+      cfg: { durationMs: plan.scale.durationMs, timeoutMs: plan.scale.timeoutMs },
+    }));
+    jobs.push({ sys, section: 'scale', pin: 'unpinned', rep: 0, cells });
+  }
+  return jobs;
+}
+
+/** Spawn a command (pinned with taskset if asked) in its own process group; collect its JSON lines. */
+function runProcess(argv, pin, timeoutMs, onLine) {
+  const cmd = pin === 'pinned' ? ['taskset', '-c', '0', ...argv] : argv;
+  return new Promise((resolve) => {
+    const child = spawn(cmd[0], cmd.slice(1), {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group: a timeout kills the driver and every server it started
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+      stderr = (stderr + d).slice(-4000);
+    });
+    const rl = readline.createInterface({ input: child.stdout });
+    rl.on('line', (line) => {
+      let obj;
+      try {
+        obj = JSON.parse(line);
+      } catch {
+        return;
+      }
+      onLine(obj);
+    });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {}
+    }, timeoutMs);
+    const closed = new Promise((res) => rl.once('close', res));
+    child.on('exit', (code, sig) => {
+      clearTimeout(timer);
+      // Servers a driver started are in its process group: make sure none outlives it.
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {}
+      closed.then(() => resolve({ code, sig, timedOut, stderr }));
+    });
+  });
+}
+
+const records = []; // every cell of every repeat, as measured
+let done = 0;
+let total = 0;
+
+function fmtElapsed() {
+  const s = Math.round((Date.now() - started) / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+}
+
+function progress(rec) {
+  done++;
+  const what = `${rec.section}${rec.section === 'latency' ? '/' + rec.pin : ''} ${rec.label}${rec.renderers ? ` ×${rec.renderers}` : ''} ${rec.payload || ''}`;
+  let res;
+  if (rec.error) res = `ERROR ${rec.error.slice(0, 160)}`;
+  else if (rec.section === 'latency') res = `median ${rec.result.median_us} µs, p99 ${rec.result.p99_us} µs (n=${rec.result.n})`;
+  else if (rec.section === 'throughput') res = `${rec.result.msgs_per_s} msgs/s, ${rec.result.mb_per_s} MB/s`;
+  else res = `${rec.result.calls_per_s} calls/s, p99 ${rec.result.p99_us} µs, failures ${rec.result.failures}`;
+  log(`[${String(done).padStart(3)}/${total} ${fmtElapsed()}] ${what.replace(/\s+/g, ' ').trim()}${rec.rep ? ` (repeat ${rec.rep + 1})` : ''}: ${res}`);
+}
+
+async function runNodeJob(job) {
+  const script = path.join(__dirname, 'systems', job.sys.script);
+  const cfg = { ...(job.sys.extra || {}), cells: job.cells };
+  const seen = new Set();
+  const argv = [process.execPath, script, JSON.stringify(cfg)];
+  const r = await runProcess(argv, job.pin, plan.driverTimeoutMs, (obj) => {
+    if (obj.type !== 'cell') return;
+    const i = job.cells.findIndex((c, k) => !seen.has(k) && c.payload === obj.payload && c.api === obj.api && c.renderers === obj.renderers);
+    seen.add(i);
+    record(job, obj, obj.result, obj.error);
+  });
+  job.cells.forEach((c, k) => {
+    if (seen.has(k)) return;
+    const why = r.timedOut
+      ? `timed out after ${plan.driverTimeoutMs / 1000} s`
+      : `driver exited (${r.code ?? r.sig}) without a result: ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+    record(job, c, null, why);
+  });
+}
+
+async function runCJob(job) {
+  if (!pingpong) {
+    for (const c of job.cells) record(job, c, null, 'no C ping-pong binary (bench/native/pingpong.cc missing or did not compile)');
+    return;
+  }
+  for (const c of job.cells) {
+    const [iters, warmup] = (job.section === 'latency' ? plan.cLatency : plan.cThroughput)[c.payload];
+    const size = payloadBytes(c.payload);
+    const sockDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipcb-'));
+    const argv = [pingpong, '--size', String(size), '--iters', String(iters), '--warmup', String(warmup),
+      '--mode', job.section, '--path', path.join(sockDir, 'c.sock')];
+    let out = null;
+    const r = await runProcess(argv, job.pin, plan.driverTimeoutMs, (obj) => (out = obj));
+    fs.rmSync(sockDir, { recursive: true, force: true });
+    if (!out) {
+      record(job, c, null, `pingpong exited (${r.code ?? r.sig}): ${r.stderr.trim().slice(-300)}`);
+      continue;
+    }
+    const result =
+      job.section === 'latency'
+        ? { n: out.iters, median_us: out.median_us, p99_us: out.p99_us, mean_us: out.mean_us }
+        : { msgs: out.msgs, msgs_per_s: Math.round(out.msgs_per_s), mb_per_s: Math.round(out.mb_per_s * 10) / 10 };
+    record(job, c, result, null);
+  }
+}
+
+function record(job, cell, result, error) {
+  const sys = job.sys;
+  const rec = {
+    section: job.section,
+    pin: job.pin,
+    rep: job.rep,
+    system: sys.id,
+    label: job.section === 'scale' ? 'ipcwire sendSync' : label(sys, job.section === 'throughput' ? sys.tpApi : cell.api),
+    payload: cell.payload,
+    renderers: cell.renderers,
+    result: result || null,
+    error: error || null,
+  };
+  records.push(rec);
+  progress(rec);
+}
+
+// ---- main -----------------------------------------------------------------------------------------------
+
+async function main() {
+  const jobs = buildJobs();
+  total = jobs.reduce((n, j) => n + j.cells.length, 0);
+  log(`ipcwire bench (${plan.name}): ${total} measurements, ${repeats} repeat(s), ${pins.join(' + ')} latency; ` +
+      `${os.cpus().length} CPUs, Node ${process.version}`);
+  for (const n of notes) log(`note: ${n}`);
+  if (!ipcwireReady) log('note: ipcwire could not be built; its rows will fail');
+  for (const job of jobs) {
+    if (job.sys.kind === 'c') await runCJob(job);
+    else await runNodeJob(job);
+  }
+  const durationS = Math.round((Date.now() - started) / 1000);
+  const meta = report.machine({ loadavg_start: loadStart, plan: plan.name, repeats, pins, taskset, durationS, notes, skipped: skippedList() });
+  const results = report.aggregate(records, meta);
+  const text = report.table(results);
+  process.stdout.write(text + '\n');
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify({ ...results, records }, null, 1) + '\n');
+  fs.writeFileSync(path.join(outDir, 'latest.svg'), report.svg(results));
+  log(`wrote ${path.join(outDir, 'latest.json')} and latest.svg in ${durationS} s`);
+  const complete = !opts.only && opts.sections.length === 3;
+  if (!opts.smoke && opts.readme && complete && !opts.out) {
+    report.updateReadme(path.join(__dirname, 'README.md'), results);
+    log('updated the figures in bench/README.md');
+  }
+  // Smoke: every system must have produced numbers in every cell; timings are never judged.
+  const failed = records.filter((r) => r.error || !r.result);
+  const scaleFailures = records.filter((r) => r.section === 'scale' && r.result && r.result.failures > 0);
+  if (failed.length) log(`${failed.length} measurement(s) failed:\n` + failed.map((r) => `  ${r.section} ${r.pin} ${r.label} ${r.payload || r.renderers}: ${r.error}`).join('\n'));
+  if (scaleFailures.length) log(`scale: sendSync calls failed: ${scaleFailures.map((r) => `${r.renderers} renderers: ${r.result.failures} (${r.result.first_error})`).join('; ')}`);
+  process.exitCode = failed.length || scaleFailures.length ? 1 : 0;
+}
+
+function skippedList() {
+  const out = [];
+  for (const s of systems) for (const [p, why] of Object.entries(s.skip || {})) if (plan.latencyPayloads.includes(p)) out.push({ system: s.label || s.id, payload: p, why });
+  if (opts.smoke) out.push({ system: 'all', payload: '16MiB', why: 'smoke run: 16 MiB is measured by the full run only' });
+  return out;
+}
+
+// A run that stops with nothing pending would otherwise exit 0 silently.
+process.on('exit', (code) => {
+  if (code === 0 && !finished) {
+    log('bench: stopped before the end of the run (a measurement never settled)');
+    process.exitCode = 1;
+  }
+});
+let finished = false;
+
+main().then(() => (finished = true)).catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,137 @@
+'use strict';
+// Scale: one ipcwire main, K renderer processes doing sendSync at once. Each renderer warms up, says 'ready',
+// and on main's broadcast 'go' calls sendSync back to back for `durationMs`, timing every call; then it
+// prints its samples and failures. Aggregate calls/s is all calls over the span from the first start to the
+// last end (CLOCK_MONOTONIC is shared by all processes); p50/p99 are over the pooled samples.
+const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const readline = require('node:readline');
+const C = require('../lib/common');
+
+const modulePath = process.env.IPCWIRE_BENCH_MODULE || path.join(__dirname, '..', '..');
+
+function renderer(sockPath, durationMs) {
+  const { IpcRenderer } = require(modulePath);
+  const r = new IpcRenderer();
+  r.connect(sockPath);
+  const msg = C.makeMessage('small');
+  let errors = 0;
+  let firstError = null;
+  const call = () => {
+    try {
+      const v = r.sendSync('ping', ...msg.args);
+      if (!Array.isArray(v) || v[1] !== 123) throw new Error('wrong echo');
+    } catch (err) {
+      errors++;
+      if (!firstError) firstError = String(err && (err.code || err.message));
+    }
+  };
+  for (let i = 0; i < 50; i++) call();
+  r.on('go', () => {
+    let samples = new Float64Array(1 << 16);
+    let n = 0;
+    const start = C.now();
+    const end = start + durationMs * 1e6;
+    let t = start;
+    while (t < end) {
+      call();
+      const t1 = C.now();
+      if (n === samples.length) {
+        const bigger = new Float64Array(n * 2);
+        bigger.set(samples);
+        samples = bigger;
+      }
+      samples[n++] = t1 - t;
+      t = t1;
+    }
+    const us = Array.from(samples.subarray(0, n), (x) => Math.round(x / 100) / 10);
+    process.stdout.write(JSON.stringify({ calls: n, errors, firstError, start, end: t, us }) + '\n', () => {
+      r.close();
+    });
+  });
+  r.send('ready');
+}
+
+async function runScale(count, durationMs, timeoutMs) {
+  const { IpcMain } = require(modulePath);
+  const main = new IpcMain();
+  const sock = C.tmpSocket('sc');
+  main.on('ping', (event, ...args) => {
+    event.returnValue = args;
+  });
+  main.listen(sock.path);
+  let ready = 0;
+  let allReady;
+  const readyP = new Promise((res) => (allReady = res));
+  main.on('ready', () => {
+    if (++ready === count) allReady();
+  });
+  const results = [];
+  const exits = [];
+  const children = [];
+  for (let i = 0; i < count; i++) {
+    const child = spawn(process.execPath, [__filename, 'renderer', sock.path, String(durationMs)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    children.push(child);
+    const rl = readline.createInterface({ input: child.stdout });
+    rl.on('line', (line) => results.push(JSON.parse(line)));
+    exits.push(new Promise((res) => child.once('exit', (code, sig) => res(code === 0 ? 0 : String(code ?? sig)))));
+  }
+  const timer = setTimeout(() => {
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  }, timeoutMs);
+  const spawned = C.now();
+  const failedEarly = Promise.all(exits).then(() => 'exited');
+  if ((await Promise.race([readyP.then(() => 'ready'), failedEarly])) !== 'ready') {
+    clearTimeout(timer);
+    main.close();
+    throw new Error(`only ${ready} of ${count} renderers became ready`);
+  }
+  const startupMs = Math.round((C.now() - spawned) / 1e6);
+  main.broadcast('go');
+  const codes = await Promise.all(exits);
+  clearTimeout(timer);
+  main.close();
+  fs.rmSync(sock.dir, { recursive: true, force: true });
+
+  const badExits = codes.filter((c) => c !== 0).length;
+  let calls = 0;
+  let errors = 0;
+  let firstError = null;
+  let start = Infinity;
+  let end = 0;
+  const pooled = [];
+  for (const r of results) {
+    calls += r.calls;
+    errors += r.errors;
+    firstError = firstError || r.firstError;
+    start = Math.min(start, r.start);
+    end = Math.max(end, r.end);
+    for (const x of r.us) pooled.push(x * 1000);
+  }
+  const missing = count - results.length;
+  const s = C.summarize(pooled);
+  return {
+    renderers: count,
+    calls,
+    failures: errors + missing + badExits,
+    first_error: firstError || (missing ? `${missing} renderers reported nothing` : null),
+    calls_per_s: Math.round(calls / ((end - start) / 1e9)),
+    median_us: s.median_us,
+    p99_us: s.p99_us,
+    max_us: s.max_us,
+    startup_ms: startupMs,
+  };
+}
+
+async function driver(cfg) {
+  await C.runCells(cfg, (cell) => runScale(cell.renderers, cell.cfg.durationMs, cell.cfg.timeoutMs));
+}
+
+if (process.argv[2] === 'renderer') renderer(process.argv[3], Number(process.argv[4]));
+else driver(C.driverConfig()).catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
