@@ -41,11 +41,8 @@ function parseArgs(argv) {
 const opts = parseArgs(process.argv.slice(2));
 const plan = opts.smoke ? SMOKE : FULL;
 const repeats = opts.repeats || plan.repeats;
-const outDir = opts.out
-  ? path.resolve(opts.out)
-  : opts.smoke
-    ? fs.mkdtempSync(path.join(os.tmpdir(), 'ipcwire-bench-smoke-'))
-    : path.join(__dirname, 'results');
+// The smoke run writes to a fresh temporary directory (made at the end), so CI leaves the tree clean.
+const outDir = opts.out ? path.resolve(opts.out) : opts.smoke ? null : path.join(__dirname, 'results');
 const systems = SYSTEMS.filter((s) => !opts.only || opts.only.includes(s.id));
 const started = Date.now();
 const loadStart = os.loadavg().map((x) => Math.round(x * 100) / 100);
@@ -289,10 +286,11 @@ async function main() {
   const results = report.aggregate(records, meta);
   const text = report.table(results);
   process.stdout.write(text + '\n');
-  fs.mkdirSync(outDir, { recursive: true });
-  fs.writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify({ ...results, records }, null, 1) + '\n');
-  fs.writeFileSync(path.join(outDir, 'latest.svg'), report.svg(results));
-  log(`wrote ${path.join(outDir, 'latest.json')} and latest.svg in ${durationS} s`);
+  const dir = outDir || fs.mkdtempSync(path.join(os.tmpdir(), 'ipcwire-bench-smoke-'));
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify({ ...results, records }, null, 1) + '\n');
+  fs.writeFileSync(path.join(dir, 'latest.svg'), report.svg(results));
+  log(`wrote ${path.join(dir, 'latest.json')} and latest.svg in ${durationS} s`);
   const complete = !opts.only && opts.sections.length === 3;
   if (!opts.smoke && opts.readme && complete && !opts.out) {
     report.updateReadme(path.join(__dirname, 'README.md'), results);

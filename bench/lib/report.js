@@ -13,8 +13,10 @@ const NET_LABEL = 'node:net + msgpackr';
 /** Rows in a stable order: the C limit, ipcwire's APIs, then the alternatives. */
 function labelOrder() {
   const out = [];
-  for (const s of SYSTEMS) for (const api of s.apis || [s.tpApi || null]) out.push(label(s, api));
-  for (const s of SYSTEMS) if (s.tpApi) out.push(label(s, s.tpApi));
+  for (const s of SYSTEMS) {
+    for (const api of s.apis || [null]) out.push(label(s, api));
+    if (s.tpApi) out.push(label(s, s.tpApi));
+  }
   return out;
 }
 
@@ -275,27 +277,39 @@ const escXml = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').rep
  * One horizontal bar panel. items: {label, value, whisker?, text, highlight}. Linear scale from 0; the value
  * is also written next to each bar, so bars far below the longest stay readable.
  */
-function panel(x, y, width, title, items) {
+function panel(x, y, width, title, items, log = false) {
   const rowH = 18;
   const labelW = 250;
-  const barW = width - labelW - 110;
+  const barW = width - labelW - 130;
   const max = Math.max(...items.map((it) => Math.max(it.value || 0, it.whisker || 0)), 1e-9);
+  // Log scale (latency): from the decade below the smallest value, with a gridline per decade.
+  const lo = log ? 10 ** Math.floor(Math.log10(Math.min(...items.map((it) => it.value || max)))) : 0;
+  const hi = log ? 10 ** Math.ceil(Math.log10(max)) : max;
+  const sx = (v) => (log ? (Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo)) : v / hi) * barW;
   const parts = [`<text x="${x}" y="${y + 14}" font-size="13" font-weight="bold">${escXml(title)}</text>`];
+  if (log) {
+    const bottom = y + 24 + items.length * rowH;
+    for (let d = lo; d <= hi * 1.0001; d *= 10) {
+      const gx = (x + labelW + sx(d)).toFixed(1);
+      parts.push(`<line x1="${gx}" y1="${y + 20}" x2="${gx}" y2="${bottom}" stroke="#dee2e6"/>`);
+      parts.push(`<text x="${gx}" y="${bottom + 10}" font-size="9" fill="#868e96" text-anchor="middle">${d < 1e3 ? `${d} µs` : d < 1e6 ? `${d / 1e3} ms` : `${d / 1e6} s`}</text>`);
+    }
+  }
   items.forEach((it, k) => {
     const yy = y + 24 + k * rowH;
-    const w = it.value ? Math.max(1, (it.value / max) * barW) : 0;
+    const w = it.value ? Math.max(1, sx(it.value)) : 0;
     const fill = it.highlight ? '#d9480f' : it.baseline ? '#495057' : '#4c6ef5';
     parts.push(`<text x="${x + labelW - 6}" y="${yy + 12}" font-size="11" text-anchor="end">${escXml(it.label)}</text>`);
     if (it.value) parts.push(`<rect x="${x + labelW}" y="${yy + 2}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${fill}"/>`);
     if (it.whisker) {
-      const wx = x + labelW + (it.whisker / max) * barW;
+      const wx = x + labelW + sx(it.whisker);
       parts.push(`<line x1="${x + labelW + w}" y1="${yy + rowH / 2 - 1}" x2="${wx.toFixed(1)}" y2="${yy + rowH / 2 - 1}" stroke="#868e96"/>`);
       parts.push(`<line x1="${wx.toFixed(1)}" y1="${yy + 4}" x2="${wx.toFixed(1)}" y2="${yy + rowH - 6}" stroke="#868e96"/>`);
     }
-    const tx = x + labelW + Math.max(w, it.whisker ? (it.whisker / max) * barW : 0) + 5;
-    parts.push(`<text x="${Math.min(tx, x + width - 105).toFixed(1)}" y="${yy + 12}" font-size="10" fill="#212529">${escXml(it.text)}</text>`);
+    const tx = x + labelW + Math.max(w, it.whisker ? sx(it.whisker) : 0) + 5;
+    parts.push(`<text x="${Math.min(tx, x + width - 125).toFixed(1)}" y="${yy + 12}" font-size="10" fill="#212529">${escXml(it.text)}</text>`);
   });
-  return { svg: parts.join('\n'), height: 30 + items.length * rowH + 14 };
+  return { svg: parts.join('\n'), height: 30 + items.length * rowH + (log ? 26 : 14) };
 }
 
 function svg(results) {
@@ -306,8 +320,8 @@ function svg(results) {
   for (const payload of ['small', '1KiB']) {
     const rows = results.latency.filter((r) => r.pin === pin && r.payload === payload && r.median_us != null);
     if (rows.length) {
-      panels.push([`Round trip, ${payload === 'small' ? 'small message' : '1 KiB Buffer'}, ${pin}: median (bar) and p99 (whisker), µs — lower is better`,
-        rows.map((r) => ({ label: r.label, value: r.median_us, whisker: r.p99_us, text: `${us(r.median_us)} / ${us(r.p99_us)}`, highlight: isOurs(r.label), baseline: r.label === C_LABEL }))]);
+      panels.push([`Round trip, ${payload === 'small' ? 'small message' : '1 KiB Buffer'}, ${pin}: median (bar), p99 (whisker); log scale, lower is better`,
+        rows.map((r) => ({ label: r.label, value: r.median_us, whisker: r.p99_us, text: `${us(r.median_us)} / ${us(r.p99_us)}`, highlight: isOurs(r.label), baseline: r.label === C_LABEL })), true]);
     }
   }
   const tpPanel = (payload, title, field, fmt) => {
@@ -325,8 +339,8 @@ function svg(results) {
   const m = results.meta;
   let y = 50;
   const body = [];
-  for (const [title, items] of panels) {
-    const p = panel(20, y, width - 40, title, items);
+  for (const [title, items, log] of panels) {
+    const p = panel(20, y, width - 40, title, items, log);
     body.push(p.svg);
     y += p.height;
   }
