@@ -3,7 +3,7 @@
  * about 228 KiB before EAGAIN (RELIABILITY fact 1), so these tests push well past 8 MiB into a stopped peer.
  */
 import { describe, expect, test } from 'vitest';
-import { makeMain, once, runNode, sockPath, trackPath, useHarness } from './helpers';
+import { exitsCleanly, makeMain, once, runNode, sockPath, trackPath, useHarness } from './helpers';
 
 useHarness();
 
@@ -46,7 +46,7 @@ describe('backpressure', () => {
     }
     peer.send('end');
     expect(await child.msg('r')).toEqual({ n: 16, bytes: 16 * MiB });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('backpressure: ipcRenderer.bufferedAmount grows past 8 MiB while main is stopped; link drain fires when it resumes', { timeout: 60_000 }, async () => {
@@ -91,8 +91,8 @@ describe('backpressure', () => {
     }
     expect(await child.msg('drained', 30_000)).toBe(0);
     expect(await mainProc.msg('got')).toEqual({ n: 16, bytes: 16 * MiB });
-    expect((await child.waitExit()).code).toBe(0);
-    expect((await mainProc.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
+    await exitsCleanly(mainProc);
   });
 
   test('backpressure: a producer that waits for drain keeps main\'s buffer bounded while a slow renderer reads 64 MiB', { timeout: 60_000 }, async () => {
@@ -119,6 +119,6 @@ describe('backpressure', () => {
     peer.send('end');
     expect(await child.msg('r', 50_000)).toBe(64 * MiB);
     expect(maxBuffered).toBeLessThan(4 * MiB + 512 * 1024);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 });

@@ -3,7 +3,7 @@
  * handle / peer.invoke side.
  */
 import { describe, expect, test } from 'vitest';
-import { catchSync, errInfo, ipcwire, makeMain, once, runNode, useHarness } from './helpers';
+import { catchSync, errInfo, exitsCleanly, ipcwire, makeMain, once, runNode, useHarness } from './helpers';
 
 useHarness();
 
@@ -91,7 +91,7 @@ describe('errors-electron', () => {
       { address: main.address },
     );
     const results = await child.msg('results');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     for (const ch of ['throws', 'rejects', 'async-throws']) {
       expect(results[ch].isError, ch).toBe(true);
       expect(results[ch].message, ch).toBe(`Error invoking remote method '${ch}': Error: some error`);
@@ -135,7 +135,7 @@ describe('errors-electron', () => {
     });
     expect(await child.msg('r')).toEqual(['first', 'second']);
     expect(during).toBe('registered');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     expect(IpcMain).toBeTypeOf('function');
   });
 
@@ -158,7 +158,7 @@ describe('errors-electron', () => {
       { address: main.address },
     );
     const res = await child.msg('res');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     for (const k of ['send', 'sendSync', 'invoke']) {
       expect(res[k].isError, k).toBe(true);
       expect(res[k].message, k).toMatch(/^An object could not be cloned\./);
@@ -220,6 +220,6 @@ describe('errors-electron', () => {
     expect(invErr.message).toMatch(/^An object could not be cloned\./);
     expect(invErr.code).toBe('ERR_IPC_UNCLONABLE');
     peer.send('done');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 });

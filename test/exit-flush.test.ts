@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { makeMain, runNode, sha256, sockPath, trackPath, useHarness, waitUntil } from './helpers';
+import { exitsCleanly, makeMain, runNode, sha256, sockPath, trackPath, useHarness, waitUntil } from './helpers';
 
 useHarness();
 
@@ -33,7 +33,7 @@ describe('exit-flush', () => {
       const main = makeMain();
       const got = collect(main);
       const child = runNode(SENDER([size], 'process.exit(0);'), { address: main.address });
-      expect((await child.waitExit()).code).toBe(0);
+      await exitsCleanly(child);
       await waitUntil(() => got.length === 1, 10_000, 'the message to arrive');
       expect(got).toEqual([{ i: 0, len: size, ok: true }]);
     });
@@ -44,7 +44,7 @@ describe('exit-flush', () => {
     const got = collect(main);
     const sizes = Array.from({ length: 200 }, (_, i) => (i % 20 === 0 ? MiB : 10 * KB));
     const child = runNode(SENDER(sizes, 'process.exit(3);'), { address: main.address });
-    expect((await child.waitExit()).code).toBe(3);
+    await exitsCleanly(child, undefined, 3);
     await waitUntil(() => got.length === 200, 10_000, 'all 200 messages');
     expect(got).toEqual(sizes.map((len, i) => ({ i, len, ok: true })));
   });
@@ -53,7 +53,7 @@ describe('exit-flush', () => {
     const main = makeMain();
     const got = collect(main);
     const child = runNode(SENDER([8 * MiB, 10 * KB], ''), { address: main.address });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     await waitUntil(() => got.length === 2, 10_000, 'both messages');
     expect(got).toEqual([
       { i: 0, len: 8 * MiB, ok: true },
@@ -73,7 +73,7 @@ describe('exit-flush', () => {
     `,
       { address: main.address },
     );
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     await waitUntil(() => got.length === 2, 10_000, 'both messages');
     expect(got.map((g) => g.ok)).toEqual([true, true]);
   });
@@ -104,8 +104,8 @@ describe('exit-flush', () => {
         { address },
       );
       expect(await child.msg('r')).toEqual({ len: size, ok: true });
-      expect((await mainProc.waitExit()).code).toBe(0);
-      expect((await child.waitExit()).code).toBe(0);
+      await exitsCleanly(mainProc);
+      await exitsCleanly(child);
       fs.rmSync(address, { force: true }); // main exited without close(): its socket file is this test's to remove
     });
   }

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { makeMain, once, runNode, sockPath, trackPath, useHarness } from './helpers';
+import { exitsCleanly, makeMain, once, runNode, sockPath, trackPath, useHarness } from './helpers';
 
 useHarness();
 
@@ -60,7 +60,7 @@ describe('failures', () => {
     const after = await child.msg('after');
     expectDisconnectedEverywhere(sync, after, killedAt + 1000);
     // Nothing pending, no listener: the renderer ends by itself.
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     await mainProc.waitExit();
     // The dead server's socket file is stale; removing it is this test's cleanup.
     fs.rmSync(address, { force: true });
@@ -82,8 +82,8 @@ describe('failures', () => {
     const sync = await child.msg('sync');
     const after = await child.msg('after');
     expectDisconnectedEverywhere(sync, after, hang.at + 50 + 1000);
-    expect((await child.waitExit()).code).toBe(0);
-    expect((await mainProc.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
+    await exitsCleanly(mainProc);
     fs.rmSync(address, { force: true });
   });
 
@@ -101,7 +101,7 @@ describe('failures', () => {
     const sync = await child.msg('sync');
     const after = await child.msg('after');
     expectDisconnectedEverywhere(sync, after, closedAt + 1000);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     expect(fs.existsSync(main.address)).toBe(false);
   });
 
@@ -121,7 +121,7 @@ describe('failures', () => {
     const d = await child.msg('disconnect');
     expect(d.connected).toBe(false);
     // A listener alone no longer keeps the process alive once the connection is gone.
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('failures: a renderer with no address anywhere gets ERR_IPC_NO_ADDRESS with a message saying how to get one', { timeout: 20_000 }, async () => {
@@ -140,7 +140,7 @@ describe('failures', () => {
       expect(res[k].message, k).toMatch(/IPCWIRE_ADDRESS/);
       expect(res[k].message, k).toMatch(/fork|connect/);
     }
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('failures: a renderer killed during peer.invoke rejects it with ERR_IPC_DISCONNECTED and peer calls then throw', { timeout: 30_000 }, async () => {

@@ -5,7 +5,7 @@
  * well-formed frames do not crash main; a frame split at any byte arrives intact and once.
  */
 import { describe, expect, test } from 'vitest';
-import { makeMain, nodeRequire, once, runNode, sha256, useHarness, waitUntil, type Any } from './helpers';
+import { type Any, exitsCleanly, makeMain, nodeRequire, once, runNode, sha256, useHarness, waitUntil } from './helpers';
 import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
 
 useHarness();
@@ -69,7 +69,7 @@ describe('hostile', () => {
     expect(['ERR_IPC_BAD_FRAME', 'ERR_IPC_FRAME_TOO_LARGE']).toContain(errors[1].err.code);
     expect(await peer.invoke('ping', 2)).toBe('pong 2');
     peer.send('bye');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('hostile: a huge length prefix (0xFFFFFFF0) is dropped with ERR_IPC_FRAME_TOO_LARGE before allocating', { timeout: 30_000 }, async () => {
@@ -100,7 +100,7 @@ describe('hostile', () => {
     expect(smallErrors[0].code).toBe('ERR_IPC_FRAME_TOO_LARGE');
     expect(await peer.invoke('ping', 'still')).toBe('pong still');
     peer.send('bye');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('hostile: a client that never completes the handshake is closed after handshakeTimeout', { timeout: 30_000 }, async () => {
@@ -120,7 +120,7 @@ describe('hostile', () => {
     const { child, peer } = await goodRenderer(main);
     expect(await peer.invoke('ping', 3)).toBe('pong 3');
     peer.send('bye');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('hostile: a handshake with another protocol version is refused with ERR_IPC_PROTOCOL_VERSION', { timeout: 30_000 }, async () => {
@@ -192,7 +192,7 @@ describe('hostile', () => {
     for (const e of errors) expect(String(e.code)).toMatch(/^ERR_IPC_/);
     for (const c of clients) c.socket.destroy();
     peer.send('bye');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('hostile: an oversized frame after valid ones closes only that connection; everything accepted before is emitted', { timeout: 30_000 }, async () => {
@@ -235,9 +235,9 @@ describe('hostile', () => {
     expect(errors[0].peer).toBe(disconnects[0].peer);
     expect(await goodPeer.invoke('ping', 4)).toBe('pong 4');
     // The victim loses its connection and, with it, its reason to live.
-    expect((await victim.waitExit()).code).toBe(0);
+    await exitsCleanly(victim);
     goodPeer.send('bye');
-    expect((await good.waitExit()).code).toBe(0);
+    await exitsCleanly(good);
     px.close();
   });
 
@@ -270,7 +270,7 @@ describe('hostile', () => {
     );
     main.once('s', (e: Any) => e.sender.send('back', 'after-sync'));
     expect(await child.msg('r', 50_000)).toEqual({ s: true, v: true, back: ['during-sync', 'after-sync'] });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     expect(got).toEqual([
       [0, true],
       [1, true],

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { catchSync, ipcwire, localRenderer, makeMain, runNode, sockPath, tmpDir, trackMain, trackPath, useHarness } from './helpers';
+import { catchSync, exitsCleanly, ipcwire, localRenderer, makeMain, runNode, sockPath, tmpDir, trackMain, trackPath, useHarness } from './helpers';
 
 useHarness();
 
@@ -184,7 +184,7 @@ describe('listen', () => {
     expect(r.res.path.syscall).toBe('connect');
     expect(r.res.bare.code).toBe('EACCES');
     expect(main.peers.size).toBe(0);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('listen: listening twice on one IpcMain fails clearly and keeps the first socket', () => {

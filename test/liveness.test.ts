@@ -4,7 +4,7 @@
  * thread or timer of the library keeps a process alive by itself.
  */
 import { describe, expect, test } from 'vitest';
-import { makeMain, once, runNode, sockPath, trackPath, useHarness } from './helpers';
+import { exitsCleanly, makeMain, once, runNode, sockPath, trackPath, useHarness } from './helpers';
 
 useHarness();
 
@@ -25,7 +25,7 @@ describe('liveness', () => {
       { address: main.address },
     );
     expect(await child.msg('r')).toEqual(['s', 'i']);
-    expect((await child.waitExit(10_000)).code).toBe(0);
+    await exitsCleanly(child, 10_000);
     // Still connected to a live main all along: the process ended because nothing needed it, not because of main.
     expect(main.address).toBeTruthy();
     await new Promise((r) => setTimeout(r, 20));
@@ -55,7 +55,7 @@ describe('liveness', () => {
       event.sender.send('ping', n);
       expect(await child.msg('ping')).toBeDefined();
     }
-    expect((await child.waitExit(10_000)).code).toBe(0);
+    await exitsCleanly(child, 10_000);
     expect(child.messages.filter((m) => m.tag === 'ping').map((m) => m.data)).toEqual([1, 2, 3]);
   });
 
@@ -77,7 +77,7 @@ describe('liveness', () => {
     const [event] = await once(main, 'up');
     event.sender.send('end');
     expect(await child.msg('left')).toEqual({ a: 0, b: 0, end: 0 });
-    expect((await child.waitExit(10_000)).code).toBe(0);
+    await exitsCleanly(child, 10_000);
   });
 
   test('liveness: a renderer with a handler stays alive until removeHandler', { timeout: 20_000 }, async () => {
@@ -95,7 +95,7 @@ describe('liveness', () => {
     expect(child.done).toBe(false);
     expect(await event.sender.invoke('job', 1)).toBe(2);
     expect(await event.sender.invoke('job', 2)).toBe(4);
-    expect((await child.waitExit(10_000)).code).toBe(0);
+    await exitsCleanly(child, 10_000);
   });
 
   test('liveness: a handleOnce handler that has answered no longer keeps the renderer alive', { timeout: 20_000 }, async () => {
@@ -110,7 +110,7 @@ describe('liveness', () => {
     );
     const [event] = await once(main, 'up');
     expect(await event.sender.invoke('job', 1)).toBe(2);
-    expect((await child.waitExit(10_000)).code).toBe(0);
+    await exitsCleanly(child, 10_000);
   });
 
   test('liveness: a pending invoke keeps the renderer alive until it settles', { timeout: 20_000 }, async () => {
@@ -128,7 +128,7 @@ describe('liveness', () => {
       { address: main.address },
     );
     expect(await child.msg('r')).toBe('settled');
-    expect((await child.waitExit(10_000)).code).toBe(0);
+    await exitsCleanly(child, 10_000);
   });
 
   test('liveness: main\'s listening socket keeps main alive until close()', { timeout: 20_000 }, async () => {
@@ -144,8 +144,8 @@ describe('liveness', () => {
     expect(mainProc.done).toBe(false);
     const child = runNode(`ipcwire.ipcRenderer.send('close-now');`, { address });
     await mainProc.msg('closing');
-    expect((await mainProc.waitExit(10_000)).code).toBe(0);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(mainProc, 10_000);
+    await exitsCleanly(child);
   });
 
   test('liveness: main.unref() lets main exit while listening; ref() keeps it again', { timeout: 20_000 }, async () => {
@@ -158,7 +158,7 @@ describe('liveness', () => {
       process.on('exit', () => main.close());
     `);
     await unrefd.msg('ready');
-    expect((await unrefd.waitExit(10_000)).code).toBe(0);
+    await exitsCleanly(unrefd, 10_000);
     const refd = runNode(`
       const main = new ipcwire.IpcMain();
       main.listen(${JSON.stringify(address)});
@@ -171,8 +171,8 @@ describe('liveness', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(refd.done).toBe(false);
     const child = runNode(`ipcwire.ipcRenderer.send('stop');`, { address });
-    expect((await refd.waitExit(10_000)).code).toBe(0);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(refd, 10_000);
+    await exitsCleanly(child);
   });
 
   test('liveness: main with connected renderers exits after close(), and they exit too', { timeout: 20_000 }, async () => {
@@ -192,16 +192,16 @@ describe('liveness', () => {
     const b = runNode(code, { address });
     await mainProc.msg('both');
     mainProc.send('close');
-    expect((await mainProc.waitExit(10_000)).code).toBe(0);
-    expect((await a.waitExit(10_000)).code).toBe(0);
-    expect((await b.waitExit(10_000)).code).toBe(0);
+    await exitsCleanly(mainProc, 10_000);
+    await exitsCleanly(a, 10_000);
+    await exitsCleanly(b, 10_000);
   });
 
   test('liveness: a closed renderer and a process that only loaded ipcwire exit by themselves', { timeout: 20_000 }, async () => {
     const main = makeMain();
     const plain = runNode(`out('loaded', typeof ipcwire.ipcRenderer.send);`);
     expect(await plain.msg('loaded')).toBe('function');
-    expect((await plain.waitExit(10_000)).code).toBe(0);
+    await exitsCleanly(plain, 10_000);
     const closed = runNode(
       `
       const r = new ipcwire.IpcRenderer();
@@ -214,6 +214,6 @@ describe('liveness', () => {
       { address: main.address },
     );
     expect(await closed.msg('closed')).toBe(true);
-    expect((await closed.waitExit(10_000)).code).toBe(0);
+    await exitsCleanly(closed, 10_000);
   });
 });

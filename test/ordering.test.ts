@@ -4,7 +4,7 @@
  * asynchronously.
  */
 import { describe, expect, test } from 'vitest';
-import { makeMain, once, runNode, useHarness } from './helpers';
+import { exitsCleanly, makeMain, once, runNode, useHarness } from './helpers';
 
 useHarness();
 
@@ -46,7 +46,7 @@ describe('ordering', () => {
     expect(r.syncBad).toEqual([]);
     expect(r.invokeBad).toEqual([]);
     expect(Math.min(...r.counts)).toBeGreaterThan(250);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     expect(handled).toEqual(Array.from({ length: 1000 }, (_, i) => i));
   });
 
@@ -81,7 +81,7 @@ describe('ordering', () => {
     expect(r.emittedSynchronously).toBe(0);
     expect(r.inside).toBe(0);
     expect(r.order).toEqual(Array.from({ length: 101 }, (_, i) => i));
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('ordering: messages queued during one sendSync come before a second sendSync\'s own queue', { timeout: 20_000 }, async () => {
@@ -111,7 +111,7 @@ describe('ordering', () => {
       during: 0,
       got: ['1.0', '1.1', '1.2', '1.3', '1.4', '2.0', '2.1', '2.2', '2.3', '2.4'],
     });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('ordering: main\'s peer.send and peer.invoke reach the renderer in call order', { timeout: 20_000 }, async () => {
@@ -141,7 +141,7 @@ describe('ordering', () => {
     expect(results).toEqual(Array.from({ length: 100 }, (_, k) => 3 * k + 1));
     peer.send('end');
     expect(await child.msg('r')).toEqual(Array.from({ length: 300 }, (_, i) => i));
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('ordering: async replies to a renderer\'s invokes and main\'s sends interleave in main\'s order', { timeout: 20_000 }, async () => {
@@ -166,6 +166,6 @@ describe('ordering', () => {
     expect(seq.filter((x) => x.startsWith('before'))).toEqual(['before-0', 'before-1', 'before-2']);
     expect(seq.filter((x) => x.startsWith('result'))).toEqual(['result-0', 'result-1', 'result-2']);
     for (const i of [0, 1, 2]) expect(seq.indexOf(`before-${i}`)).toBeLessThan(seq.indexOf(`result-${i}`));
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 });

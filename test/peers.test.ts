@@ -3,7 +3,7 @@
  * broadcast; event.reply; the channel 'error'.
  */
 import { describe, expect, test } from 'vitest';
-import { catchSync, ipcwire, makeMain, once, runNode, useHarness, waitUntil } from './helpers';
+import { catchSync, exitsCleanly, ipcwire, makeMain, once, runNode, useHarness, waitUntil } from './helpers';
 
 useHarness();
 
@@ -53,7 +53,7 @@ describe('peers', () => {
     for (const p of connected.slice(1)) p.send('bye');
     await waitUntil(() => disconnected.length === 3, 10_000, '3 disconnect events');
     expect(main.peers.size).toBe(0);
-    for (const k of kids) expect((await k.waitExit()).code).toBe(0);
+    for (const k of kids) await exitsCleanly(k);
   });
 
   test('peers: no lifecycle event is emitted as an ipcMain channel event', { timeout: 30_000 }, async () => {
@@ -73,6 +73,7 @@ describe('peers', () => {
     await once(main.peers, 'disconnect');
     const killed = runNode(ECHO_RENDERER, { address: main.address });
     await once(main.peers, 'connect');
+    await waitUntil(() => emitted.filter((n) => n === 'up').length === 2, 10_000, "the second 'up' message");
     killed.kill('SIGKILL');
     await once(main.peers, 'disconnect');
     expect(emitted.filter((n) => n !== 'newListener' && n !== 'removeListener')).toEqual(['up', 'up']);
@@ -93,7 +94,7 @@ describe('peers', () => {
     expect(seen[0].event.sender).toBe(peer);
     expect(await peer.invoke('whoami')).toBe(child.pid);
     peer.send('bye');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('peers: peer.send, event.reply and event.sender.send reach that renderer only', { timeout: 30_000 }, async () => {
@@ -113,8 +114,8 @@ describe('peers', () => {
       ['sender.send', a.pid],
     ]);
     main.broadcast('bye');
-    expect((await a.waitExit()).code).toBe(0);
-    expect((await b.waitExit()).code).toBe(0);
+    await exitsCleanly(a);
+    await exitsCleanly(b);
   });
 
   test('peers: broadcast sends one message to every connected peer', { timeout: 30_000 }, async () => {
@@ -124,7 +125,7 @@ describe('peers', () => {
     main.broadcast('hello', 'all', { n: 1 });
     for (const k of kids) expect(await k.msg('hello')).toEqual(['all', { n: 1 }]);
     main.broadcast('bye');
-    for (const k of kids) expect((await k.waitExit()).code).toBe(0);
+    for (const k of kids) await exitsCleanly(k);
     for (const k of kids) expect(k.messages.filter((m) => m.tag === 'hello')).toHaveLength(1);
   });
 
@@ -138,7 +139,7 @@ describe('peers', () => {
     expect(peer.isDestroyed()).toBe(true);
     expect(main.peers.size).toBe(0);
     expect(await child.msg('link-disconnect')).toBeDefined();
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('peers: a renderer can use the channel \'error\' both ways without crashing either side', { timeout: 30_000 }, async () => {
@@ -163,14 +164,14 @@ describe('peers', () => {
       event.sender.send('error', 'first channel message');
     });
     expect(await child.msg('r')).toBe('to renderer');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     expect(gotError).toEqual([]);
     // And with a listener, 'error' is an ordinary channel: (event, ...args).
     const child2 = runNode(`ipcwire.ipcRenderer.send('error', 'second', 2); out('sent');`, { address: main.address });
     await child2.msg('sent');
     await waitUntil(() => gotError.length === 1);
     expect(gotError).toEqual(['second']);
-    expect((await child2.waitExit()).code).toBe(0);
+    await exitsCleanly(child2);
   });
 
   test('peers: allowPeer sees the kernel credentials and can refuse a renderer', { timeout: 30_000 }, async () => {
@@ -197,8 +198,8 @@ describe('peers', () => {
     expect(main.peers.size).toBe(0);
     const accepted = runNode(code, { address: main.address });
     expect(await accepted.msg('r')).toEqual({ value: accepted.pid });
-    expect((await refused.waitExit()).code).toBe(0);
-    expect((await accepted.waitExit()).code).toBe(0);
+    await exitsCleanly(refused);
+    await exitsCleanly(accepted);
   });
 
   test('peers: peer.send after the peer is gone throws ERR_IPC_DISCONNECTED', { timeout: 30_000 }, async () => {
@@ -208,6 +209,6 @@ describe('peers', () => {
     peer.send('bye');
     await once(peer, 'disconnect');
     expect(catchSync(() => peer.send('hello')).code).toBe('ERR_IPC_DISCONNECTED');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 });

@@ -3,7 +3,7 @@
  * small listen backlog (RELIABILITY fact 2), and main running out of file descriptors (fact 3).
  */
 import { describe, expect, test } from 'vitest';
-import { makeMain, runNode, sockPath, trackPath, useHarness, waitUntil } from './helpers';
+import { exitsCleanly, makeMain, runNode, sockPath, trackPath, useHarness, waitUntil } from './helpers';
 
 useHarness();
 
@@ -35,7 +35,7 @@ describe('scale', () => {
       ),
     );
     for (const k of kids) expect(await k.msg('r', 60_000)).toEqual([`sync-${k.pid}`, `inv-${k.pid}`]);
-    for (const k of kids) expect((await k.waitExit()).code).toBe(0);
+    for (const k of kids) await exitsCleanly(k);
     for (const k of kids) {
       expect(syncPids.get(k.pid)).toBe(k.pid);
       expect(invokePids.get(k.pid)).toBe(k.pid);
@@ -84,8 +84,8 @@ describe('scale', () => {
     await mainProc.msg('blocking');
     child.send('go');
     expect(await child.msg('r', 40_000)).toEqual(Array.from({ length: 60 }, (_, i) => i));
-    expect((await child.waitExit()).code).toBe(0);
-    expect((await mainProc.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
+    await exitsCleanly(mainProc);
   });
 
   test('scale: main out of file descriptors sheds extra connections without crashing and recovers', { timeout: 60_000 }, async () => {
@@ -133,8 +133,8 @@ describe('scale', () => {
     expect(r.ok).toBeGreaterThan(0);
     // Shed connections are reported as disconnections, never as a hang or a crash.
     for (const c of r.codes) expect(c).toMatch(/^(ERR_IPC_DISCONNECTED|ECONNRESET|ECONNREFUSED|EAGAIN|EPIPE)$/);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     await mainProc.msg('main');
-    expect((await mainProc.waitExit()).code).toBe(0);
+    await exitsCleanly(mainProc);
   });
 });

@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { FIXTURES, childPids, isAlive, makeMain, runNode, spawnNode, trackPid, useHarness, waitUntil } from './helpers';
+import { childPids, exitsCleanly, FIXTURES, isAlive, makeMain, runNode, spawnNode, trackPid, useHarness, waitUntil } from './helpers';
 
 useHarness();
 
@@ -78,7 +78,7 @@ describe('seed', () => {
       out('role', { isMain: ipc === ipcwire.ipcMain, hasHandle: typeof ipc.handle === 'function' });
     `);
     expect(await child.msg('role')).toEqual({ isMain: true, hasHandle: true });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('seed: ipcwire/ipc renderer listeners receive the arguments only, ipcRenderer ones (event, ...args)', { timeout: 20_000 }, async () => {
@@ -99,7 +99,7 @@ describe('seed', () => {
     );
     expect(await child.msg('seed')).toEqual(['a', 2]);
     expect(await child.msg('modern')).toEqual({ hasSender: true, args: ['a', 2] });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('seed: import ipc from ipcwire/ipc and named imports from ipcwire work from ESM', { timeout: 20_000 }, async () => {
@@ -120,6 +120,6 @@ describe('seed', () => {
       types: ['function', 'function', 'function', 'object'],
       sameAsRequire: true,
     });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 });

@@ -3,7 +3,7 @@
  * (no listener, timeout with a late reply, event garbage-collected, EINTR).
  */
 import { describe, expect, test } from 'vitest';
-import { makeMain, runNode, sockPath, tmpDir, trackPath, useHarness } from './helpers';
+import { exitsCleanly, makeMain, runNode, sockPath, tmpDir, trackPath, useHarness } from './helpers';
 
 useHarness();
 
@@ -17,7 +17,7 @@ describe('sync', () => {
     });
     const child = runNode(`out('r', ipcwire.ipcRenderer.sendSync('timer', 21));`, { address: main.address });
     expect(await child.msg('r')).toEqual({ later: 42 });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('sync: returnValue set after an await is returned', { timeout: 20_000 }, async () => {
@@ -29,7 +29,7 @@ describe('sync', () => {
     });
     const child = runNode(`out('r', ipcwire.ipcRenderer.sendSync('await', 'awaited'));`, { address: main.address });
     expect(await child.msg('r')).toBe('awaited!');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('sync: the first returnValue assignment wins, later ones are ignored', { timeout: 20_000 }, async () => {
@@ -73,7 +73,7 @@ describe('sync', () => {
       { address: main.address },
     );
     expect(await child.msg('r')).toEqual({ a: 'first-1', b: 'delayed-first', c: 'first-2', undefinedReply: true });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     expect(thrown).toEqual([]);
   });
 
@@ -99,7 +99,7 @@ describe('sync', () => {
       { address: main.address },
     );
     expect(await child.msg('r')).toEqual({ v: 'slow', inside: [], after: ['immediate', 'message', 'timeout'] });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('sync: sendSync with no listener throws ERR_IPC_NO_LISTENER at once and the connection stays usable', { timeout: 20_000 }, async () => {
@@ -119,7 +119,7 @@ describe('sync', () => {
     expect(r.err.isError).toBe(true);
     expect(r.err.code).toBe('ERR_IPC_NO_LISTENER');
     expect(r.after).toBe('known');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('sync: syncTimeout throws ERR_IPC_TIMEOUT and the late reply is discarded, never handed to the next call', { timeout: 20_000 }, async () => {
@@ -175,7 +175,7 @@ describe('sync', () => {
     expect(got.orphanErr?.code).toBe('ERR_IPC_TIMEOUT');
     expect(got.fast).toBe('fast-3');
     expect(got.fast2).toBe('fast-4');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('sync: an event garbage-collected without returnValue makes sendSync throw ERR_IPC_NO_REPLY', { timeout: 30_000 }, async () => {
@@ -208,8 +208,8 @@ describe('sync', () => {
     expect(r.err?.code).toBe('ERR_IPC_NO_REPLY');
     expect(r.err?.isError).toBe(true);
     expect(r.after).toBe('answered');
-    expect((await child.waitExit()).code).toBe(0);
-    expect((await mainProc.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
+    await exitsCleanly(mainProc);
   });
 
   test('sync: a sendSync interrupted by signals (SIGPROF from --cpu-prof) still returns main\'s answer', { timeout: 20_000 }, async () => {
@@ -227,7 +227,7 @@ describe('sync', () => {
       { address: main.address, execArgv: ['--cpu-prof', '--cpu-prof-interval', '100', '--cpu-prof-dir', dir] },
     );
     expect(await child.msg('r')).toEqual([2, 3]);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('sync: event.processId, sender and reply on a sendSync event', { timeout: 20_000 }, async () => {
@@ -249,6 +249,6 @@ describe('sync', () => {
     const r = await child.msg('r');
     expect(r).toEqual({ pid: child.pid, replied: 'via reply' });
     expect(seen).toEqual({ processId: child.pid, senderPid: child.pid, hasReply: 'function' });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 });

@@ -3,7 +3,7 @@
  * values fail synchronously (send, sendSync) or as a rejection (invoke), naming where they sit.
  */
 import { describe, expect, test } from 'vitest';
-import { catchAsync, catchSync, makeMain, once, runNode, useHarness, values } from './helpers';
+import { catchAsync, catchSync, exitsCleanly, makeMain, once, runNode, useHarness, values } from './helpers';
 
 useHarness();
 
@@ -35,7 +35,7 @@ describe('values', () => {
       { address: main.address },
     );
     expect(await child.msg('r')).toEqual(['ok', 'ok']);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     expect(problems).toEqual({ send: [], sendArgs: [], sendSync: [], invoke: [], invokeArgs: [] });
   });
 
@@ -72,7 +72,7 @@ describe('values', () => {
     expect(echoed.argProblems).toEqual([]);
     expect(check(echoed.back)).toEqual([]);
     expect(await child.msg('r')).toEqual({ returnValue: [], invokeResult: [], peerSend: [], peerSendArgs: [] });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('values: a Buffer arrives as a Buffer, a Uint8Array as a Uint8Array, each typed array as its own type', { timeout: 20_000 }, async () => {
@@ -90,7 +90,7 @@ describe('values', () => {
       { address: main.address },
     );
     await child.msg('sent');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     await new Promise((r) => setTimeout(r, 10));
     for (let i = 0; i < 200 && !got; i++) await new Promise((r) => setTimeout(r, 10));
     expect(Buffer.isBuffer(got.buf)).toBe(true);
@@ -114,7 +114,7 @@ describe('values', () => {
       { address: main.address },
     );
     expect(await child.msg('r')).toEqual({ proto: true, v: { x: 1, y: [2] } });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('values: unclonable values throw synchronously from send and sendSync and reject invoke, naming the path', { timeout: 20_000 }, async () => {
@@ -151,7 +151,7 @@ describe('values', () => {
       { address: main.address },
     );
     const r = await child.msg('r');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     expect(r.after).toBe(1);
     expect(received).toBe(1);
     const res = new Map<string, any>(r.res);
@@ -201,7 +201,7 @@ describe('values', () => {
     peer.send('m', 'the only one');
     peer.send('end');
     expect(await child.msg('got')).toEqual(['the only one']);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('values: __proto__ keys cannot pollute main\'s prototypes', { timeout: 20_000 }, async () => {
@@ -219,7 +219,7 @@ describe('values', () => {
       { address: main.address },
     );
     expect(await child.msg('r')).toEqual({ ok: 1, polluted: false, protoIsObject: true });
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     expect(({} as any).polluted).toBeUndefined();
     expect(({} as any).polluted2).toBeUndefined();
     expect(Object.getPrototypeOf(got)).toBe(Object.prototype);
@@ -234,7 +234,7 @@ describe('values', () => {
       address: main.address,
     });
     await child.msg('sent');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     for (let i = 0; i < 200 && !got; i++) await new Promise((r) => setTimeout(r, 10));
     expect(Object.getPrototypeOf(got)).toBe(Object.prototype);
     expect(Object.getOwnPropertyNames(got)).toEqual(['__proto__']);

@@ -3,7 +3,7 @@
  * thread blocked in sendSync does not hold up worker.terminate() or process.exit().
  */
 import { describe, expect, test } from 'vitest';
-import { makeMain, once, runNode, useHarness, waitUntil } from './helpers';
+import { exitsCleanly, makeMain, once, runNode, useHarness, waitUntil } from './helpers';
 
 useHarness();
 
@@ -45,7 +45,7 @@ describe('workers', () => {
       { address: main.address },
     );
     await child.msg('done');
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     const whos = pending.map((p) => p.who).sort();
     expect(whos).toEqual(['main0', 'worker1', 'worker2']);
     const senderIds = pending.map((p) => p.event.sender.id);
@@ -75,7 +75,7 @@ describe('workers', () => {
     );
     expect(await child.msg('v')).toBe('slow');
     expect((await child.msg('r')).ticks).toBeGreaterThan(10);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 
   test('workers: worker.terminate() during a blocked sendSync finishes within a second and closes its connection', { timeout: 30_000 }, async () => {
@@ -102,7 +102,7 @@ describe('workers', () => {
     const { ms } = await child.msg('terminated');
     expect(ms).toBeLessThan(1000);
     expect(child.messages.find((m) => m.tag === 'returned')).toBeUndefined();
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
     if (!hangPeer.isDestroyed()) await once(hangPeer, 'disconnect');
     expect(hangPeer.isDestroyed()).toBe(true);
   });
@@ -123,7 +123,7 @@ describe('workers', () => {
     const exiting = await child.record('exiting');
     const r = await child.waitExit();
     const exitedAt = Date.now();
-    expect(r.code).toBe(0);
+    expect({ code: r.code, signal: r.signal }, `exit status; stderr:\n${child.stderr}`).toEqual({ code: 0, signal: null });
     expect(exitedAt - exiting.at).toBeLessThan(1000);
     await waitUntil(() => main.peers.size === 0, 5000, 'the worker connection to close');
   });
@@ -147,6 +147,6 @@ describe('workers', () => {
     expect(await child.msg('exit')).toBe(0);
     await waitUntil(() => left.includes(id), 5000, "the worker's peer to disconnect");
     expect(await child.msg('main-thread')).not.toBe(id);
-    expect((await child.waitExit()).code).toBe(0);
+    await exitsCleanly(child);
   });
 });

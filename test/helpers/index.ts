@@ -493,3 +493,12 @@ export function useHarness(): void {
     expect(leaks, 'the test left something behind').toEqual([]);
   });
 }
+
+/** Wait for `child` to exit (liveness bound) and expect exit code `code`, showing its stderr otherwise. */
+export async function exitsCleanly(child: Child, timeoutMs?: number, code = 0): Promise<void> {
+  const r = await child.waitExit(timeoutMs);
+  expect({ code: r.code, signal: r.signal }, `child ${child.pid} exit status; stderr:\n${child.stderr}`).toEqual({
+    code,
+    signal: null,
+  });
+}
