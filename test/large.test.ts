@@ -10,7 +10,7 @@ useHarness();
 const MiB = 1024 * 1024;
 
 describe('large', () => {
-  test('large: a 256 MiB Buffer round-trips through invoke byte-equal, both directions', { timeout: 120_000 }, async () => {
+  test('large: a 256 MiB Buffer round-trips through invoke byte-equal, both directions', { timeout: 240_000 }, async () => {
     const main = makeMain();
     let mainSaw: any;
     main.handle('echo', (_e: any, buf: Buffer, hash: string) => {
@@ -29,7 +29,7 @@ describe('large', () => {
     `,
       { address: main.address, execArgv: ['--max-old-space-size=4096'] },
     );
-    expect(await child.msg('r', 100_000)).toEqual({ isBuffer: true, length: 256 * MiB, equal: true });
+    expect(await child.msg('r', 200_000)).toEqual({ isBuffer: true, length: 256 * MiB, equal: true });
     expect(mainSaw).toEqual({ isBuffer: true, length: 256 * MiB, equal: true });
     await exitsCleanly(child);
     mainSaw = undefined;
