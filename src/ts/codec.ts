@@ -9,6 +9,10 @@ import { Packr, addExtension } from 'msgpackr';
 import { makeError } from './errors';
 
 class NegativeZero {}
+/** A plain object with an own `__proto__` key, which msgpackr would otherwise rename. */
+class OwnProtoObject {
+  constructor(readonly entries: unknown[]) {}
+}
 class SparseArray {
   constructor(
     readonly length: number,
@@ -37,6 +41,21 @@ addExtension({
       const index = entries[i] as number;
       if (!Number.isInteger(index) || index < 0 || index >= length) throw new TypeError('Malformed sparse array');
       out[index] = entries[i + 1];
+    }
+    return out;
+  },
+});
+
+addExtension({
+  Class: OwnProtoObject,
+  type: 0x22,
+  write: (o: OwnProtoObject) => o.entries,
+  read: (entries: unknown[]) => {
+    if (!Array.isArray(entries)) throw new TypeError('Malformed object');
+    const out: Record<string, unknown> = {};
+    for (let i = 0; i + 1 < entries.length; i += 2) {
+      // defineProperty keeps `__proto__` an own data property instead of replacing the prototype
+      Object.defineProperty(out, String(entries[i]), { value: entries[i + 1], writable: true, enumerable: true, configurable: true });
     }
     return out;
   },
@@ -123,6 +142,7 @@ function inspect(root: unknown, rootPath: string): Inspection {
       let i = 0;
       for (const v of value) stack.push([v, `${path}.<entry ${i++}>`]);
     } else {
+      if (Object.prototype.hasOwnProperty.call(value, '__proto__') && !(value instanceof Error)) state.needsRewrite = true;
       for (const key of Object.keys(value)) stack.push([(value as Record<string, unknown>)[key], propPath(path, key)]);
     }
   }
@@ -168,9 +188,17 @@ function rewrite(value: unknown, memo: Map<object, unknown>): unknown {
     for (const v of value) out.add(rewrite(v, memo));
     return out;
   }
+  const keys = Object.keys(value);
+  if (keys.includes('__proto__')) {
+    const entries: unknown[] = [];
+    const marker = new OwnProtoObject(entries);
+    memo.set(value, marker);
+    for (const key of keys) entries.push(key, rewrite((value as Record<string, unknown>)[key], memo));
+    return marker;
+  }
   const out: Record<string, unknown> = {};
   memo.set(value, out);
-  for (const key of Object.keys(value)) out[key] = rewrite((value as Record<string, unknown>)[key], memo);
+  for (const key of keys) out[key] = rewrite((value as Record<string, unknown>)[key], memo);
   return out;
 }
 

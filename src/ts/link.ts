@@ -25,6 +25,8 @@ export interface LinkOwner<E> {
   onDrain(): void;
   /** Whether listeners or handlers want this connection to keep the process alive. */
   wantsRef(): boolean;
+  /** Set when main refused this peer in the handshake: its calls are answered with this error, never run. */
+  refusal?(): Error | null;
   /** Handlers answering the peer's `invoke`, and the event they receive. */
   readonly handlers: HandlerRegistry<E>;
   invokeEvent(): E;
@@ -38,6 +40,8 @@ interface PendingInvoke {
 
 const liveLinks = new Set<Link<unknown>>();
 let exitHookInstalled = false;
+/** Set once the process emits 'exit': from then on every write is flushed before it returns. */
+let exiting = false;
 /** How long the exit-time flush may block per connection (ms). */
 const EXIT_FLUSH_MS = 5000;
 
@@ -46,7 +50,9 @@ function installExitHook(): void {
   exitHookInstalled = true;
   // Whatever `send` accepted is delivered even if the process exits right after (process.exit included):
   // the 'exit' event runs synchronously before the process goes, and flush() blocks until the kernel has it.
+  // Writes made by 'exit' listeners that run after this one are flushed as they are made (see write()).
   process.on('exit', () => {
+    exiting = true;
     for (const link of liveLinks) link.flushAtExit();
   });
 }
@@ -90,16 +96,31 @@ export class Link<E> {
     return id;
   }
 
-  /** Throws ERR_IPC_DISCONNECTED when the connection is gone. */
+  /** Throws the error every call gets once the connection is gone (ERR_IPC_DISCONNECTED, or a refusal). */
   assertOpen(): void {
-    if (this.closed) throw this.closeError ? disconnectedError(this.closeError.message) : disconnectedError();
+    if (this.closed) throw this.deadError();
+  }
+
+  /**
+   * A refusal in the handshake (ERR_IPC_PEER_REFUSED, ERR_IPC_PROTOCOL_VERSION) is what every later call
+   * reports, since it says what to fix; any other end of the connection is ERR_IPC_DISCONNECTED.
+   */
+  private deadError(): Error {
+    const err = this.closeError;
+    const code = codeOf(err);
+    if (err && (code === 'ERR_IPC_PEER_REFUSED' || code === 'ERR_IPC_PROTOCOL_VERSION')) {
+      return makeError(code, err.message);
+    }
+    return err ? disconnectedError(err.message) : disconnectedError();
   }
 
   /** Writes one frame; checks the size the peer accepts before anything is sent. */
   write(kind: Kind, id: number, payload: Uint8Array | null): number {
     this.assertOpen();
     this.checkSize(payload);
-    return this.conn.write(kind, id, payload);
+    const buffered = this.conn.write(kind, id, payload);
+    if (exiting && buffered > 0) this.flushAtExit();
+    return buffered;
   }
 
   checkSize(payload: Uint8Array | null): void {
@@ -131,7 +152,7 @@ export class Link<E> {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { channel, resolve, reject });
       try {
-        this.conn.write(Kind.INVOKE, id, payload);
+        this.write(Kind.INVOKE, id, payload);
       } catch (err) {
         this.pending.delete(id);
         reject(err as Error);
@@ -178,10 +199,9 @@ export class Link<E> {
     this.closed = true;
     this.closeError = err;
     liveLinks.delete(this as Link<unknown>);
-    const failure = err && codeOf(err) === 'ERR_IPC_DISCONNECTED' ? err : disconnectedError(err?.message);
     for (const [id, call] of this.pending) {
       this.pending.delete(id);
-      call.reject(failure);
+      call.reject(this.deadError());
     }
   }
 
@@ -227,6 +247,7 @@ export class Link<E> {
   fail(err: Error): void {
     if (this.closed) return;
     this.failure = err;
+    this.markDisconnected(err);
     this.conn.close();
   }
 
@@ -234,6 +255,12 @@ export class Link<E> {
   failure: Error | null = null;
 
   private dispatch(kind: number, id: number, payload: Buffer): void {
+    const refusal = this.owner.refusal?.();
+    if (refusal && kind === Kind.INVOKE) {
+      const { code, message } = refusal as Error & { code: string };
+      this.reply(Kind.INVOKE_REPLY, id, [1, { text: `Error: ${message}`, name: 'Error', message, code, props: { code } }]);
+      return;
+    }
     switch (kind) {
       case Kind.INVOKE:
         this.answerInvoke(id, payload);
@@ -271,6 +298,8 @@ export class Link<E> {
     } catch (err) {
       this.reply(Kind.INVOKE_REPLY, id, [1, toWireError(err)]);
       return;
+    } finally {
+      this.updateRef(); // a handleOnce handler has just removed itself
     }
     Promise.resolve(result).then(
       (value) => this.reply(Kind.INVOKE_REPLY, id, [0, value]),
@@ -290,6 +319,7 @@ export class Link<E> {
     }
     try {
       this.conn.write(kind, id, payload);
+      if (exiting) this.flushAtExit();
     } catch {
       // the connection went away meanwhile; its close is reported separately
     }

@@ -133,6 +133,7 @@ export class Peer extends EventEmitter {
   readonly link: Link<IpcMainInvokeEvent>;
   private destroyed = false;
   private handshaken = false;
+  private refusal: Error | null = null;
   private handshakeTimer: NodeJS.Timeout | null = null;
 
   /** @internal */
@@ -152,6 +153,7 @@ export class Peer extends EventEmitter {
       wantsRef: () => false, // the listening socket keeps main alive, not its connections
       handlers: main._handlers,
       invokeEvent: () => ({ sender: this, processId: this.pid }),
+      refusal: () => this.refusal,
     };
     this.link = new Link(conn, owner, main._maxMessageSize);
     this.link.updateRef();
@@ -204,6 +206,14 @@ export class Peer extends EventEmitter {
       this.onHello(payload);
       return;
     }
+    if (this.refusal) {
+      // A refused renderer's pipelined calls never reach listeners; a blocked sendSync learns why at once.
+      if (kind === Kind.SYNC) {
+        const { code, message } = this.refusal as Error & { code: string };
+        this._replySync(id, [1, libraryError(code, message)]);
+      }
+      return;
+    }
     switch (kind) {
       case Kind.MESSAGE: {
         const { channel, args } = decodeMessage(payload);
@@ -250,9 +260,14 @@ export class Peer extends EventEmitter {
     if (typeof hello.maxFrame === 'number' && hello.maxFrame > 0) this.link.peerMaxFrame = hello.maxFrame;
     if (refusal) {
       const { code, message } = refusal as Error & { code: string };
-      this.link.reply(Kind.WELCOME, 0, [0, { version: PROTOCOL_VERSION, error: { code, message } }]);
+      this.refusal = refusal;
       this.link.failure = refusal;
-      this.link.end();
+      this.link.reply(Kind.WELCOME, 0, [0, { version: PROTOCOL_VERSION, error: { code, message } }]);
+      // The renderer closes when it reads the refusal; calls it pipelined meanwhile are answered with the
+      // refusal (see onFrame). One that never closes is cut off after the handshake timeout.
+      const cutoff = setTimeout(() => this.link.destroy(), this.main._handshakeTimeout);
+      cutoff.unref();
+      this.handshakeTimer = cutoff;
       return;
     }
     this.link.reply(Kind.WELCOME, 0, [0, { version: PROTOCOL_VERSION, peerId: this.id, maxFrame: this.main._maxMessageSize }]);

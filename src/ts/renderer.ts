@@ -221,7 +221,9 @@ export class IpcRenderer extends EventEmitter {
     return this.removeListener(event, listener);
   }
   override removeAllListeners(event?: string | symbol): this {
-    super.removeAllListeners(event);
+    // Node's EventEmitter tells "all events" from an explicit undefined by arguments.length.
+    if (event === undefined) super.removeAllListeners();
+    else super.removeAllListeners(event);
     if (event === undefined || event === 'error') EventEmitter.prototype.on.call(this, 'error', noop);
     this.afterListenerChange(false);
     return this;
