@@ -210,6 +210,7 @@ describe('hostile', () => {
       const r = ipcwire.ipcRenderer;
       r.on('never', () => {});
       await r.invoke('ready');
+      out('ready');
       await readLine();
       closeStdin();
       for (let i = 0; i < 100; i++) r.send('m', i);
@@ -218,7 +219,7 @@ describe('hostile', () => {
       { address: px.address },
     );
     main.handle('ready', () => true);
-    await waitUntil(() => main.peers.size === 2, 5000, 'the victim to connect');
+    await victim.msg('ready'); // connected, and nothing of it still in flight through the proxy
     px.hold = true;
     victim.send('go');
     await victim.msg('sent');

@@ -5,7 +5,7 @@
 const assert = require('node:assert');
 const fs = require('node:fs');
 const { fork, spawnSync } = require('node:child_process');
-const { binding, parseChunks, tmpSock } = require('./common');
+const { binding, parseChunks, tmpSock, childStatus } = require('./common');
 
 const scenario = process.argv[2];
 const noop = () => {};
@@ -115,7 +115,7 @@ if (scenario === 'client') {
 
 async function run(name, extraArgs = []) {
   const r = spawnSync(process.execPath, [...extraArgs, __filename, 'client', addr, name], { timeout: 20000, encoding: 'utf8', cwd: fs.mkdtempSync('/tmp/iw-prof-') });
-  if (r.status !== 0) throw new Error(`${name}: exit ${r.status} ${r.signal} ${r.stderr}`);
+  if (childStatus(r.status, r.stderr) !== 0) throw new Error(`${name}: exit ${r.status} ${r.signal} ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').pop());
 }
 
@@ -178,7 +178,7 @@ async function main() {
       p.stderr.on('data', (d) => { stderr += d; });
       p.on('exit', (status) => resolve({ status, stdout, stderr }));
     });
-    assert.strictEqual(child.status, 0, child.stderr);
+    assert.strictEqual(childStatus(child.status, child.stderr), 0, child.stderr);
     const t = Date.now();
     while (received.length < 2 && Date.now() - t < 5000) await new Promise((r) => setTimeout(r, 10));
     assert.deepStrictEqual(received, [[3, 64 * 1024 * 1024], [4, 4]]);

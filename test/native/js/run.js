@@ -7,33 +7,30 @@
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
 const fs = require('node:fs');
+const { childStatus, ourLeaks } = require('./common');
 
 const all = ['errors', 'e2e', 'frames', 'call', 'worker', 'server'];
 const names = process.argv.slice(2).length ? process.argv.slice(2) : all;
 let passed = 0, failed = 0;
+// Leak reports exit with 23 (not ASan's default 1), so they are told apart from a failing test.
+const env = { ...process.env };
+if (env.LD_PRELOAD && /asan/.test(env.LD_PRELOAD)) env.ASAN_OPTIONS = [env.ASAN_OPTIONS, 'exitcode=23'].filter(Boolean).join(':');
 for (const name of names) {
   const file = path.join(__dirname, name + '.js');
   if (!fs.existsSync(file)) continue;
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 300000, env: process.env });
+  const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 300000, env });
   const out = (r.stdout || '') + (r.stderr || '');
   const problems = [];
-  if (r.status !== 0) problems.push(`exit ${r.status}${r.signal ? ' ' + r.signal : ''}`);
+  if (childStatus(r.status, out) !== 0) problems.push(`exit ${r.status}${r.signal ? ' ' + r.signal : ''}`);
   if (/ERROR: AddressSanitizer|runtime error:/.test(out)) problems.push('sanitizer error');
-  for (const block of out.split(/\n(?=(?:Direct|Indirect) leak)/)) {
-    if (/^(Direct|Indirect) leak/.test(block) && /src\/native\//.test(block.split('\n\n')[0])) {
-      problems.push('leak through src/native');
-      break;
-    }
-  }
-  if (problems.length === 0 && /Direct leak/.test(out)) {
-    // Only Node/V8's own allocations leaked: tolerated (RELIABILITY.md), but not when it is the only output.
-  }
+  const leaks = ourLeaks(out);
+  if (leaks.length) problems.push(`${leaks.length} leak(s) allocated by src/native`);
   const line = out.split('\n').find((l) => l.startsWith('{"test"')) || '';
   if (problems.length) {
     failed++;
     console.log(`FAIL ${name} (${Date.now() - t0} ms): ${problems.join(', ')}`);
-    console.log(out.split('\n').slice(0, 60).join('\n'));
+    console.log((leaks.length ? leaks.join('\n') : out).split('\n').slice(0, 80).join('\n'));
   } else {
     passed++;
     console.log(`ok   ${name} (${Date.now() - t0} ms) ${line}`);
