@@ -114,6 +114,66 @@ describe('ordering', () => {
     await exitsCleanly(child);
   });
 
+  test('ordering: a listener of a message queued during sendSync may itself call sendSync and invoke', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    const seen: string[] = [];
+    main.on('outer', (event: any) => {
+      seen.push('outer');
+      event.sender.send('m', 1);
+      event.sender.send('m', 2);
+      event.returnValue = 'outer';
+    });
+    main.on('inner', (event: any, n: number) => {
+      seen.push(`inner-${n}`);
+      event.returnValue = `inner-${n}`;
+    });
+    main.handle('inv', (_e: any, n: number) => {
+      seen.push(`inv-${n}`);
+      return `inv-${n}`;
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const log = [];
+      const invokes = [];
+      r.on('m', (e, n) => {
+        log.push('m' + n);
+        log.push(r.sendSync('inner', n));
+        invokes.push(r.invoke('inv', n).then((v) => log.push(v)));
+      });
+      log.push(r.sendSync('outer'));
+      while (invokes.length < 2) await sleep(5);
+      await Promise.all(invokes);
+      r.removeAllListeners('m');
+      out('r', log);
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual(['outer', 'm1', 'inner-1', 'm2', 'inner-2', 'inv-1', 'inv-2']);
+    expect(seen).toEqual(['outer', 'inner-1', 'inv-1', 'inner-2', 'inv-2']);
+    await exitsCleanly(child);
+  });
+
+  test('ordering: nested invokes both ways (a handler that invokes the other side) resolve', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    main.handle('outer', async (event: any, n: number) => {
+      const fromRenderer = await event.sender.invoke('double', n);
+      return fromRenderer + 1;
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      r.handle('double', async (e, n) => (await r.invoke('plus-ten', n)) * 2);
+      out('r', await r.invoke('outer', 1));
+      r.removeHandler('double');
+    `,
+      { address: main.address },
+    );
+    main.handle('plus-ten', (_e: any, n: number) => n + 10);
+    expect(await child.msg('r')).toBe(23);
+    await exitsCleanly(child);
+  });
+
   test('ordering: main\'s peer.send and peer.invoke reach the renderer in call order', { timeout: 20_000 }, async () => {
     const main = makeMain();
     const child = runNode(
