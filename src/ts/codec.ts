@@ -9,6 +9,28 @@ import { Packr, addExtension } from 'msgpackr';
 import { makeError } from './errors';
 
 class NegativeZero {}
+/**
+ * Buffers and Uint8Arrays of at least this many bytes travel out of band: as BLOB frames written straight from
+ * the caller's memory (no copy into the msgpack payload), read by the receiver into their final allocation.
+ */
+export const BLOB_MIN_BYTES = 64 * 1024;
+
+/** Where a large byte array sits: the index of its BLOB frame among those preceding the message. */
+class BlobRef {
+  constructor(
+    readonly index: number,
+    readonly isBuffer: boolean,
+  ) {}
+}
+
+/** The BLOB frames of the message being decoded (set only for the duration of one unpack). */
+let decodingBlobs: Buffer[] | null = null;
+
+function isBlobCandidate(value: ArrayBufferView): value is Uint8Array {
+  return value.byteLength >= BLOB_MIN_BYTES && value instanceof Uint8Array &&
+    (Buffer.isBuffer(value) || value.constructor === Uint8Array);
+}
+
 /** A plain object with an own `__proto__` key, which msgpackr would otherwise rename. */
 class OwnProtoObject {
   constructor(readonly entries: unknown[]) {}
@@ -61,6 +83,17 @@ addExtension({
   },
 });
 
+addExtension({
+  Class: BlobRef,
+  type: 0x23,
+  write: (ref: BlobRef) => [ref.index, ref.isBuffer ? 1 : 0],
+  read: (data: [number, number]) => {
+    const blob = Array.isArray(data) && Number.isInteger(data[0]) ? decodingBlobs?.[data[0]] : undefined;
+    if (!blob) throw new TypeError('Reference to a missing blob');
+    return data[1] ? blob : new Uint8Array(blob.buffer, blob.byteOffset, blob.byteLength);
+  },
+});
+
 const packrOptions = { structuredClone: true, moreTypes: true, int64AsType: 'bigint' as const };
 const packr = new Packr(packrOptions);
 
@@ -78,6 +111,14 @@ function unclonable(path: string, what: string): Error {
 interface Inspection {
   needsRewrite: boolean;
 }
+
+/** An encoded message: the msgpack payload, and the large byte arrays that go before it as BLOB frames. */
+export interface Encoded {
+  payload: Buffer;
+  blobs: Uint8Array[];
+}
+
+const NO_BLOBS: Uint8Array[] = [];
 
 function describe(value: unknown): string | undefined {
   switch (typeof value) {
@@ -101,7 +142,7 @@ function propPath(base: string, key: string): string {
 }
 
 /** Throws ERR_IPC_UNCLONABLE naming the first bad value; reports whether -0 or holes need rewriting. */
-function inspect(root: unknown, rootPath: string): Inspection {
+function inspect(root: unknown, rootPath: string, withBlobs = false): Inspection {
   const state: Inspection = { needsRewrite: false };
   const seen = new Set<object>();
   const stack: Array<[unknown, string]> = [[root, rootPath]];
@@ -118,9 +159,11 @@ function inspect(root: unknown, rootPath: string): Inspection {
     }
     if (seen.has(value)) continue;
     seen.add(value);
-    if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp) {
+    if (ArrayBuffer.isView(value)) {
+      if (withBlobs && isBlobCandidate(value)) state.needsRewrite = true;
       continue;
     }
+    if (value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp) continue;
     const bad = describe(value);
     if (bad) throw unclonable(path, bad);
     if (Array.isArray(value)) {
@@ -149,14 +192,21 @@ function inspect(root: unknown, rootPath: string): Inspection {
   return state;
 }
 
-/** A copy with -0 and sparse arrays replaced by their extension markers; keeps shared/cyclic references. */
-function rewrite(value: unknown, memo: Map<object, unknown>): unknown {
+/**
+ * A copy with -0, sparse arrays and own `__proto__` keys replaced by their extension markers, and (when `blobs`
+ * is given) large byte arrays replaced by BlobRefs collected into `blobs`; keeps shared/cyclic references.
+ */
+function rewrite(value: unknown, memo: Map<object, unknown>, blobs: Uint8Array[] | null): unknown {
   if (typeof value === 'number') return value === 0 && 1 / value < 0 ? new NegativeZero() : value;
   if (value === null || typeof value !== 'object') return value;
   if (memo.has(value)) return memo.get(value);
-  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp) {
-    return value;
+  if (ArrayBuffer.isView(value)) {
+    if (!blobs || !isBlobCandidate(value)) return value;
+    const ref = new BlobRef(blobs.push(value) - 1, Buffer.isBuffer(value));
+    memo.set(value, ref);
+    return ref;
   }
+  if (value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp) return value;
   if (value instanceof Error) return value;
   if (Array.isArray(value)) {
     let dense = true;
@@ -164,7 +214,7 @@ function rewrite(value: unknown, memo: Map<object, unknown>): unknown {
     if (dense) {
       const out: unknown[] = new Array(value.length);
       memo.set(value, out);
-      for (let i = 0; i < value.length; i++) out[i] = rewrite(value[i], memo);
+      for (let i = 0; i < value.length; i++) out[i] = rewrite(value[i], memo, blobs);
       return out;
     }
     const entries: unknown[] = [];
@@ -172,20 +222,20 @@ function rewrite(value: unknown, memo: Map<object, unknown>): unknown {
     memo.set(value, out);
     for (const key of Object.keys(value)) {
       const index = Number(key);
-      if (Number.isInteger(index) && index >= 0) entries.push(index, rewrite(value[index], memo));
+      if (Number.isInteger(index) && index >= 0) entries.push(index, rewrite(value[index], memo, blobs));
     }
     return out;
   }
   if (value instanceof Map) {
     const out = new Map();
     memo.set(value, out);
-    for (const [k, v] of value) out.set(rewrite(k, memo), rewrite(v, memo));
+    for (const [k, v] of value) out.set(rewrite(k, memo, blobs), rewrite(v, memo, blobs));
     return out;
   }
   if (value instanceof Set) {
     const out = new Set();
     memo.set(value, out);
-    for (const v of value) out.add(rewrite(v, memo));
+    for (const v of value) out.add(rewrite(v, memo, blobs));
     return out;
   }
   const keys = Object.keys(value);
@@ -193,12 +243,12 @@ function rewrite(value: unknown, memo: Map<object, unknown>): unknown {
     const entries: unknown[] = [];
     const marker = new OwnProtoObject(entries);
     memo.set(value, marker);
-    for (const key of keys) entries.push(key, rewrite((value as Record<string, unknown>)[key], memo));
+    for (const key of keys) entries.push(key, rewrite((value as Record<string, unknown>)[key], memo, blobs));
     return marker;
   }
   const out: Record<string, unknown> = {};
   memo.set(value, out);
-  for (const key of keys) out[key] = rewrite((value as Record<string, unknown>)[key], memo);
+  for (const key of keys) out[key] = rewrite((value as Record<string, unknown>)[key], memo, blobs);
   return out;
 }
 
@@ -212,28 +262,40 @@ function pack(value: unknown): Buffer {
   return out;
 }
 
-/** Encodes `[channel, args]`; throws ERR_IPC_UNCLONABLE (path `args[i]…`) synchronously. */
-export function encodeMessage(channel: string, args: unknown[]): Buffer {
-  if (args.length === 0) return pack([channel, args]);
-  const { needsRewrite } = inspect(args, 'args');
-  return pack([channel, needsRewrite ? rewrite(args, new Map()) : args]);
+/**
+ * Encodes `[channel, args]`; throws ERR_IPC_UNCLONABLE (path `args[i]…`) synchronously. With `withBlobs`, large
+ * byte arrays are left out of the payload and returned in `blobs`, to be written as BLOB frames before it.
+ */
+export function encodeMessage(channel: string, args: unknown[], withBlobs = true): Encoded {
+  return encodeValue([channel, args], 'args', withBlobs, 1);
 }
 
-/** Encodes any value (a reply, a handshake); `what` names it in a clone error. */
-export function encodeValue(value: unknown, what: string): Buffer {
-  const { needsRewrite } = inspect(value, what);
-  return pack(needsRewrite ? rewrite(value, new Map()) : value);
+/**
+ * Encodes any value (a reply, a handshake); `what` names it in a clone error. `pathFrom` skips that many outer
+ * array levels when naming paths (so `[channel, args]` reports `args[0]…`).
+ */
+export function encodeValue(value: unknown, what: string, withBlobs = false, pathFrom = 0): Encoded {
+  const inner = pathFrom === 1 ? (value as unknown[])[1] : value;
+  const { needsRewrite } = inspect(inner, what, withBlobs);
+  if (!needsRewrite) return { payload: pack(value), blobs: NO_BLOBS };
+  const blobs: Uint8Array[] | null = withBlobs ? [] : null;
+  const memo = new Map<object, unknown>();
+  const rewritten = pathFrom === 1 ? [(value as unknown[])[0], rewrite(inner, memo, blobs)] : rewrite(value, memo, blobs);
+  return { payload: pack(rewritten), blobs: blobs ?? NO_BLOBS };
 }
 
 /**
  * Decodes one payload. msgpackr reports hostile input as TypeError, RangeError or SyntaxError (or, for an
  * extension it rejects, anything): all of it becomes ERR_IPC_BAD_FRAME for the connection to handle.
  */
-export function decode(payload: Uint8Array): unknown {
+export function decode(payload: Uint8Array, blobs: Buffer[] | null = null): unknown {
+  decodingBlobs = blobs;
   try {
     return packr.unpack(payload);
   } catch (err) {
     throw makeError('ERR_IPC_BAD_FRAME', `Malformed message: ${(err as Error).message}`, { cause: err });
+  } finally {
+    decodingBlobs = null;
   }
 }
 
@@ -244,8 +306,8 @@ export interface DecodedMessage {
 }
 
 /** Decodes and validates `[channel, args]` before any handler sees it. */
-export function decodeMessage(payload: Uint8Array): DecodedMessage {
-  const value = decode(payload);
+export function decodeMessage(payload: Uint8Array, blobs: Buffer[] | null = null): DecodedMessage {
+  const value = decode(payload, blobs);
   if (!Array.isArray(value) || value.length !== 2 || typeof value[0] !== 'string' || !Array.isArray(value[1])) {
     throw makeError('ERR_IPC_BAD_FRAME', 'Malformed message: expected [channel, args]');
   }

@@ -4,7 +4,7 @@
  * `IpcRenderer` each own one per connection and receive the frames this class does not handle itself.
  */
 import { FRAME_HEADER_BYTES, Kind, type NativeConnection } from './native';
-import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, type WireError } from './codec';
+import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, type Encoded, type WireError } from './codec';
 import { codeOf, disconnectedError, makeError } from './errors';
 import type { HandlerRegistry } from './handlers';
 
@@ -19,8 +19,11 @@ export type ReplyBody = [0, unknown] | [1, WireError];
 
 /** What a link hands to its owner. */
 export interface LinkOwner<E> {
-  /** Frames the link does not handle itself (MESSAGE, SYNC, SYNC_REPLY, HELLO, WELCOME, SYNC_ABANDON). */
-  onFrame(kind: number, id: number, payload: Buffer): void;
+  /**
+   * Frames the link does not handle itself (MESSAGE, SYNC, SYNC_REPLY, HELLO, WELCOME), with the BLOB frames that
+   * preceded them (their large byte arrays).
+   */
+  onFrame(kind: number, id: number, payload: Buffer, blobs: Buffer[] | null): void;
   onClose(err: Error | null): void;
   onDrain(): void;
   /** Whether listeners or handlers want this connection to keep the process alive. */
@@ -63,6 +66,9 @@ export class Link<E> {
   private nextId = 1;
   private readonly pending = new Map<number, PendingInvoke>();
   private refd = false;
+  /** BLOB frames received for the next message, and their total size (bounded by maxFrameSize). */
+  private inboundBlobs: Buffer[] | null = null;
+  private inboundBlobBytes = 0;
   /** Largest body the peer accepts; learned from the handshake. */
   peerMaxFrame = DEFAULT_MAX_MESSAGE_SIZE;
 
@@ -123,8 +129,18 @@ export class Link<E> {
     return buffered;
   }
 
-  checkSize(payload: Uint8Array | null): void {
-    const body = (payload ? payload.length : 0) + BODY_HEADER;
+  /** Writes a message's BLOB frames, then the message itself. */
+  writeEncoded(kind: Kind, id: number, encoded: Encoded): number {
+    this.assertOpen();
+    this.checkSize(encoded.payload, encoded.blobs);
+    for (const blob of encoded.blobs) this.conn.write(Kind.BLOB, 0, blob);
+    return this.write(kind, id, encoded.payload);
+  }
+
+  /** Throws ERR_IPC_MESSAGE_TOO_LARGE if the message (with its blobs) exceeds what the peer accepts. */
+  checkSize(payload: Uint8Array | null, blobs?: readonly Uint8Array[]): void {
+    let body = (payload ? payload.length : 0) + BODY_HEADER;
+    if (blobs) for (const blob of blobs) body += blob.length + BODY_HEADER;
     if (body > this.peerMaxFrame) {
       throw makeError(
         'ERR_IPC_MESSAGE_TOO_LARGE',
@@ -136,15 +152,15 @@ export class Link<E> {
 
   send(channel: string, args: unknown[]): void {
     this.assertOpen();
-    this.write(Kind.MESSAGE, 0, encodeMessage(channel, args));
+    this.writeEncoded(Kind.MESSAGE, 0, encodeMessage(channel, args));
   }
 
   invoke(channel: string, args: unknown[]): Promise<unknown> {
-    let payload: Buffer;
+    let encoded: Encoded;
     try {
       this.assertOpen();
-      payload = encodeMessage(channel, args);
-      this.checkSize(payload);
+      encoded = encodeMessage(channel, args);
+      this.checkSize(encoded.payload, encoded.blobs);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -152,7 +168,7 @@ export class Link<E> {
     return new Promise((resolve, reject) => {
       this.pending.set(id, { channel, resolve, reject });
       try {
-        this.write(Kind.INVOKE, id, payload);
+        this.writeEncoded(Kind.INVOKE, id, encoded);
       } catch (err) {
         this.pending.delete(id);
         reject(err as Error);
@@ -228,7 +244,14 @@ export class Link<E> {
         offset = end;
         if (this.closed) return;
         try {
-          this.dispatch(kind, id, payload);
+          if (kind === Kind.BLOB) {
+            this.takeBlob(payload);
+            continue;
+          }
+          const blobs = this.inboundBlobs;
+          this.inboundBlobs = null;
+          this.inboundBlobBytes = 0;
+          this.dispatch(kind, id, payload, blobs);
         } catch (err) {
           if (codeOf(err) === 'ERR_IPC_BAD_FRAME') {
             this.fail(err as Error);
@@ -254,7 +277,16 @@ export class Link<E> {
   /** The protocol error that made us close, reported instead of the plain local close. */
   failure: Error | null = null;
 
-  private dispatch(kind: number, id: number, payload: Buffer): void {
+  private takeBlob(payload: Buffer): void {
+    this.inboundBlobBytes += payload.length;
+    if (this.inboundBlobBytes > this.conn.maxFrameSize) {
+      throw makeError('ERR_IPC_FRAME_TOO_LARGE',
+        `Blobs of one message exceed maxMessageSize (${this.conn.maxFrameSize} bytes)`);
+    }
+    (this.inboundBlobs ??= []).push(payload);
+  }
+
+  private dispatch(kind: number, id: number, payload: Buffer, blobs: Buffer[] | null): void {
     const refusal = this.owner.refusal?.();
     if (refusal && kind === Kind.INVOKE) {
       const { code, message } = refusal as Error & { code: string };
@@ -263,11 +295,11 @@ export class Link<E> {
     }
     switch (kind) {
       case Kind.INVOKE:
-        this.answerInvoke(id, payload);
+        this.answerInvoke(id, payload, blobs);
         return;
       case Kind.INVOKE_REPLY: {
         const call = this.pending.get(id);
-        const body = decode(payload) as ReplyBody;
+        const body = decode(payload, blobs) as ReplyBody;
         if (!call) return; // a reply to nothing we are waiting for
         this.pending.delete(id);
         this.updateRef();
@@ -281,12 +313,12 @@ export class Link<E> {
         return;
       }
       default:
-        this.owner.onFrame(kind, id, payload);
+        this.owner.onFrame(kind, id, payload, blobs);
     }
   }
 
-  private answerInvoke(id: number, payload: Buffer): void {
-    const { channel, args } = decodeMessage(payload);
+  private answerInvoke(id: number, payload: Buffer, blobs: Buffer[] | null): void {
+    const { channel, args } = decodeMessage(payload, blobs);
     const handler = this.owner.handlers.get(channel);
     if (!handler) {
       this.reply(Kind.INVOKE_REPLY, id, [1, { text: `Error: No handler registered for '${channel}'` }]);
@@ -307,19 +339,21 @@ export class Link<E> {
     );
   }
 
-  /** Sends a reply body; an unclonable value becomes an error reply. Never throws (the peer may be gone). */
+  /**
+   * Sends a reply body; an unclonable or oversized value becomes an error reply. Never throws (the peer may be
+   * gone). SYNC_REPLY and handshake bodies stay inline: the blocked caller reads only its reply frame.
+   */
   reply(kind: Kind, id: number, body: ReplyBody): void {
     if (this.closed) return;
-    let payload: Buffer;
+    let encoded: Encoded;
     try {
-      payload = encodeValue(body, body[0] === 0 ? 'returnValue' : 'error');
-      this.checkSize(payload);
+      encoded = encodeValue(body, body[0] === 0 ? 'returnValue' : 'error', kind === Kind.INVOKE_REPLY);
+      this.checkSize(encoded.payload, encoded.blobs);
     } catch (err) {
-      payload = encodeValue([1, toWireError(err)], 'error');
+      encoded = encodeValue([1, toWireError(err)], 'error');
     }
     try {
-      this.conn.write(kind, id, payload);
-      if (exiting) this.flushAtExit();
+      this.writeEncoded(kind, id, encoded);
     } catch {
       // the connection went away meanwhile; its close is reported separately
     }

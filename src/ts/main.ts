@@ -147,7 +147,7 @@ export class Peer extends EventEmitter {
     this.uid = uid;
     this.gid = gid;
     const owner: LinkOwner<IpcMainInvokeEvent> = {
-      onFrame: (kind, id, payload) => this.onFrame(kind, id, payload),
+      onFrame: (kind, id, payload, blobs) => this.onFrame(kind, id, payload, blobs),
       onClose: (err) => this.onClose(err),
       onDrain: () => this.emit('drain'),
       wantsRef: () => false, // the listening socket keeps main alive, not its connections
@@ -200,7 +200,7 @@ export class Peer extends EventEmitter {
     this.link.reply(Kind.SYNC_REPLY, id, body);
   }
 
-  private onFrame(kind: number, id: number, payload: Buffer): void {
+  private onFrame(kind: number, id: number, payload: Buffer, blobs: Buffer[] | null): void {
     if (!this.handshaken) {
       if (kind !== Kind.HELLO) throw makeError('ERR_IPC_BAD_FRAME', 'Expected a handshake as the first frame');
       this.onHello(payload);
@@ -216,12 +216,12 @@ export class Peer extends EventEmitter {
     }
     switch (kind) {
       case Kind.MESSAGE: {
-        const { channel, args } = decodeMessage(payload);
+        const { channel, args } = decodeMessage(payload, blobs);
         this.main.emit(channel, new IpcMainEvent(this), ...args);
         return;
       }
       case Kind.SYNC: {
-        const { channel, args } = decodeMessage(payload);
+        const { channel, args } = decodeMessage(payload, blobs);
         if (this.main.listenerCount(channel) === 0) {
           this._replySync(id, [1, libraryError('ERR_IPC_NO_LISTENER',
             `No listener for sendSync('${channel}') in main`)]);
@@ -441,10 +441,10 @@ export class IpcMain extends EventEmitter {
   /** Sends one message to every connected renderer (encoded once). */
   broadcast(channel: string, ...args: unknown[]): void {
     checkChannel(channel);
-    const payload = encodeMessage(channel, args);
+    const encoded = encodeMessage(channel, args);
     for (const peer of this.peers) {
       try {
-        peer.link.write(Kind.MESSAGE, 0, payload);
+        peer.link.writeEncoded(Kind.MESSAGE, 0, encoded);
       } catch {
         // a peer that is going away hears nothing more
       }

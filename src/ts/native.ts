@@ -24,6 +24,7 @@ export const enum Kind {
   SYNC_REPLY = 5, // main → renderer: {v} | {e}, id = call id
   INVOKE = 6, // either way: [channel, args], id = call id
   INVOKE_REPLY = 7, // either way: {v} | {e}, id = call id
+  BLOB = 8, // either way: the raw bytes of one large Buffer of the next message, which refers to it by index
 }
 
 /** Bytes of `u32 length | u8 kind | u32 id` before each payload. */

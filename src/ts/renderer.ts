@@ -95,7 +95,7 @@ export class IpcRenderer extends EventEmitter {
     checkPathLength(resolved, binding.maxPathLength);
     const conn = binding.connect(resolved, this.options.connectTimeout ?? 5000);
     const owner: LinkOwner<IpcRendererInvokeEvent> = {
-      onFrame: (kind, id, payload) => this.onFrame(kind, id, payload),
+      onFrame: (kind, id, payload, blobs) => this.onFrame(kind, id, payload, blobs),
       onClose: (err) => this.onClose(err),
       onDrain: () => this.link.emit('drain'),
       wantsRef: () => this.wantsRef(),
@@ -106,7 +106,7 @@ export class IpcRenderer extends EventEmitter {
     const wire = new Link(conn, owner, maxFrame);
     this.wire = wire;
     this.closedByUser = false;
-    wire.write(Kind.HELLO, 0, encodeValue({ magic: 'ipcwire', version: PROTOCOL_VERSION, maxFrame }, 'hello'));
+    wire.write(Kind.HELLO, 0, encodeValue({ magic: 'ipcwire', version: PROTOCOL_VERSION, maxFrame }, 'hello').payload);
     wire.updateRef();
     process.nextTick(() => this.link.emit('connect'));
     return this;
@@ -125,8 +125,10 @@ export class IpcRenderer extends EventEmitter {
   sendSync(channel: string, ...args: unknown[]): any {
     checkChannel(channel);
     const wire = this.ensure();
-    const payload = encodeMessage(channel, args);
-    wire.checkSize(payload);
+    const { payload, blobs } = encodeMessage(channel, args);
+    wire.checkSize(payload, blobs);
+    // Large byte arrays go first as BLOB frames (queued in order); call() flushes them before the request.
+    for (const blob of blobs) wire.write(Kind.BLOB, 0, blob);
     const id = wire.allocId();
     const timeout = this.syncTimeout && this.syncTimeout > 0 ? this.syncTimeout : 0;
     let raw: Buffer;
@@ -259,10 +261,10 @@ export class IpcRenderer extends EventEmitter {
     return wire;
   }
 
-  private onFrame(kind: number, id: number, payload: Buffer): void {
+  private onFrame(kind: number, id: number, payload: Buffer, blobs: Buffer[] | null): void {
     switch (kind) {
       case Kind.MESSAGE: {
-        const { channel, args } = decodeMessage(payload);
+        const { channel, args } = decodeMessage(payload, blobs);
         const event: IpcRendererEvent = { sender: this, senderId: 0, ports: [] };
         try {
           this.emit(channel, event, ...args);
