@@ -11,10 +11,15 @@ useHarness();
 const KB = 1024;
 const MiB = 1024 * 1024;
 
+/** What main received on 'data', checked; `gone()` once the (single) renderer's connection has closed. */
 function collect(main: any) {
   const got: Array<{ i: number; len: number; ok: boolean }> = [];
   main.on('data', (_e: any, i: number, hash: string, buf: Buffer) => got.push({ i, len: buf.length, ok: sha256(buf) === hash }));
-  return got;
+  let closed = false;
+  main.peers.on('disconnect', () => (closed = true));
+  // Everything the renderer wrote precedes its end of stream: once main saw the disconnect, all is emitted.
+  const gone = () => waitUntil(() => closed, 10_000, 'the renderer connection to close');
+  return { got, gone };
 }
 
 const SENDER = (sizes: number[], ending: string) => `
@@ -31,30 +36,42 @@ describe('exit-flush', () => {
   ] as const) {
     test(`exit-flush: ${label} sent right before process.exit() is delivered whole`, { timeout: 30_000 }, async () => {
       const main = makeMain();
-      const got = collect(main);
+      const { got, gone } = collect(main);
       const child = runNode(SENDER([size], 'process.exit(0);'), { address: main.address });
       await exitsCleanly(child);
-      await waitUntil(() => got.length === 1, 10_000, 'the message to arrive');
+      await gone();
       expect(got).toEqual([{ i: 0, len: size, ok: true }]);
     });
   }
 
   test('exit-flush: 200 messages (10 KB to 1 MiB) sent before process.exit() all arrive, in order', { timeout: 30_000 }, async () => {
     const main = makeMain();
-    const got = collect(main);
+    const { got, gone } = collect(main);
     const sizes = Array.from({ length: 200 }, (_, i) => (i % 20 === 0 ? MiB : 10 * KB));
     const child = runNode(SENDER(sizes, 'process.exit(3);'), { address: main.address });
     await exitsCleanly(child, undefined, 3);
-    await waitUntil(() => got.length === 200, 10_000, 'all 200 messages');
+    await gone();
     expect(got).toEqual(sizes.map((len, i) => ({ i, len, ok: true })));
   });
 
   test('exit-flush: 8 MiB sent before a natural exit is delivered whole', { timeout: 30_000 }, async () => {
     const main = makeMain();
-    const got = collect(main);
+    const { got, gone } = collect(main);
     const child = runNode(SENDER([8 * MiB, 10 * KB], ''), { address: main.address });
     await exitsCleanly(child);
-    await waitUntil(() => got.length === 2, 10_000, 'both messages');
+    await gone();
+    expect(got).toEqual([
+      { i: 0, len: 8 * MiB, ok: true },
+      { i: 1, len: 10 * KB, ok: true },
+    ]);
+  });
+
+  test('exit-flush: ipcRenderer.close() right after send delivers what send accepted (8 MiB), then the process exits', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const { got, gone } = collect(main);
+    const child = runNode(SENDER([8 * MiB, 10 * KB], 'ipcwire.ipcRenderer.close();'), { address: main.address });
+    await exitsCleanly(child);
+    await gone();
     expect(got).toEqual([
       { i: 0, len: 8 * MiB, ok: true },
       { i: 1, len: 10 * KB, ok: true },
@@ -63,7 +80,7 @@ describe('exit-flush', () => {
 
   test('exit-flush: messages sent from a process.on(\'exit\') handler after the last call are still delivered', { timeout: 30_000 }, async () => {
     const main = makeMain();
-    const got = collect(main);
+    const { got, gone } = collect(main);
     const child = runNode(
       `
       const r = ipcwire.ipcRenderer;
@@ -74,7 +91,7 @@ describe('exit-flush', () => {
       { address: main.address },
     );
     await exitsCleanly(child);
-    await waitUntil(() => got.length === 2, 10_000, 'both messages');
+    await gone();
     expect(got.map((g) => g.ok)).toEqual([true, true]);
   });
 

@@ -97,6 +97,21 @@ describe('peers', () => {
     await exitsCleanly(child);
   });
 
+  test('peers: invoke events carry sender and processId only', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    let peerSeen: any;
+    main.peers.on('connect', (p: any) => (peerSeen = p));
+    main.handle('inv-event', (event: any) => ({
+      processId: event.processId,
+      senderIsPeer: event.sender === peerSeen,
+      reply: typeof event.reply,
+      hasReturnValue: 'returnValue' in event,
+    }));
+    const child = runNode(`out('r', await ipcwire.ipcRenderer.invoke('inv-event'));`, { address: main.address });
+    expect(await child.msg('r')).toEqual({ processId: child.pid, senderIsPeer: true, reply: 'undefined', hasReturnValue: false });
+    await exitsCleanly(child);
+  });
+
   test('peers: peer.send, event.reply and event.sender.send reach that renderer only', { timeout: 30_000 }, async () => {
     const main = makeMain();
     main.on('up', (event: any) => {

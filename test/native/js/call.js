@@ -30,7 +30,7 @@ if (scenario === 'server') {
           c.write(5, f.id, Buffer.from('reply'));
           c.write(3, 2, Buffer.from('after'));
         } else if (text === 'late') setTimeout(() => c.write(5, f.id, Buffer.from('late')), 300);
-        else if (text === 'die') setTimeout(() => process.exit(0), 100);
+        else if (text === 'die') setTimeout(() => process.kill(process.pid, 'SIGKILL'), 100);  // main crashes
         else if (text === 'hostile') setTimeout(() => c.write(3, 0, Buffer.alloc(2000)), 50);
         else if (text === 'slow') setTimeout(() => c.write(5, f.id, Buffer.from('slow')), 1000);
         // 'never': no reply
