@@ -247,6 +247,17 @@ void PipeConnection::IoThread() {
 
 bool PipeConnection::CommitReadLocked(size_t n, int64_t want_id, Block* reply, bool* got_reply) {
   decoder_.Commit(n);
+  try {
+    return DrainDecoderLocked(want_id, reply, got_reply);
+  } catch (const std::bad_alloc&) {
+    // Runs on the I/O thread too, where an exception would end the process: out of memory closes this
+    // connection instead.
+    FinishLocked(ErrorInfo::Ipc(codes::kBadFrame, "Out of memory while receiving frames"));
+    return false;
+  }
+}
+
+bool PipeConnection::DrainDecoderLocked(int64_t want_id, Block* reply, bool* got_reply) {
   for (;;) {
     DecodedFrame f;
     DecodeStatus s = decoder_.Next(&f);
@@ -322,7 +333,12 @@ void PipeConnection::TsfnFinalize(napi_env env, void* data, void*) {
   }
   if (self->pinned_) {
     self->pinned_ = false;
-    self->Napi::ObjectWrap<PipeConnection>::Unref();
+    // A C callback, possibly during environment teardown, where napi_reference_unref may fail: a C++
+    // exception must not escape from here.
+    try {
+      self->Napi::ObjectWrap<PipeConnection>::Unref();
+    } catch (...) {
+    }
   }
 }
 

@@ -67,6 +67,7 @@ class PipeConnection : public Napi::ObjectWrap<PipeConnection>, public Resource 
   // target. Frames go to pending_, except a SYNC_REPLY: the one `want_id` names (want_id >= 0) goes to
   // *reply, any other is a late reply to a call that timed out and is dropped. False on a bad frame.
   bool CommitReadLocked(size_t n, int64_t want_id, Block* reply, bool* got_reply);
+  bool DrainDecoderLocked(int64_t want_id, Block* reply, bool* got_reply);
   void FinishLocked(ErrorInfo err);
   void NotifyLocked();
   void StopThread();  // JS thread or teardown: stop and join the I/O thread

@@ -262,7 +262,12 @@ void PipeServer::TsfnFinalize(napi_env, void* data, void*) {
   }
   if (self->pinned_) {
     self->pinned_ = false;
-    self->Napi::ObjectWrap<PipeServer>::Unref();
+    // A C callback, possibly during environment teardown, where napi_reference_unref may fail: a C++
+    // exception must not escape from here.
+    try {
+      self->Napi::ObjectWrap<PipeServer>::Unref();
+    } catch (...) {
+    }
   }
 }
 
