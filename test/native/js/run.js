@@ -19,7 +19,7 @@ for (const name of names) {
   const file = path.join(__dirname, name + '.js');
   if (!fs.existsSync(file)) continue;
   const t0 = Date.now();
-  const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 300000, env });
+  const r = spawnSync(process.execPath, [file], { encoding: 'utf8', timeout: 300000, env, maxBuffer: 256 * 1024 * 1024 });
   const out = (r.stdout || '') + (r.stderr || '');
   const problems = [];
   if (childStatus(r.status, out) !== 0) problems.push(`exit ${r.status}${r.signal ? ' ' + r.signal : ''}`);
