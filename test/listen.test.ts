@@ -138,7 +138,7 @@ describe('listen', () => {
 
   test('listen: connecting to a missing socket fails with ENOENT, syscall connect, address', () => {
     const { IpcRenderer } = ipcwire();
-    const missing = path.join(os.tmpdir(), `iw-${process.pid}-missing.sock`);
+    const missing = path.join(os.tmpdir(), `iwt-${process.pid}-missing.sock`);
     const err = catchSync(() => new IpcRenderer().connect(missing));
     expect(err).toBeInstanceOf(Error);
     expect(err.code).toBe('ENOENT');

@@ -108,7 +108,7 @@ const children = new Set<Child>();
 
 /** A short, unique socket path for this test (unix socket paths must stay < 108 bytes). */
 export function sockPath(): string {
-  const p = path.join(os.tmpdir(), `iw-${process.pid}-${++counter}.sock`);
+  const p = path.join(os.tmpdir(), `iwt-${process.pid}-${++counter}.sock`);
   socketPaths.add(p);
   return p;
 }
@@ -121,7 +121,7 @@ export function trackPath(p: string): string {
 
 /** A fresh temp directory, removed after the test. */
 export function tmpDir(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), `iwd-${process.pid}-`));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `iwtd-${process.pid}-`));
   tmpDirs.add(d);
   return d;
 }

@@ -137,6 +137,16 @@ test('listen-name-in-use-is-eaddrinuse', () => {
   }
 });
 
+test('address-too-long-is-refused-not-truncated', () => {
+  // Windows allows 256 characters for "\\.\pipe\<name>".
+  const main = new IpcMain();
+  try {
+    assert.throws(() => main.listen('x'.repeat(300)), (err) => err.code === 'ERR_IPC_PATH_TOO_LONG');
+  } finally {
+    main.close();
+  }
+});
+
 test('connect-missing-pipe-is-enoent', () => {
   const name = uniqueName('missing');
   const r = new IpcRenderer();
