@@ -111,7 +111,9 @@ function buildJobs() {
     if (opts.sections.includes('latency')) {
       for (const pin of pins) {
         for (const sys of systems) {
-          const payloads = payloadsFor(sys, plan.latencyPayloads, plan.latencyEveryRepeat, rep);
+          const payloads = payloadsFor(sys, plan.latencyPayloads, plan.latencyEveryRepeat, rep).filter(
+            (p) => pin !== 'pinned' || !(plan.pinnedSkip || []).includes(p),
+          );
           const apis = sys.apis || [null];
           const cells = [];
           for (const payload of payloads) {

@@ -31,6 +31,7 @@ function renderer(sockPath, durationMs) {
   r.on('go', () => {
     let samples = new Float64Array(1 << 16);
     let n = 0;
+    const cpu0 = process.cpuUsage();
     const start = C.now();
     const end = start + durationMs * 1e6;
     let t = start;
@@ -45,8 +46,10 @@ function renderer(sockPath, durationMs) {
       samples[n++] = t1 - t;
       t = t1;
     }
+    const cpu = process.cpuUsage(cpu0);
     const us = Array.from(samples.subarray(0, n), (x) => Math.round(x / 100) / 10);
-    process.stdout.write(JSON.stringify({ calls: n, errors, firstError, start, end: t, us }) + '\n', () => {
+    const cpuUs = cpu.user + cpu.system;
+    process.stdout.write(JSON.stringify({ calls: n, errors, firstError, start, end: t, cpuUs, us }) + '\n', () => {
       r.close();
     });
   });
@@ -90,7 +93,25 @@ async function runScale(count, durationMs, timeoutMs) {
     throw new Error(`only ${ready} of ${count} renderers became ready`);
   }
   const startupMs = Math.round((C.now() - spawned) / 1e6);
+  // Where the CPU goes while everyone calls: main's share of the window, and each renderer's own time.
+  const mainCpu0 = process.cpuUsage();
+  const goAt = C.now();
+  let mainCpu = null;
+  let windowNs = 0;
+  const allResults = new Promise((res) => {
+    const check = setInterval(() => {
+      if (results.length + codesSoFar() < count) return;
+      clearInterval(check);
+      res();
+    }, 2);
+  });
+  let exited = 0;
+  const codesSoFar = () => exited;
+  for (const e of exits) e.then(() => exited++);
   main.broadcast('go');
+  await allResults;
+  mainCpu = process.cpuUsage(mainCpu0);
+  windowNs = C.now() - goAt;
   const codes = await Promise.all(exits);
   clearTimeout(timer);
   main.close();
@@ -103,7 +124,9 @@ async function runScale(count, durationMs, timeoutMs) {
   let start = Infinity;
   let end = 0;
   const pooled = [];
+  let rendererCpuUs = 0;
   for (const r of results) {
+    rendererCpuUs += r.cpuUs || 0;
     calls += r.calls;
     errors += r.errors;
     firstError = firstError || r.firstError;
@@ -123,6 +146,10 @@ async function runScale(count, durationMs, timeoutMs) {
     p99_us: s.p99_us,
     max_us: s.max_us,
     startup_ms: startupMs,
+    // Diagnostics: main's CPU over the window (100% = one core busy), CPU per call in main and in renderers.
+    main_cpu_pct: Math.round(((mainCpu.user + mainCpu.system) / (windowNs / 1e3)) * 100),
+    main_cpu_us_per_call: calls ? Math.round(((mainCpu.user + mainCpu.system) / calls) * 10) / 10 : null,
+    renderer_cpu_us_per_call: calls ? Math.round((rendererCpuUs / calls) * 10) / 10 : null,
   };
 }
 
