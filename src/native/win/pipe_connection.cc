@@ -133,7 +133,8 @@ void PipeConnection::IoThread() {
       }
       if (woff < wcur.size()) {
         DWORD len = static_cast<DWORD>(std::min(kWriteChunk, wcur.size() - woff));
-        ResetEvent(wov.hEvent);
+        // (WriteFile/ReadFile reset the OVERLAPPED's event themselves: no ResetEvent, one syscall fewer,
+        // which under wine is one wineserver round trip fewer.)
         if (!WriteFile(pipe_, wcur.data() + woff, len, nullptr, &wov) && GetLastError() != ERROR_IO_PENDING) {
           FinishLocked(Win32Error(GetLastError(), "write", address_));
           break;
@@ -160,7 +161,6 @@ void PipeConnection::IoThread() {
         FinishLocked(ErrorInfo::Ipc(codes::kBadFrame, "out of memory for the read buffer"));
         break;
       }
-      ResetEvent(rov.hEvent);
       if (!ReadFile(pipe_, t.data, static_cast<DWORD>(std::min<size_t>(t.size, 0x7fffffff)), nullptr, &rov) &&
           GetLastError() != ERROR_IO_PENDING) {
         DWORD err = GetLastError();
@@ -180,7 +180,8 @@ void PipeConnection::IoThread() {
     WaitForMultipleObjects(n, hs, FALSE, INFINITE);
     lk.lock();
 
-    if (reading && WaitForSingleObject(rov.hEvent, 0) == WAIT_OBJECT_0) {
+    // HasOverlappedIoCompleted reads the OVERLAPPED's status: no syscall.
+    if (reading && HasOverlappedIoCompleted(&rov)) {
       DWORD got = 0;
       BOOL ok = GetOverlappedResult(pipe_, &rov, &got, FALSE);
       DWORD err = ok ? 0 : GetLastError();
@@ -194,7 +195,7 @@ void PipeConnection::IoThread() {
       }
       if (!pending_.empty()) NotifyLocked();
     }
-    if (writing && WaitForSingleObject(wov.hEvent, 0) == WAIT_OBJECT_0) {
+    if (writing && HasOverlappedIoCompleted(&wov)) {
       DWORD put = 0;
       BOOL ok = GetOverlappedResult(pipe_, &wov, &put, FALSE);
       writing = false;
@@ -561,7 +562,6 @@ Napi::Value PipeConnection::Call(const Napi::CallbackInfo& info) {
         if (t.size == 0) break;
         memset(&ov, 0, sizeof ov);
         ov.hEvent = call_event_;
-        ResetEvent(call_event_);
         if (!ReadFile(pipe_, t.data, static_cast<DWORD>(std::min<size_t>(t.size, 0x7fffffff)), nullptr, &ov) &&
             GetLastError() != ERROR_IO_PENDING) {
           break;  // broken pipe: the peer is gone; the I/O thread reports the close when it resumes
