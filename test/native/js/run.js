@@ -7,7 +7,7 @@
 const { spawnSync } = require('node:child_process');
 const path = require('node:path');
 const fs = require('node:fs');
-const { childStatus, ourLeaks } = require('./common');
+const { childStatus, ourLeaks } = require('./sanitizer');
 
 const all = ['errors', 'e2e', 'frames', 'call', 'worker', 'server'];
 const names = process.argv.slice(2).length ? process.argv.slice(2) : all;
