@@ -114,7 +114,7 @@ if (scenario === 'client') {
 }
 
 async function run(name, extraArgs = []) {
-  const cwd = fs.mkdtempSync('/tmp/iw-prof-');  // --cpu-prof writes its profile here
+  const cwd = fs.mkdtempSync('/tmp/iwn-prof-');  // --cpu-prof writes its profile here
   const r = spawnSync(process.execPath, [...extraArgs, __filename, 'client', addr, name], { timeout: 60000, maxBuffer: 256 * 1024 * 1024, encoding: 'utf8', cwd });
   fs.rmSync(cwd, { recursive: true, force: true });
   if (childStatus(r.status, r.stderr) !== 0) throw new Error(`${name}: exit ${r.status} ${r.signal} ${r.stderr}`);

@@ -34,8 +34,13 @@ function parseChunks(chunks) {
   return out;
 }
 
+// Each test process removes the directories it made (and only those) when it exits.
+const madeDirs = [];
+process.on('exit', () => { for (const d of madeDirs) fs.rmSync(d, { recursive: true, force: true }); });
+
 function tmpSock(name) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iw-'));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iwn-'));
+  madeDirs.push(dir);
   return path.join(dir, (name || 's') + '.sock');
 }
 
