@@ -425,6 +425,18 @@ test('hostile-oversized-frame-closes-only-that-connection', withMain(async (main
   await exitsCleanly(p, 'renderer');
 }, { maxMessageSize: 4096 }));
 
+test('hostile-silent-client-closed-after-handshake-timeout', withMain(async (main) => {
+  const { native } = require(path.join(root, 'dist', 'cjs', 'native.js'));
+  const raw = native().connect(main.address, 5000);
+  const t0 = Date.now();
+  const closed = new Promise((resolve) => raw.start(() => {}, resolve, () => {}));
+  raw.ref();
+  await within(10000, closed, 'silent connection closed by main');
+  const took = Date.now() - t0;
+  raw.close();
+  assert.ok(took >= 300 && took < 8000, `closed after ${took} ms`);
+}, { handshakeTimeout: 500 }));
+
 // ---- process lifetime --------------------------------------------------------------------------------------------
 
 test('exit-flush-sends-before-process-exit', withMain(async (main) => {
@@ -443,6 +455,21 @@ test('liveness-idle-renderer-exits-by-itself', withMain(async (main) => {
   assert.equal(pid, event.processId);
   await exitsCleanly(p, 'idle renderer');
 }));
+
+test('liveness-main-exits-by-itself-after-close', async () => {
+  // No thread or thread-safe function of the addon keeps main alive once it closed what it opened.
+  const m = node(path.join(fixtures, 'main-dies.js'), [uniqueName('close'), 'close']);
+  try {
+    await within(15000, (async () => {
+      while (!/listening /.test(m.out())) await delay(20);
+    })(), 'main listening', m);
+    const r = node(path.join(fixtures, 'renderer.js'), ['idle'], { [ADDRESS_ENV]: /listening (\S+)/.exec(m.out())[1] });
+    await exitsCleanly(r, 'renderer');
+    await exitsCleanly(m, 'main after close()');
+  } finally {
+    m.child.kill();
+  }
+});
 
 test('peers-disconnect-is-observed', withMain(async (main) => {
   const left = new Promise((resolve) => main.peers.once('disconnect', (peer, err) => resolve({ peer, err })));
