@@ -45,7 +45,7 @@ if ! command -v wine >/dev/null || ! command -v wineserver >/dev/null || ! comma
 fi
 
 # ---- 2. Windows Node and Node-API headers, by npm pack, integrity-checked ----------------------------------------
-sha512_b64() { openssl dgst -sha512 -binary "$1" | base64 -w0; }
+sha512_b64() { node -e 'process.stdout.write(require("crypto").createHash("sha512").update(require("fs").readFileSync(process.argv[1])).digest("base64"))' "$1"; }
 fetch() { # name version sha512 → untarred in $SCRATCH/<name>
   local name=$1 version=$2 sum=$3 tgz="$SCRATCH/pkgs/$1-$2.tgz" dir="$SCRATCH/$1"
   if [ -f "$dir/.ok-$version" ]; then return 0; fi
