@@ -174,7 +174,7 @@ describe('hostile', () => {
       ['wrong shape {"__proto__": {"x": 1}}', Buffer.from([0x81, 0xa9, ...Buffer.from('__proto__'), 0x81, 0xa1, 0x78, 0x01])],
       ['empty payload', Buffer.alloc(0)],
     ];
-    const kinds = [KIND.MESSAGE, KIND.SYNC, KIND.INVOKE, KIND.SYNC_REPLY, KIND.INVOKE_REPLY, KIND.HELLO, 200];
+    const kinds = [KIND.MESSAGE, KIND.SYNC, KIND.INVOKE, KIND.SYNC_REPLY, KIND.INVOKE_REPLY, KIND.HELLO, KIND.BLOB, 200];
     const clients: Array<ReturnType<typeof rawClient>> = [];
     for (const kind of kinds) {
       for (const [, payload] of payloads) {
@@ -242,6 +242,24 @@ describe('hostile', () => {
     px.close();
   });
 
+  test('hostile: out-of-band byte frames adding up beyond maxMessageSize close that connection', { timeout: 30_000 }, async () => {
+    const main = makeMain({ maxMessageSize: 1024 * 1024 });
+    const { hello } = await captureHandshake(main);
+    const { child, peer } = await goodRenderer(main);
+    const errors: Any[] = [];
+    main.peers.on('error', (err: Any) => errors.push(err));
+    const raw = rawClient(main.address);
+    raw.socket.write(hello);
+    // Each frame is under the maximum; together, with no message to claim them, they are not.
+    for (let i = 0; i < 8; i++) raw.socket.write(frame(KIND.BLOB, 0, Buffer.alloc(512 * 1024, i)));
+    await within(raw.closed, 10_000, 'main closing the connection');
+    await waitUntil(() => errors.length === 1, 5000, 'an error event');
+    expect(String(errors[0].code)).toMatch(/^ERR_IPC_(FRAME_TOO_LARGE|BAD_FRAME|MESSAGE_TOO_LARGE)$/);
+    expect(await peer.invoke('ping', 'blob')).toBe('pong blob');
+    peer.send('bye');
+    await exitsCleanly(child);
+  });
+
   test('hostile: frames trickled one byte at a time both ways arrive intact and once', { timeout: 60_000 }, async () => {
     const main = makeMain();
     const got: Any[] = [];
@@ -259,6 +277,7 @@ describe('hostile', () => {
       r.on('back', (e, v) => back.push(v));
       const blob = (n) => require('node:crypto').randomBytes(n);
       for (let i = 0; i < 3; i++) { const b = blob(100 + i * 300); r.send('m', i, sha256(b), b); }
+      { const b = blob(64 * 1024); r.send('m', 3, sha256(b), b); } // large enough to travel out of band
       const b1 = blob(1500);
       const s = r.sendSync('s', b1);
       const b2 = blob(700);
@@ -276,6 +295,7 @@ describe('hostile', () => {
       [0, true],
       [1, true],
       [2, true],
+      [3, true],
     ]);
     px.close();
   });

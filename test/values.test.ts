@@ -103,6 +103,66 @@ describe('values', () => {
     }
   });
 
+  test('values: large byte arrays keep type, identity, bounds and content in every position and direction', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    // Built identically on both sides: big Buffers and Uint8Arrays in args, nested, in a Map and a Set, shared
+    // twice, as views at an offset into a bigger buffer, next to small ones.
+    const build = `(() => {
+      const pattern = (n, seed) => { const b = Buffer.allocUnsafe(n); for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 255; return b; };
+      const big = pattern(200 * 1024, 1);
+      const bigU8 = new Uint8Array(pattern(100 * 1024, 2));
+      const backing = pattern(1024 * 1024, 3);
+      const view = new Uint8Array(backing.buffer, backing.byteOffset + 4097, 300 * 1024);
+      const slice = backing.subarray(12345, 12345 + 128 * 1024);
+      return { big, bigU8, view, slice, small: Buffer.from([1, 2, 3]), nested: { deep: [big] }, map: new Map([['k', bigU8]]), set: new Set([slice]), again: big };
+    })()`;
+    const check = `((v) => {
+      const want = ${build};
+      const p = [];
+      const same = (a, b) => a && b && a.byteLength === b.byteLength && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+      if (!Buffer.isBuffer(v.big) || !same(v.big, want.big)) p.push('big');
+      if (Buffer.isBuffer(v.bigU8) || !(v.bigU8 instanceof Uint8Array) || !same(v.bigU8, want.bigU8)) p.push('bigU8');
+      if (Buffer.isBuffer(v.view) || !same(v.view, want.view)) p.push('view');
+      if (!Buffer.isBuffer(v.slice) || !same(v.slice, want.slice)) p.push('slice');
+      if (!Buffer.isBuffer(v.small) || !same(v.small, want.small)) p.push('small');
+      if (v.nested.deep[0] !== v.big) p.push('nested identity');
+      if (v.again !== v.big) p.push('shared identity');
+      if (!same(v.map.get('k'), want.bigU8)) p.push('map');
+      if (!same([...v.set][0], want.slice)) p.push('set');
+      return p;
+    })`;
+    const problems: Record<string, string[]> = {};
+    const checkHere = (0, eval)(check);
+    const buildHere = () => (0, eval)(build);
+    main.on('send', (_e: any, v: any) => (problems.send = checkHere(v)));
+    main.on('sync', (e: any, v: any) => {
+      problems.sendSync = checkHere(v);
+      e.sender.send('during', buildHere()); // large messages queued while the renderer is blocked
+      e.returnValue = buildHere();
+    });
+    main.handle('inv', (_e: any, v: any) => {
+      problems.invoke = checkHere(v);
+      return buildHere();
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const check = ${check};
+      const res = {};
+      const during = new Promise((res2) => r.once('during', (e, v) => res2(check(v))));
+      r.send('send', ${build});
+      res.returnValue = check(r.sendSync('sync', ${build}));
+      res.invokeResult = check(await r.invoke('inv', ${build}));
+      res.during = await during;
+      out('r', res);
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual({ returnValue: [], invokeResult: [], during: [] });
+    await exitsCleanly(child);
+    expect(problems).toEqual({ send: [], sendSync: [], invoke: [] });
+  });
+
   test('values: class instances arrive as plain objects with their own enumerable fields', { timeout: 20_000 }, async () => {
     const main = makeMain();
     main.handle('inst', (_e: any, v: any) => ({ proto: Object.getPrototypeOf(v) === Object.prototype, v }));

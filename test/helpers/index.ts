@@ -502,3 +502,16 @@ export async function exitsCleanly(child: Child, timeoutMs?: number, code = 0): 
     signal: null,
   });
 }
+
+/** `p`, or a rejection naming `what` if it does not settle within `ms` (a liveness bound, not a speed check). */
+export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, rej) => (t = setTimeout(() => rej(new Error(`${what} did not happen within ${ms} ms`)), ms))),
+    ]);
+  } finally {
+    clearTimeout(t);
+  }
+}
