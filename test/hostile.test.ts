@@ -5,7 +5,7 @@
  * well-formed frames do not crash main; a frame split at any byte arrives intact and once.
  */
 import { describe, expect, test } from 'vitest';
-import { type Any, exitsCleanly, makeMain, nodeRequire, once, runNode, sha256, useHarness, waitUntil } from './helpers';
+import { type Any, exitsCleanly, makeMain, nodeRequire, once, runNode, sha256, useHarness, waitUntil, within } from './helpers';
 import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
 
 useHarness();
