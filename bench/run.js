@@ -138,7 +138,7 @@ function buildJobs() {
     const cells = plan.scale.counts.map((renderers) => ({
       kind: 'scale',
       renderers,
-      cfg: { durationMs: plan.scale.durationMs, timeoutMs: plan.scale.timeoutMs },
+      cfg: { durationMs: plan.scale.durationMs, timeoutMs: plan.scale.timeoutMs, warmupCalls: plan.scale.warmupCalls },
     }));
     jobs.push({ sys, section: 'scale', pin: 'unpinned', rep: 0, cells });
   }

@@ -50,7 +50,7 @@ const FULL = {
   // C program: [iters, warmup]; it has no time cap, so counts are sized to ~0.2–0.5 s each.
   cLatency: { small: [20000, 1000], '1KiB': [20000, 1000], '1MiB': [1000, 20], '16MiB': [40, 3] },
   cThroughput: { small: [500000, 20000], '1MiB': [3000, 50], '16MiB': [150, 4] },
-  scale: { counts: [1, 10, 100], durationMs: 2000, timeoutMs: 120000 },
+  scale: { counts: [1, 10, 100], durationMs: 2000, timeoutMs: 120000, warmupCalls: 300 },
   driverTimeoutMs: 240000,
 };
 
@@ -72,7 +72,7 @@ const SMOKE = {
   },
   cLatency: { small: [500, 50], '1KiB': [500, 50], '1MiB': [20, 2] },
   cThroughput: { small: [10000, 500], '1MiB': [50, 2] },
-  scale: { counts: [1, 10, 100], durationMs: 200, timeoutMs: 90000 },
+  scale: { counts: [1, 10, 100], durationMs: 200, timeoutMs: 90000, warmupCalls: 20 },
   driverTimeoutMs: 100000,
 };
 

@@ -194,9 +194,11 @@ function scaleRows(results) {
   return results.scale.map((r) => [
     String(r.renderers), r.error ? 'ERROR' : num(r.calls_per_s), us(r.median_us), us(r.p99_us), times(r.p99_x_single),
     r.failures == null ? '—' : `${r.failures} of ${num(r.calls)}`,
+    r.main_cpu_pct == null ? '—' : `${r.main_cpu_pct}%`,
+    r.main_cpu_us_per_call == null ? '—' : `${r.main_cpu_us_per_call} + ${r.renderer_cpu_us_per_call}`,
   ]);
 }
-const SCALE_HEAD = ['renderers', 'calls/s (all)', 'median', 'p99', 'p99 ×single', 'failed calls'];
+const SCALE_HEAD = ['renderers', 'calls/s (all)', 'median', 'p99', 'p99 ×single', 'failed calls', 'main CPU', 'CPU µs/call main + renderer'];
 
 function targetRows(results) {
   return results.targets.map((t) => [t.text, t.value == null ? '—' : `${t.value}`, `${t.cmp} ${t.limit}`,

@@ -11,7 +11,7 @@ const C = require('../lib/common');
 
 const modulePath = process.env.IPCWIRE_BENCH_MODULE || path.join(__dirname, '..', '..');
 
-function renderer(sockPath, durationMs) {
+function renderer(sockPath, durationMs, warmupCalls) {
   const { IpcRenderer } = require(modulePath);
   const r = new IpcRenderer();
   r.connect(sockPath);
@@ -27,7 +27,9 @@ function renderer(sockPath, durationMs) {
       if (!firstError) firstError = String(err && (err.code || err.message));
     }
   };
-  for (let i = 0; i < 50; i++) call();
+  // Warm up before 'ready', so that the timed loop runs optimised code as a long-lived renderer would (a
+  // renderer that makes only a few dozen calls in the window would otherwise stay in V8's interpreter).
+  for (let i = 0; i < warmupCalls; i++) call();
   r.on('go', () => {
     let samples = new Float64Array(1 << 16);
     let n = 0;
@@ -56,7 +58,7 @@ function renderer(sockPath, durationMs) {
   r.send('ready');
 }
 
-async function runScale(count, durationMs, timeoutMs) {
+async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300 }) {
   const { IpcMain } = require(modulePath);
   const main = new IpcMain();
   const sock = C.tmpSocket('sc');
@@ -74,7 +76,7 @@ async function runScale(count, durationMs, timeoutMs) {
   const exits = [];
   const children = [];
   for (let i = 0; i < count; i++) {
-    const child = spawn(process.execPath, [__filename, 'renderer', sock.path, String(durationMs)], {
+    const child = spawn(process.execPath, [__filename, 'renderer', sock.path, String(durationMs), String(warmupCalls)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -134,6 +136,12 @@ async function runScale(count, durationMs, timeoutMs) {
     end = Math.max(end, r.end);
     for (const x of r.us) pooled.push(x * 1000);
   }
+  if (process.env.IPCWIRE_BENCH_DEBUG) {
+    for (const r of results) {
+      process.stderr.write(`renderer: ${r.calls} calls, start +${((r.start - goAt) / 1e6).toFixed(1)} ms, ` +
+        `end +${((r.end - goAt) / 1e6).toFixed(1)} ms, first ${r.us.slice(0, 3).join('/')} µs, max ${Math.max(...r.us)} µs, cpu ${r.cpuUs} µs\n`);
+    }
+  }
   const missing = count - results.length;
   const s = C.summarize(pooled);
   return {
@@ -154,10 +162,10 @@ async function runScale(count, durationMs, timeoutMs) {
 }
 
 async function driver(cfg) {
-  await C.runCells(cfg, (cell) => runScale(cell.renderers, cell.cfg.durationMs, cell.cfg.timeoutMs));
+  await C.runCells(cfg, (cell) => runScale(cell.renderers, cell.cfg));
 }
 
-if (process.argv[2] === 'renderer') renderer(process.argv[3], Number(process.argv[4]));
+if (process.argv[2] === 'renderer') renderer(process.argv[3], Number(process.argv[4]), Number(process.argv[5]));
 else driver(C.driverConfig()).catch((e) => {
   console.error(e);
   process.exit(1);
