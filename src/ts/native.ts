@@ -121,16 +121,18 @@ let binding: NativeBinding | undefined;
 export function native(): NativeBinding {
   if (binding) return binding;
   const root = path.join(__dirname, '..', '..');
+  // IPCWIRE_NATIVE_PATH points at a specific build (sanitizer builds, the cmake-js build) for tests.
+  const override = process.env.IPCWIRE_NATIVE_PATH;
   try {
-    // IPCWIRE_NATIVE_PATH points at a specific build (sanitizer builds, the cmake-js build) for tests.
-    const override = process.env.IPCWIRE_NATIVE_PATH;
     binding = (override ? require(override) : require('node-gyp-build')(root)) as NativeBinding;
     binding.setErrorFactory(makeError);
   } catch (cause) {
     const err = new Error(
       `ipcwire: no native addon for ${process.platform}-${process.arch} ` +
         `(Node-API 8, ${process.platform === 'linux' ? (isMusl() ? 'musl' : 'glibc') : 'native libc'}). ` +
-        `Looked in ${path.join(root, 'prebuilds')} and ${path.join(root, 'build', 'Release')}. ` +
+        (override
+          ? `Looked at ${override} (IPCWIRE_NATIVE_PATH). `
+          : `Looked in ${path.join(root, 'prebuilds', `${process.platform}-${process.arch}`)} and ${path.join(root, 'build', 'Release')}. `) +
         `Build it from source with \`npm rebuild ipcwire\` (needs python3, make and a C++17 compiler). ` +
         `Cause: ${(cause as Error).message}`,
     ) as Error & { code: string };
