@@ -16,10 +16,10 @@ Addon::Addon(Napi::Env env, Napi::Object exports) : tracker_(std::make_shared<Lo
   NAPI_THROW_IF_FAILED_VOID(env, napi_add_async_cleanup_hook(env, OnTeardown, this, &cleanup_handle_));
   transport::Init(env, this);
   DefineAddon(exports, {
-                           InstanceMethod("listen", &Addon::Listen),
-                           InstanceMethod("connect", &Addon::Connect),
-                           InstanceMethod("setErrorFactory", &Addon::SetErrorFactory),
-                           InstanceAccessor("maxPathLength", &Addon::GetMaxPathLength, nullptr),
+                           InstanceMethod("listen", &Addon::Listen, napi_enumerable),
+                           InstanceMethod("connect", &Addon::Connect, napi_enumerable),
+                           InstanceMethod("setErrorFactory", &Addon::SetErrorFactory, napi_enumerable),
+                           InstanceAccessor("maxPathLength", &Addon::GetMaxPathLength, nullptr, napi_enumerable),
                        });
 }
 
