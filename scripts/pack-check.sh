@@ -15,20 +15,8 @@ cd "$root"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/ipcwire-pack.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-check() {
-  local name="$1"
-  shift
-  echo "--- $name"
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok: $name"
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $name"
-  fi
-}
+# shellcheck source=check-lib.sh
+. scripts/check-lib.sh
 
 platform="$(node -p 'process.platform + "-" + process.arch')"
 shopt -s nullglob
@@ -105,11 +93,7 @@ check "npm install <tarball> --ignore-scripts with no toolchain" install_tarball
 installed="$consumer/node_modules/ipcwire"
 uses_prebuild() {
   [ ! -e "$installed/build" ] || { echo "the installed package has a build/ folder" >&2; return 1; }
-  (cd "$consumer" && env PATH="$bin" node -e '
-    const path = require("path");
-    const file = require("node-gyp-build").path(path.dirname(require.resolve("ipcwire/package.json")));
-    console.log(`node-gyp-build picks ${path.relative(process.cwd(), file)}`);
-    if (!file.includes(`${path.sep}prebuilds${path.sep}`)) process.exit(1);')
+  PATH="$bin" addon_picked "$consumer" /prebuilds/
 }
 check "the installed package loads its prebuilt binary" uses_prebuild
 check "round trip from CommonJS (sendSync, send, invoke)" env -C "$consumer" PATH="$bin" node main.cjs

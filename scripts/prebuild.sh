@@ -8,12 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 target="${IPCWIRE_PREBUILD_TARGET:-$(node -p process.versions.node)}"
-# npm is normally configured with nodedir (the local Node headers); when it is not and the headers of the
-# running Node are installed beside it, point node-gyp at them rather than letting it download any.
-if [ -z "${npm_config_nodedir:-}" ] && [ "$(npm config get nodedir 2>/dev/null || true)" = "undefined" ]; then
-  prefix="$(node -p 'require("path").dirname(require("path").dirname(process.execPath))')"
-  if [ -f "$prefix/include/node/node_version.h" ]; then export npm_config_nodedir="$prefix"; fi
-fi
+# shellcheck source=check-lib.sh
+. scripts/check-lib.sh
+use_local_node_headers
 
 dir="prebuilds/$(node -p 'process.platform + "-" + process.arch')"
 rm -rf "$dir"

@@ -9,27 +9,9 @@ cd "$root"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/ipcwire-fallback.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-check() {
-  local name="$1"
-  shift
-  echo "--- $name"
-  if "$@"; then
-    passed=$((passed + 1))
-    echo "ok: $name"
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $name"
-  fi
-}
-
-# node-gyp needs the Node headers. npm is normally configured with nodedir (the local install's headers); when it
-# is not, and the running Node's headers are installed beside it, use those rather than let node-gyp download.
-if [ -z "${npm_config_nodedir:-}" ] && [ "$(npm config get nodedir 2>/dev/null || true)" = "undefined" ]; then
-  prefix="$(node -p 'require("path").dirname(require("path").dirname(process.execPath))')"
-  if [ -f "$prefix/include/node/node_version.h" ]; then export npm_config_nodedir="$prefix"; fi
-fi
+# shellcheck source=check-lib.sh
+. scripts/check-lib.sh
+use_local_node_headers
 
 # The tarball (npm runs `prepare`), then the same without prebuilds/.
 mkdir "$work/tarball"
@@ -52,11 +34,7 @@ check "npm install of the package without prebuilds builds it from source" insta
 installed="$consumer/node_modules/ipcwire"
 built_from_source() {
   [ ! -e "$installed/prebuilds" ] || { echo "the installed package has prebuilds/" >&2; return 1; }
-  (cd "$consumer" && node -e '
-    const path = require("path");
-    const file = require("node-gyp-build").path(path.dirname(require.resolve("ipcwire/package.json")));
-    console.log(`node-gyp-build picks ${path.relative(process.cwd(), file)}`);
-    if (!file.includes(`${path.sep}build${path.sep}Release${path.sep}`)) process.exit(1);')
+  addon_picked "$consumer" /build/Release/
 }
 check "the installed package loads the addon it built (build/Release)" built_from_source
 check "round trip with the source build (sendSync, send, invoke)" env -C "$consumer" node main.cjs
