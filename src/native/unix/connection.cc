@@ -220,8 +220,11 @@ Napi::Value Connection::Write(const Napi::CallbackInfo& info) {
   size_t len;
   GetBytes(env, info[2], &data, &len);
   if (kind > 255) throw Napi::RangeError::New(env, "kind must be a byte");
-  if (closed_ || peer_gone_ || ending_ || write_failed_)
-    ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
+  if (closed_ || ending_) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
+  // The peer is gone but onClose has not run yet (JS cannot know): drop the frame quietly, as a write the
+  // kernel refused with EPIPE would be. Throwing here would surface inside a handler of the very frames
+  // that arrived just before the EOF.
+  if (peer_gone_ || write_failed_) return Napi::Number::New(env, 0);
   Enqueue(static_cast<uint8_t>(kind), id, data, len, info[2]);
   return Napi::Number::New(env, static_cast<double>(buffered_));
 }
@@ -364,26 +367,44 @@ void Connection::OnPoll(uv_poll_t* handle, int status, int events) {
   auto* h = static_cast<ConnHandles*>(handle->data);
   Connection* self = h->owner;
   if (self == nullptr || self->closed_) return;
-  Napi::HandleScope scope(self->env_);
-  if (status < 0) {
-    // libuv stopped the handle (POLLERR): read to learn what happened (data first, then EOF/error).
-    self->poll_events_ = 0;
-    self->OnReadable(status);
-    return;
+  try {  // see OnTimer: no Napi::Error may leave a libuv callback
+    Napi::HandleScope scope(self->env_);
+    if (status < 0) {
+      // libuv stopped the handle (POLLERR): read to learn what happened (data first, then EOF/error).
+      self->poll_events_ = 0;
+      self->OnReadable(status);
+      return;
+    }
+    if (events & UV_WRITABLE) {
+      self->OnWritable();
+      if (self->closed_) return;
+    }
+    if (events & (UV_READABLE | UV_DISCONNECT)) self->OnReadable(0);
+  } catch (const Napi::Error&) {
+    self->OnJsUnavailable();
   }
-  if (events & UV_WRITABLE) {
-    self->OnWritable();
-    if (self->closed_) return;
-  }
-  if (events & (UV_READABLE | UV_DISCONNECT)) self->OnReadable(0);
+}
+
+void Connection::OnJsUnavailable() {
+  // JS can no longer be called (the environment is terminating): stop reading; the cleanup hook closes the rest.
+  if (closed_) return;
+  started_ = false;
+  pending_.clear();
+  UpdatePoll();
 }
 
 void Connection::OnTimer(uv_timer_t* handle) {
   auto* h = static_cast<ConnHandles*>(handle->data);
   Connection* self = h->owner;
   if (self == nullptr || self->closed_) return;
-  Napi::HandleScope scope(self->env_);
-  self->OnDeferred();
+  // A libuv callback is no N-API boundary: a Napi::Error thrown here (making a Buffer or an array fails once
+  // the environment is terminating, e.g. worker.terminate() right after an interrupted call) must not escape.
+  try {
+    Napi::HandleScope scope(self->env_);
+    self->OnDeferred();
+  } catch (const Napi::Error&) {
+    self->OnJsUnavailable();
+  }
 }
 
 void Connection::OnHandleClosed(uv_handle_t* handle) {
@@ -400,7 +421,7 @@ void Connection::OnHandleClosed(uv_handle_t* handle) {
 
 void Connection::OnReadable(int poll_status) {
   int err = 0;
-  ReadEnd end = ReadAvailable(kReadBudget, nullptr, &err);
+  ReadEnd end = ReadAvailable(kReadBudget, nullptr, &err, /*stop_on_short=*/poll_status >= 0);
   switch (end) {
     case ReadEnd::kEof:
       PeerGone(ErrorInfo());
@@ -484,7 +505,7 @@ void Connection::OnClosed() {
 // ---------------------------------------------------------------------------------------------------
 // Reading
 
-Connection::ReadEnd Connection::ReadAvailable(size_t budget, CallMatch* match, int* err) {
+Connection::ReadEnd Connection::ReadAvailable(size_t budget, CallMatch* match, int* err, bool stop_on_short) {
   size_t total = 0;
   for (;;) {
     ReadTarget t = decoder_.Prepare();
@@ -504,6 +525,9 @@ Connection::ReadEnd Connection::ReadAvailable(size_t budget, CallMatch* match, i
     if (!DrainDecoder(match)) return ReadEnd::kDecodeError;
     if (match != nullptr && match->found) return ReadEnd::kReply;
     if (total >= budget && !decoder_.in_large_frame()) return ReadEnd::kBudget;
+    // A short read drained the socket: skip the read() that would only say EAGAIN (a syscall per message on
+    // the small-message path). The poll is level-triggered, so anything that arrives later is reported again.
+    if (stop_on_short && static_cast<size_t>(n) < t.size && !decoder_.in_large_frame()) return ReadEnd::kBudget;
   }
 }
 

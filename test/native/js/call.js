@@ -67,9 +67,13 @@ if (scenario === 'client') {
     let code;
     try { c.call(1, Buffer.from('die'), 0, noop); } catch (e) { code = e.code; }
     const ms = Date.now() - t0;
-    let code2;
-    try { c.write(3, 0, null); } catch (e) { code2 = e.code; }
-    setTimeout(() => report({ code, code2, ms, log }), 50);
+    // Until onClose runs, write() drops frames quietly (returns 0); once closed, it throws.
+    const w = c.write(3, 0, null);
+    setTimeout(() => {
+      let code2;
+      try { c.write(3, 0, null); } catch (e) { code2 = e.code; }
+      report({ code, w, code2, ms, log });
+    }, 50);
   } else if (which === 'hostile') {
     c.maxFrameSize = 1000;
     let code;
@@ -192,6 +196,7 @@ async function main() {
   // Last: the server dies while a call waits (the server process exits).
   o = await run('die');
   assert.strictEqual(o.code, 'ERR_IPC_DISCONNECTED');
+  assert.strictEqual(o.w, 0);
   assert.strictEqual(o.code2, 'ERR_IPC_DISCONNECTED');
   assert.ok(o.ms < 300, 'die ms ' + o.ms);  // server exits 100 ms after the request
   assert.deepStrictEqual(o.log, ['close:null']);

@@ -4,7 +4,7 @@
 const assert = require('node:assert');
 const fs = require('node:fs');
 const { spawn } = require('node:child_process');
-const { binding, tmpSock } = require('./common');
+const { binding, parseChunks, tmpSock } = require('./common');
 
 const role = process.argv[2];
 const noop = () => {};
@@ -17,6 +17,23 @@ if (role === 'busy-server') {
   process.stdout.write('ready\n');
   const t = Date.now();
   while (Date.now() - t < 500) {}
+  return;
+}
+
+if (role === 'many-clients') {
+  // 1000 connections from one process, each doing one blocking call, all kept open until the end.
+  const addr = process.argv[3];
+  const conns = [];
+  const t0 = Date.now();
+  for (let i = 0; i < 1000; i++) {
+    const c = binding.connect(addr, 5000);
+    const r = c.call(i + 1, Buffer.from('n' + i), 5000, noop).toString();
+    if (r !== 'n' + i) throw new Error('bad echo ' + r);
+    conns.push(c);
+  }
+  const ms = Date.now() - t0;
+  for (const c of conns) c.close();
+  process.stdout.write(JSON.stringify({ ms }) + '\n');
   return;
 }
 
@@ -111,6 +128,27 @@ async function main() {
     child.stdin.write('exit\n');
     await new Promise((r) => child.on('exit', r));
     fs.rmSync(addr, { force: true });
+  }
+  // 3. 1000 connections, one blocking call each, against one server in this process.
+  {
+    const addr = tmpSock();
+    let accepted = 0, closed = 0;
+    const s = binding.listen(addr, 511, 0o600, (c) => {
+      accepted++;
+      c.start((chunks) => {
+        for (const f of parseChunks(chunks)) if (f.kind === 4) c.write(5, f.id, f.payload);
+      }, () => { closed++; }, noop);
+    }, (e) => { throw e; });
+    const child = spawn(process.execPath, [__filename, 'many-clients', addr], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const next = lines(child);
+    const r = JSON.parse(await next());
+    await new Promise((res) => child.on('exit', res));
+    const t = Date.now();
+    while (closed < 1000 && Date.now() - t < 10000) await new Promise((res) => setTimeout(res, 10));
+    assert.strictEqual(accepted, 1000);
+    assert.strictEqual(closed, 1000);
+    results.connections_1000_ms = r.ms;
+    s.close();
   }
   console.log(JSON.stringify({ test: 'server', ok: true, ...results }));
 }
