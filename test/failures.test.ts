@@ -124,6 +124,35 @@ describe('failures', () => {
     await exitsCleanly(child);
   });
 
+  test('failures: after ipcRenderer.close(), every call throws ERR_IPC_DISCONNECTED and close() is idempotent', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    main.on('m', () => {});
+    main.on('s', (e: any) => (e.returnValue = 1));
+    main.handle('i', () => 1);
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      r.sendSync('s');
+      r.close();
+      r.close();
+      const res = {};
+      try { r.send('m'); res.send = 'no throw'; } catch (e) { res.send = e.code; }
+      try { r.sendSync('s'); res.sendSync = 'no throw'; } catch (e) { res.sendSync = e.code; }
+      try { await r.invoke('i'); res.invoke = 'resolved'; } catch (e) { res.invoke = e.code; }
+      res.connected = r.connected;
+      out('r', res);
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual({
+      send: 'ERR_IPC_DISCONNECTED',
+      sendSync: 'ERR_IPC_DISCONNECTED',
+      invoke: 'ERR_IPC_DISCONNECTED',
+      connected: false,
+    });
+    await exitsCleanly(child);
+  });
+
   test('failures: a renderer with no address anywhere gets ERR_IPC_NO_ADDRESS with a message saying how to get one', { timeout: 20_000 }, async () => {
     const child = runNode(`
       const res = {};

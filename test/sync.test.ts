@@ -2,6 +2,7 @@
  * sendSync: genuinely blocking, returnValue semantics, and every way it ends without a reply
  * (no listener, timeout with a late reply, event garbage-collected, EINTR).
  */
+import * as fs from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { exitsCleanly, makeMain, runNode, sockPath, tmpDir, trackPath, useHarness } from './helpers';
 
@@ -210,6 +211,40 @@ describe('sync', () => {
     expect(r.after).toBe('answered');
     await exitsCleanly(child);
     await exitsCleanly(mainProc);
+  });
+
+  test('sync: a sendSync listener that throws never leaves the renderer hanging', { timeout: 30_000 }, async () => {
+    const address = trackPath(sockPath());
+    // Main runs in its own process: an exception in a user listener may end it, as in Electron.
+    const mainProc = runNode(`
+      const main = new ipcwire.IpcMain();
+      main.listen(${JSON.stringify(address)});
+      main.on('throws', () => { throw new Error('listener failed'); });
+      main.on('ok', (event) => { event.returnValue = 'ok'; });
+      main.on('done', () => main.close());
+      out('ready');
+    `);
+    await mainProc.msg('ready');
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      let err;
+      try { r.sendSync('throws'); } catch (e) { err = errInfo(e); }
+      out('r', err);
+      try { r.sendSync('ok'); r.send('done'); } catch (e) { /* main may be gone */ }
+    `,
+      { address },
+    );
+    const err = await child.msg('r');
+    try {
+      expect(err?.isError).toBe(true);
+      // Either the listener's error itself travels back (details kept), or a library error says why.
+      expect(/listener failed/.test(err.message) || /^ERR_IPC_/.test(String(err.code)), JSON.stringify(err)).toBe(true);
+      await exitsCleanly(child);
+      await mainProc.waitExit();
+    } finally {
+      fs.rmSync(address, { force: true }); // main may have died without close()
+    }
   });
 
   test('sync: a sendSync interrupted by signals (SIGPROF from --cpu-prof) still returns main\'s answer', { timeout: 20_000 }, async () => {
