@@ -253,7 +253,8 @@ export class Link<E> {
           this.inboundBlobBytes = 0;
           this.dispatch(kind, id, payload, blobs);
         } catch (err) {
-          if (codeOf(err) === 'ERR_IPC_BAD_FRAME') {
+          const code = codeOf(err);
+          if (code === 'ERR_IPC_BAD_FRAME' || code === 'ERR_IPC_FRAME_TOO_LARGE') {
             this.fail(err as Error);
             return;
           }

@@ -85,10 +85,11 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   void OnReadable(int poll_status);
   void OnWritable();
   void OnDeferred();
+  void OnJsUnavailable();
   void OnClosed();
 
   // I/O.
-  ReadEnd ReadAvailable(size_t budget, CallMatch* match, int* err);
+  ReadEnd ReadAvailable(size_t budget, CallMatch* match, int* err, bool stop_on_short = true);
   bool DrainDecoder(CallMatch* match);
   void AppendPending(const DecodedFrame& f);
   int FlushSome();  // 0 or errno; writes what the kernel takes
