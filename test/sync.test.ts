@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { exitsCleanly, makeMain, runNode, sockPath, tmpDir, trackPath, useHarness } from './helpers';
+import { childPids, exitsCleanly, makeMain, runNode, sockPath, tmpDir, trackPath, useHarness } from './helpers';
 
 useHarness();
 
@@ -101,6 +101,41 @@ describe('sync', () => {
     );
     expect(await child.msg('r')).toEqual({ v: 'slow', inside: [], after: ['immediate', 'message', 'timeout'] });
     await exitsCleanly(child);
+  });
+
+  test('sync: a blocked sendSync neither spins the CPU nor starts a helper thread or process', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    let during: { threads: number; children: number } | undefined;
+    main.on('hold', (event: any) => {
+      // Observe the renderer from outside while it is blocked, then answer after a second.
+      const pid = event.processId;
+      setTimeout(() => {
+        during = { threads: fs.readdirSync(`/proc/${pid}/task`).length, children: childPids(pid).length };
+        setTimeout(() => (event.returnValue = 'released'), 800);
+      }, 200);
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      r.connect();
+      await r.invoke('warm-up').catch(() => {});
+      const threads = require('node:fs').readdirSync('/proc/self/task').length;
+      const cpu0 = process.cpuUsage();
+      const t0 = Date.now();
+      const v = r.sendSync('hold');
+      const wall = Date.now() - t0;
+      const cpu = process.cpuUsage(cpu0);
+      out('r', { v, threads, wall, cpuMs: (cpu.user + cpu.system) / 1000 });
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r');
+    await exitsCleanly(child);
+    expect(r.v).toBe('released');
+    expect(r.wall).toBeGreaterThanOrEqual(900);
+    expect(during).toEqual({ threads: r.threads, children: 0 });
+    // Waiting in slices costs a little; spinning would cost about the whole wall time.
+    expect(r.cpuMs).toBeLessThan(r.wall * 0.25);
   });
 
   test('sync: sendSync with no listener throws ERR_IPC_NO_LISTENER at once and the connection stays usable', { timeout: 20_000 }, async () => {
