@@ -44,6 +44,37 @@ describe('scale', () => {
     await waitUntil(() => main.peers.size === 0, 10_000, 'every peer to disconnect');
   });
 
+  test('scale: 1,000 connections from 4 processes each invoke and sendSync; every peer is listed, then all leave', { timeout: 90_000 }, async () => {
+    const main = makeMain();
+    main.handle('n', (event: any, n: number) => `${event.sender.id}:${n}`);
+    main.on('s', (event: any, n: number) => (event.returnValue = n * 2));
+    let peak = 0;
+    main.peers.on('connect', () => (peak = Math.max(peak, main.peers.size)));
+    const kids = [0, 1, 2, 3].map((k) =>
+      runNode(
+        `
+        const rs = [];
+        for (let i = 0; i < 250; i++) { const r = new ipcwire.IpcRenderer(); r.connect(); rs.push(r); }
+        const got = await Promise.all(rs.map((r, i) => r.invoke('n', ${k} * 1000 + i)));
+        const sync = rs.map((r, i) => r.sendSync('s', i));
+        const ids = new Set(got.map((g) => g.split(':')[0]));
+        out('r', { ids: ids.size, ok: got.every((g, i) => g.endsWith(':' + (${k} * 1000 + i))), sync: sync.every((v, i) => v === i * 2) });
+        await readLine();
+        closeStdin();
+        for (const r of rs) r.close();
+      `,
+        { address: main.address },
+      ),
+    );
+    for (const k of kids) expect(await k.msg('r', 60_000)).toEqual({ ids: 250, ok: true, sync: true });
+    expect(main.peers.size).toBe(1000);
+    expect(peak).toBe(1000);
+    expect(new Set(main.peers.list().map((p: any) => p.id)).size).toBe(1000);
+    for (const k of kids) k.send('close');
+    for (const k of kids) await exitsCleanly(k);
+    await waitUntil(() => main.peers.size === 0, 20_000, 'all 1,000 peers to leave');
+  });
+
   test('scale: a burst of connections beyond a tiny backlog to a busy main is retried until all are served', { timeout: 60_000 }, async () => {
     const address = trackPath(sockPath());
     // Main listens with backlog 2, then blocks its event loop for a while: the queue fills, connects get EAGAIN.
