@@ -499,12 +499,17 @@ Napi::Value PipeConnection::Write(const Napi::CallbackInfo& info) {
   size_t len;
   PayloadOf(env, info[2], &data, &len);
   if (len > kMaxBodyLength - kBodyHeaderBytes) throw Napi::RangeError::New(env, "payload too large for one frame");
-  bool gone;
+  bool ending, gone;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    gone = finished_ || ending_;
+    ending = ending_;
+    gone = finished_;
   }
-  if (close_called_ || gone) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "IPC connection is closed"));
+  if (close_called_ || ending) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
+  // The peer is gone but onClose has not run yet (JS cannot know): drop the frame quietly, as the Unix
+  // transport does with a write the kernel refused. Throwing would surface inside a handler of the very frames
+  // that arrived just before the end.
+  if (gone) return Napi::Number::New(env, 0);
   uint64_t b = Enqueue(static_cast<uint8_t>(info[0].As<Napi::Number>().Uint32Value()),
                        info[1].As<Napi::Number>().Uint32Value(), data, len);
   UpdateRef();
@@ -520,7 +525,7 @@ Napi::Value PipeConnection::Call(const Napi::CallbackInfo& info) {
   const double timeout_ms = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0;
   Napi::Function alive = info[3].IsFunction() ? info[3].As<Napi::Function>() : Napi::Function();
   if (in_call_) throw Napi::Error::New(env, "call() is already blocking this connection");
-  const ErrorInfo disconnected = ErrorInfo::Ipc(codes::kDisconnected, "IPC connection is closed");
+  const ErrorInfo disconnected = ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed");
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (close_called_ || finished_ || ending_) ThrowError(env, disconnected);
@@ -631,8 +636,7 @@ Napi::Value PipeConnection::Call(const Napi::CallbackInfo& info) {
                                      "The synchronous call was interrupted: the environment is terminating"));
     case End::kGone:
     default:
-      ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "IPC connection is closed: the peer went away "
-                                                             "while sendSync was waiting"));
+      ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection closed before the reply arrived"));
   }
 }
 
