@@ -54,3 +54,10 @@ export function disconnectedError(detail?: string): Error {
     detail ? `IPC connection is closed: ${detail}` : 'IPC connection is closed',
   );
 }
+
+/** Channels are strings, as in Electron; anything else is a TypeError before anything is sent. */
+export function checkChannel(channel: unknown): asserts channel is string {
+  if (typeof channel !== 'string') {
+    throw new TypeError(`The "channel" argument must be of type string. Received type ${typeof channel}`);
+  }
+}

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCredentials, type NativeServer } from './native';
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
-import { codeOf, makeError } from './errors';
+import { checkChannel, codeOf, makeError } from './errors';
 import { HandlerRegistry, type InvokeHandler } from './handlers';
 import { DEFAULT_MAX_MESSAGE_SIZE, Link, type LinkOwner } from './link';
 import { checkPathLength, isWindows, resolveAddress } from './address';
@@ -278,12 +278,6 @@ export class Peer extends EventEmitter {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     this.destroyed = true;
     this.main._removePeer(this, err);
-  }
-}
-
-function checkChannel(channel: unknown): asserts channel is string {
-  if (typeof channel !== 'string') {
-    throw new TypeError(`The "channel" argument must be of type string. Received type ${typeof channel}`);
   }
 }
 

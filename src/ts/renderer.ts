@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { Kind, PROTOCOL_VERSION, native } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type WireError } from './codec';
-import { codeOf, disconnectedError, makeError } from './errors';
+import { checkChannel, codeOf, disconnectedError, makeError } from './errors';
 import { HandlerRegistry, type InvokeHandler } from './handlers';
 import { DEFAULT_MAX_MESSAGE_SIZE, Link, type LinkOwner, type ReplyBody } from './link';
 import { ADDRESS_ENV, checkPathLength, resolveAddress } from './address';
@@ -300,12 +300,6 @@ export class IpcRenderer extends EventEmitter {
   private onClose(err: Error | null): void {
     if (err && this.link.listenerCount('error') > 0 && codeOf(err)?.startsWith('ERR_IPC_')) this.link.emit('error', err);
     this.link.emit('disconnect', err);
-  }
-}
-
-function checkChannel(channel: unknown): asserts channel is string {
-  if (typeof channel !== 'string') {
-    throw new TypeError(`The "channel" argument must be of type string. Received type ${typeof channel}`);
   }
 }
 
