@@ -498,6 +498,7 @@ Napi::Value PipeConnection::Write(const Napi::CallbackInfo& info) {
   const uint8_t* data;
   size_t len;
   PayloadOf(env, info[2], &data, &len);
+  if (info[0].As<Napi::Number>().Uint32Value() > 255) throw Napi::RangeError::New(env, "kind must be a byte");
   if (len > kMaxBodyLength - kBodyHeaderBytes) throw Napi::RangeError::New(env, "payload too large for one frame");
   bool ending, gone;
   {
@@ -524,7 +525,7 @@ Napi::Value PipeConnection::Call(const Napi::CallbackInfo& info) {
   PayloadOf(env, info[1], &data, &len);
   const double timeout_ms = info[2].IsNumber() ? info[2].As<Napi::Number>().DoubleValue() : 0;
   Napi::Function alive = info[3].IsFunction() ? info[3].As<Napi::Function>() : Napi::Function();
-  if (in_call_) throw Napi::Error::New(env, "call() is already blocking this connection");
+  if (in_call_) ThrowError(env, ErrorInfo::Ipc(codes::kBusy, "A blocking call is already in progress"));
   const ErrorInfo disconnected = ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed");
   {
     std::lock_guard<std::mutex> lk(mu_);
