@@ -329,6 +329,28 @@ test('scale-many-renderers-at-once', withMain(async (main) => {
   assert.equal(connected.size, n);
 }), { timeout: 150000 });
 
+test('scale-connect-burst-retries-busy-instances', async () => {
+  // 40 synchronous connects in a row, faster than the accept thread re-arms its 4 waiting instances: the
+  // client's ERROR_PIPE_BUSY path (WaitNamedPipeW, result ignored, CreateFileW again) must get every one in.
+  const { native } = require(path.join(root, 'dist', 'cjs', 'native.js'));
+  const binding = native();
+  const address = `\\\\.\\pipe\\${uniqueName('burst')}`;
+  const accepted = [];
+  let allIn;
+  const all = new Promise((resolve) => (allIn = resolve));
+  const server = binding.listen(address, 511, 0o600, (conn) => {
+    accepted.push(conn);
+    if (accepted.length === 40) allIn();
+  }, () => {});
+  const clients = [];
+  for (let i = 0; i < 40; i++) clients.push(binding.connect(address, 10000));
+  await within(30000, all, 'all 40 accepted');
+  const pids = new Set(accepted.map((c) => c.credentials.pid));
+  for (const c of [...clients, ...accepted]) c.close();
+  server.close();
+  assert.deepEqual([...pids], [process.pid]);
+});
+
 // ---- a large message -------------------------------------------------------------------------------------------
 
 test('large-message-64mib-both-ways', withMain(async (main) => {
