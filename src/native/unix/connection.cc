@@ -789,9 +789,12 @@ Connection::WaitEnd Connection::WaitLoop(CallMatch* match, double deadline, cons
 void Connection::WriteFailed(int errnum) {
   if (write_failed_ || closed_) return;
   write_failed_ = true;
-  if (!close_err_) close_err_ = ErrorInfo::System(errnum, "write");
   // The peer is gone: what was queued can never arrive. Reading continues until EOF, so whatever the peer
-  // sent before it went away is still delivered, then onClose(err).
+  // sent before it went away is still delivered. The EPIPE itself is not the close reason: a peer that
+  // closed in an orderly way (we then read EOF) gives onClose(null) whether or not we happened to write
+  // after its close; reporting EPIPE would make the outcome depend on that race. A read error (ECONNRESET)
+  // is still reported.
+  write_err_ = ErrorInfo::System(errnum, "write");
   queue_.clear();
   buffered_ = 0;
   UpdatePoll();
@@ -816,7 +819,7 @@ void Connection::MaybeFinishPeerGone() {
   if (closed_) return;
   if (!peer_gone_) {
     // After a write error the fd is readable (EOF) soon; if reading is not armed, go through the timer.
-    if (write_failed_ && started_ && pending_.empty() && poll_events_ == 0) FinishClose(ErrorInfo());
+    if (write_failed_ && started_ && pending_.empty() && poll_events_ == 0) FinishClose(write_err_);
     return;
   }
   if (!pending_.empty() || in_call_ || !started_) {

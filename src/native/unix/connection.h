@@ -132,6 +132,7 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   std::unique_ptr<Napi::AsyncContext> async_context_;
 
   ErrorInfo close_err_;
+  ErrorInfo write_err_;  // why a write failed; the close reason only if no EOF / read error follows
   bool started_ = false;
   bool user_ref_ = false;  // connections start unref'd; the TS layer refs them while it needs them
   bool pinned_ = false;
