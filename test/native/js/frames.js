@@ -119,6 +119,22 @@ async function main() {
     assert.ok(closedSync);
     a.close();
   }
+  // The peer closes while we keep writing: EPIPE is not the close reason, the orderly EOF is (null),
+  // whatever the timing; writes between the EPIPE and onClose are dropped without throwing.
+  {
+    const [a, b] = await pair();
+    const sb = collector(b);
+    collector(a);
+    a.close();
+    let threw = null;
+    for (let i = 0; i < 50 && sb.closed === undefined; i++) {
+      try { b.write(3, i, Buffer.alloc(100000)); } catch (e) { threw = e; break; }
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await until(() => sb.closed !== undefined);
+    assert.strictEqual(sb.closed, null);
+    assert.ok(threw === null || threw.code === 'ERR_IPC_DISCONNECTED');
+  }
   // Unref'd by default: an idle started connection does not hold the loop (checked in a child).
   {
     const { execFileSync } = require('node:child_process');
