@@ -162,15 +162,21 @@ void PipeServer::AcceptThread(HANDLE first) {
   };
   // Puts a slot's instance in ConnectNamedPipe, creating the instance first if needed. False if it could not
   // (the slot stays empty and is retried after kRetryMs).
+  // While instances cannot be created (out of resources) the error is reported once, not every retry.
+  bool failing = false;
   auto arm = [&](Slot& s) -> bool {
+    // An empty slot's event must not stay signaled from its last completion (the wait would spin).
+    ResetEvent(s.ov.hEvent);
     for (;;) {
       if (s.pipe == INVALID_HANDLE_VALUE) {
         DWORD err = 0;
         s.pipe = CreateInstance(false, &err);
         if (s.pipe == INVALID_HANDLE_VALUE) {
-          report(err, "accept");
+          if (!failing) report(err, "accept");
+          failing = true;
           return false;
         }
+        failing = false;
       }
       ResetEvent(s.ov.hEvent);
       if (ConnectNamedPipe(s.pipe, &s.ov)) {
@@ -192,9 +198,11 @@ void PipeServer::AcceptThread(HANDLE first) {
         DisconnectNamedPipe(s.pipe);
         continue;
       }
-      report(err, "accept");
+      if (!failing) report(err, "accept");
+      failing = true;
       CloseHandle(s.pipe);
       s.pipe = INVALID_HANDLE_VALUE;
+      ResetEvent(s.ov.hEvent);
       return false;
     }
   };
