@@ -334,6 +334,7 @@ export function spawnNode(args: string[], opts: SpawnOptions = {}): Child {
     });
   });
   children.add(child);
+  childrenSeen.add(child.pid);
   return child;
 }
 
@@ -375,11 +376,29 @@ export function isAlive(pid: number): boolean {
 const strayPids = new Set<number>();
 export function trackPid(pid: number): void {
   strayPids.add(pid);
+  childrenSeen.add(pid);
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // The per-test leak check
 // ---------------------------------------------------------------------------------------------------------
+
+/** The per-user directory of bare names and private addresses (README: listen). */
+function runtimeDirPath(): string {
+  const base = process.env.XDG_RUNTIME_DIR;
+  return base && path.isAbsolute(base) ? path.join(base, 'ipcwire') : path.join(os.tmpdir(), `ipcwire-${process.getuid!()}`);
+}
+
+function listRuntimeDir(): string[] {
+  try {
+    return fs.readdirSync(runtimeDirPath());
+  } catch {
+    return [];
+  }
+}
+
+/** Pids of every process spawned by the harness in the current test (and of their direct children). */
+const childrenSeen = new Set<number>();
 
 function fdCount(): number {
   return fs.readdirSync('/proc/self/fd').length;
@@ -413,9 +432,11 @@ export function useHarness(): void {
   beforeAll(() => {
     ipcwire(); // load the addon once, outside any measurement
   });
+  let baseRuntime = new Set<string>();
   beforeEach(() => {
     baseFds = fdCount();
     baseRes = resources();
+    baseRuntime = new Set(listRuntimeDir());
   });
   afterEach(async () => {
     const leaks: string[] = [];
@@ -466,6 +487,17 @@ export function useHarness(): void {
       }
     }
     strayPids.clear();
+    // Fresh private addresses (listen() with no address, fork()) are named <pid>-<random>.sock in the per-user
+    // directory; one left by this process or by a child of this test is a leak.
+    const ours = new Set([process.pid, ...childrenSeen]);
+    childrenSeen.clear();
+    for (const f of listRuntimeDir()) {
+      const pid = Number(f.split('-')[0]);
+      if (ours.has(pid) && !baseRuntime.has(f)) {
+        leaks.push(`private socket file left behind: ${path.join(runtimeDirPath(), f)}`);
+        fs.rmSync(path.join(runtimeDirPath(), f), { force: true });
+      }
+    }
     for (const p of socketPaths) {
       if (fs.existsSync(p)) {
         leaks.push(`socket file left behind: ${p}`);
