@@ -4,8 +4,9 @@
  * that never completes the handshake is closed; msgpackr hostile payloads (RELIABILITY fact 9) inside
  * well-formed frames do not crash main; a frame split at any byte arrives intact and once.
  */
+import * as net from 'node:net';
 import { describe, expect, test } from 'vitest';
-import { type Any, exitsCleanly, makeMain, nodeRequire, once, runNode, sha256, useHarness, waitUntil, within } from './helpers';
+import { type Any, exitsCleanly, makeMain, nodeRequire, once, runNode, sha256, sockPath, trackRaw, useHarness, waitUntil, within } from './helpers';
 import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
 
 useHarness();
@@ -258,6 +259,64 @@ describe('hostile', () => {
     expect(await peer.invoke('ping', 'blob')).toBe('pong blob');
     peer.send('bye');
     await exitsCleanly(child);
+  });
+
+  test('hostile: a renderer facing malformed or oversized frames from a fake main fails cleanly, blocked or not', { timeout: 60_000 }, async () => {
+    const real = makeMain();
+    const { welcome } = await captureHandshake(real);
+    const array32 = frame(KIND.MESSAGE, 0, Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff]));
+    const huge = Buffer.alloc(9);
+    huge.writeUInt32LE(0xfffffff0, 0);
+    huge.writeUInt8(KIND.MESSAGE, 4);
+    const cases: Array<[string, Buffer, boolean]> = [
+      ['huge length', huge, false],
+      ['array32 payload', array32, false],
+      ['huge length during sendSync', huge, true],
+      ['array32 payload as the sync reply', frame(KIND.SYNC_REPLY, 1, Buffer.from([0xdd, 0xff, 0xff, 0xff, 0xff])), true],
+    ];
+    for (const [label, bad, duringSync] of cases) {
+      const address = sockPath();
+      // A fake main: answers the handshake as a real one did, then sends the bad frame when asked to.
+      const server = trackRaw(
+        net.createServer((s) => {
+          s.on('error', () => {});
+          let seen = Buffer.alloc(0);
+          s.on('data', (c) => {
+            const before = parseFrames(seen).frames.length;
+            seen = Buffer.concat([seen, c]);
+            const frames = parseFrames(seen).frames;
+            if (before === 0 && frames.length >= 1) s.write(welcome);
+            // The renderer's second frame is its invoke or sendSync: answer it with the bad frame.
+            if (before < 2 && frames.length >= 2) s.write(bad);
+          });
+        }),
+      );
+      await new Promise<void>((r) => server.listen(address, r));
+      const child = runNode(
+        `
+        const r = ipcwire.ipcRenderer;
+        r.link.on('error', (e) => out('link-error', errInfo(e)));
+        r.link.on('disconnect', (e) => out('disconnect', e && errInfo(e)));
+        r.on('anything', () => {});
+        r.connect();
+        if (${duringSync}) {
+          try { r.sendSync('x'); out('call', 'returned'); } catch (e) { out('call', errInfo(e)); }
+        } else {
+          try { await r.invoke('x'); out('call', 'resolved'); } catch (e) { out('call', errInfo(e)); }
+        }
+        try { r.send('later'); out('later', 'no throw'); } catch (e) { out('later', e.code); }
+      `,
+        { address },
+      );
+      const call = await child.msg('call');
+      expect(call?.isError, `${label}: ${JSON.stringify(call)}`).toBe(true);
+      expect(String(call.code), label).toMatch(/^ERR_IPC_(FRAME_TOO_LARGE|BAD_FRAME|DISCONNECTED)$/);
+      expect(await child.msg('disconnect')).toBeDefined();
+      expect(await child.msg('later'), label).toBe('ERR_IPC_DISCONNECTED');
+      // The connection is gone, so its listener no longer holds the renderer: it ends by itself.
+      await exitsCleanly(child);
+      server.close();
+    }
   });
 
   test('hostile: frames trickled one byte at a time both ways arrive intact and once', { timeout: 60_000 }, async () => {
