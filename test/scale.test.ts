@@ -8,7 +8,7 @@ import { exitsCleanly, makeMain, runNode, sockPath, trackPath, useHarness, waitU
 useHarness();
 
 describe('scale', () => {
-  test('scale: 50 renderers at once each do sendSync and invoke; event.processId and peer.pid are their real pids', { timeout: 90_000 }, async () => {
+  test('scale: 50 renderers at once each do sendSync and invoke; event.processId and peer.pid are their real pids', { timeout: 180_000 }, async () => {
     const main = makeMain();
     const syncPids = new Map<number, number>();
     const invokePids = new Map<number, number>();
@@ -34,7 +34,7 @@ describe('scale', () => {
         { address: main.address },
       ),
     );
-    for (const k of kids) expect(await k.msg('r', 60_000)).toEqual([`sync-${k.pid}`, `inv-${k.pid}`]);
+    for (const k of kids) expect(await k.msg('r', 150_000)).toEqual([`sync-${k.pid}`, `inv-${k.pid}`]);
     for (const k of kids) await exitsCleanly(k);
     for (const k of kids) {
       expect(syncPids.get(k.pid)).toBe(k.pid);
@@ -116,6 +116,55 @@ describe('scale', () => {
     child.send('go');
     expect(await child.msg('r', 40_000)).toEqual(Array.from({ length: 60 }, (_, i) => i));
     await exitsCleanly(child);
+    await exitsCleanly(mainProc);
+  });
+
+  test('scale: a connect that cannot get into a full listen queue gives up with EAGAIN after connectTimeout', { timeout: 60_000 }, async () => {
+    const address = trackPath(sockPath());
+    const mainProc = runNode(`
+      const main = new ipcwire.IpcMain({ backlog: 1 });
+      main.listen(${JSON.stringify(address)});
+      out('ready');
+      await readLine();
+      out('blocking');
+      blockMs(4000); // accepts nothing meanwhile
+      await readLine();
+      closeStdin();
+      main.close();
+    `);
+    await mainProc.msg('ready');
+    const child = runNode(
+      `
+      const res = [];
+      const rs = [];
+      out('loaded');
+      await readLine();
+      closeStdin();
+      for (let i = 0; i < 6; i++) {
+        const t0 = Date.now();
+        try { const r = new ipcwire.IpcRenderer({ connectTimeout: 300 }); r.connect(); rs.push(r); res.push('connected'); }
+        catch (e) { res.push({ code: e.code, syscall: e.syscall, address: e.address, waited: Date.now() - t0 }); }
+      }
+      for (const r of rs) r.close();
+      out('r', res);
+    `,
+      { address },
+    );
+    await child.msg('loaded');
+    mainProc.send('go');
+    await mainProc.msg('blocking');
+    child.send('go');
+    const res = await child.msg('r', 30_000);
+    const failures = res.filter((x: any) => x !== 'connected');
+    expect(failures.length).toBeGreaterThan(0);
+    for (const f of failures) {
+      expect(f.code).toBe('EAGAIN');
+      expect(f.syscall).toBe('connect');
+      expect(f.address).toBe(address);
+      expect(f.waited).toBeGreaterThanOrEqual(250); // retried until the deadline, not failed at the first EAGAIN
+    }
+    await exitsCleanly(child);
+    mainProc.send('close');
     await exitsCleanly(mainProc);
   });
 
