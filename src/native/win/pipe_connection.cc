@@ -370,6 +370,11 @@ void PipeConnection::Deliver(Napi::Env env) {
     notify_pending_ = false;
     // Frames read meanwhile stay queued while JS is blocked in call(); they are delivered after it returns.
     if (in_call_) return;
+    // Back on the event loop after call(): the I/O thread reads again.
+    if (read_mode_ == ReadMode::kPaused) {
+      read_mode_ = ReadMode::kThread;
+      SetEvent(wake_);
+    }
     frames.swap(pending_);
     drain = drain_pending_;
     drain_pending_ = false;
@@ -536,13 +541,16 @@ Napi::Value PipeConnection::Call(const Napi::CallbackInfo& info) {
     return timeout_ms > 0 ? timeout_ms - static_cast<double>(GetTickCount64() - start) : 1e300;
   };
 
-  // 1. Take the pipe's reads over from the I/O thread.
+  // 1. Take the pipe's reads over from the I/O thread (unless an earlier call in this same run of JS still has
+  // them: see step 4).
   in_call_ = true;
   {
     std::unique_lock<std::mutex> lk(mu_);
-    read_mode_ = ReadMode::kPauseRequested;
-    SetEvent(wake_);
-    cv_.wait(lk, [this] { return read_mode_ == ReadMode::kPaused || thread_done_; });
+    if (read_mode_ != ReadMode::kPaused) {
+      read_mode_ = ReadMode::kPauseRequested;
+      SetEvent(wake_);
+      cv_.wait(lk, [this] { return read_mode_ == ReadMode::kPaused || thread_done_; });
+    }
   }
   enum class End { kReply, kTimeout, kGone, kInterrupted };
   End end = End::kGone;
@@ -614,14 +622,21 @@ Napi::Value PipeConnection::Call(const Napi::CallbackInfo& info) {
       }
     }
   }
-  // 4. Hand the reads back; frames kept meanwhile go to onFrames on a later turn, in order.
+  // 4. Frames kept meanwhile go to onFrames on a later turn of the event loop, in order. The reads go back to
+  // the I/O thread on that turn too (Deliver), not now: until JS returns to the loop nothing read could be
+  // delivered anyway (the Unix transport reads on the loop alike), and a run of sendSync calls then pays the
+  // handover once instead of twice per call.
   in_call_ = false;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    if (read_mode_ != ReadMode::kOff) read_mode_ = ReadMode::kThread;
+    if (tsfn_ != nullptr && !thread_done_ && read_mode_ == ReadMode::kPaused) {
+      NotifyLocked();
+    } else if (read_mode_ != ReadMode::kThread) {
+      read_mode_ = ReadMode::kThread;
+      SetEvent(wake_);
+    }
     if (!pending_.empty() || thread_done_) NotifyLocked();
   }
-  SetEvent(wake_);
   switch (end) {
     case End::kReply:
       return ToBuffer(env, std::move(reply), kFrameHeaderBytes);
