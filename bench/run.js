@@ -94,6 +94,22 @@ function ensureIpcwire() {
   return true;
 }
 
+/** Which ipcwire is measured: the commit of a build given by IPCWIRE_BENCH_MODULE (its COMMIT file), or this tree. */
+function ipcwireVersion() {
+  const mod = process.env.IPCWIRE_BENCH_MODULE;
+  try {
+    if (mod) {
+      const f = path.join(mod, 'COMMIT');
+      return fs.existsSync(f) ? `${fs.readFileSync(f, 'utf8').trim()} (${mod})` : mod;
+    }
+    const head = spawnSync('git', ['log', '-1', '--format=%h %cd %s', '--date=format:%Y-%m-%d %H:%M'], { cwd: root, encoding: 'utf8' }).stdout.trim();
+    const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).stdout.trim();
+    return head ? `${head}${dirty ? ' (+ uncommitted changes in src/)' : ''}` : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
 // ---- running jobs ---------------------------------------------------------------------------------------
 
 const taskset = probeTaskset();
@@ -284,7 +300,7 @@ async function main() {
     else await runNodeJob(job);
   }
   const durationS = Math.round((Date.now() - started) / 1000);
-  const meta = report.machine({ loadavg_start: loadStart, plan: plan.name, repeats, pins, taskset, durationS, notes, skipped: skippedList() });
+  const meta = report.machine({ ipcwire: ipcwireVersion(), loadavg_start: loadStart, plan: plan.name, repeats, pins, taskset, durationS, notes, skipped: skippedList() });
   const results = report.aggregate(records, meta);
   const text = report.table(results);
   process.stdout.write(text + '\n');

@@ -232,13 +232,14 @@ function sections(results, fmt) {
 function table(results) {
   const m = results.meta;
   const head = `ipcwire bench (${m.plan}) — ${m.date} — ${m.nproc} × ${m.cpu}, Node ${m.node}, ${m.durationS} s, load ${m.loadavg_start.join('/')} → ${m.loadavg_end.join('/')}`;
+  const sub = `ipcwire: ${m.ipcwire}`;
   const body = sections(results, textTable).map(([t, s]) => `\n${t}\n${s}`).join('\n');
   const foot = [
     '\n* a single cold round trip: one took longer than the cell\'s time cap',
     ...m.skipped.map((s) => `skipped: ${s.system} ${s.payload} — ${s.why}`),
     ...m.notes.map((n) => `note: ${n}`),
   ].join('\n');
-  return head + '\n' + body + '\n' + foot;
+  return head + '\n' + sub + '\n' + body + '\n' + foot;
 }
 
 // ---- README ---------------------------------------------------------------------------------------------
@@ -247,6 +248,7 @@ function readmeFigures(results) {
   const m = results.meta;
   const lines = [
     `Measured ${m.date.slice(0, 16).replace('T', ' ')} UTC by \`npm run bench\` (${m.plan} run, ${m.durationS} s, ${m.repeats} repeats of the small/1 KiB latency and small/1 MiB throughput cells, 1 of the others).`,
+    `ipcwire measured: ${m.ipcwire}.`,
     `Machine: ${m.nproc} × ${m.cpu}, ${m.memory_gib} GiB, ${m.kernel}${m.distro ? `, ${m.distro}` : ''}; Node ${m.node} (V8 ${m.v8}).`,
     `Load average at start ${m.loadavg_start.join(' / ')}, at end ${m.loadavg_end.join(' / ')} (1/5/15 min).`,
     '',
