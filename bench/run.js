@@ -142,7 +142,7 @@ function buildJobs() {
       }
     }
     if (opts.sections.includes('throughput')) {
-      for (const sys of systems) {
+      for (const sys of systems.filter((x) => !x.latencyOnly)) {
         const payloads = payloadsFor(sys, plan.throughputPayloads, plan.throughputEveryRepeat, rep);
         const cells = payloads.map((payload) => ({ kind: 'throughput', api: sys.tpApi, payload, cfg: plan.throughput[payload] }));
         if (cells.length) jobs.push({ sys, section: 'throughput', pin: 'unpinned', rep, cells });
@@ -162,11 +162,12 @@ function buildJobs() {
 }
 
 /** Spawn a command (pinned with taskset if asked) in its own process group; collect its JSON lines. */
-function runProcess(argv, pin, timeoutMs, onLine) {
+function runProcess(argv, pin, timeoutMs, onLine, env = {}) {
   const cmd = pin === 'pinned' ? ['taskset', '-c', '0', ...argv] : argv;
   return new Promise((resolve) => {
     const child = spawn(cmd[0], cmd.slice(1), {
       cwd: root,
+      env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true, // its own process group: a timeout kills the driver and every server it started
     });
@@ -243,22 +244,34 @@ async function runNodeJob(job) {
   });
 }
 
+/** The addon a build given by IPCWIRE_BENCH_MODULE would load, for bench/native/call-rtt.js. */
+function addonEnv() {
+  const mod = process.env.IPCWIRE_BENCH_MODULE;
+  const p = mod && path.join(mod, 'build', 'Release', 'ipcwire.node');
+  return p && fs.existsSync(p) && !process.env.IPCWIRE_NATIVE_PATH ? { IPCWIRE_NATIVE_PATH: p } : {};
+}
+
+/** Programs that print one result line themselves: the C ping-pong, and the addon-only call() loop. */
 async function runCJob(job) {
-  if (!pingpong) {
-    for (const c of job.cells) record(job, c, null, 'no C ping-pong binary (bench/native/pingpong.cc missing or did not compile)');
+  const isC = job.sys.kind === 'c';
+  const script = isC ? null : path.join(__dirname, 'systems', job.sys.script);
+  if (isC ? !pingpong : !fs.existsSync(script)) {
+    for (const c of job.cells) record(job, c, null, isC ? 'no C ping-pong binary (bench/native/pingpong.cc missing or did not compile)' : `${path.relative(root, script)} is missing`);
     return;
   }
   for (const c of job.cells) {
     const [iters, warmup] = (job.section === 'latency' ? plan.cLatency : plan.cThroughput)[c.payload];
     const size = payloadBytes(c.payload);
     const sockDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipcb-'));
-    const argv = [pingpong, '--size', String(size), '--iters', String(iters), '--warmup', String(warmup),
-      '--mode', job.section, '--path', path.join(sockDir, 'c.sock')];
+    const argv = isC
+      ? [pingpong, '--size', String(size), '--iters', String(iters), '--warmup', String(warmup),
+          '--mode', job.section, '--path', path.join(sockDir, 'c.sock')]
+      : [process.execPath, script, '--size', String(size), '--iters', String(Math.min(iters, plan.addonMaxIters || iters))];
     let out = null;
-    const r = await runProcess(argv, job.pin, plan.driverTimeoutMs, (obj) => (out = obj));
+    const r = await runProcess(argv, job.pin, plan.driverTimeoutMs, (obj) => (out = obj), addonEnv());
     fs.rmSync(sockDir, { recursive: true, force: true });
     if (!out) {
-      record(job, c, null, `pingpong exited (${r.code ?? r.sig}): ${r.stderr.trim().slice(-300)}`);
+      record(job, c, null, `${path.basename(argv[isC ? 0 : 1])} exited (${r.code ?? r.sig}): ${r.stderr.trim().slice(-300)}`);
       continue;
     }
     const result =
@@ -296,7 +309,7 @@ async function main() {
   for (const n of notes) log(`note: ${n}`);
   if (!ipcwireReady) log('note: ipcwire could not be built; its rows will fail');
   for (const job of jobs) {
-    if (job.sys.kind === 'c') await runCJob(job);
+    if (job.sys.kind === 'c' || job.sys.kind === 'addon') await runCJob(job);
     else await runNodeJob(job);
   }
   const durationS = Math.round((Date.now() - started) / 1000);

@@ -5,6 +5,10 @@
 /** Latency rows: key → label. Every system runs the same payloads unless `skip` says otherwise. */
 const SYSTEMS = [
   { id: 'c', label: 'C ping-pong (limit)', kind: 'c' },
+  // Diagnostic row, latency only: the addon's blocking call() against an addon echo server, without the
+  // TypeScript layer or msgpack (bench/native/call-rtt.js, owned with the addon). Not used by any target.
+  { id: 'addon', label: 'ipcwire addon only (call())', kind: 'addon', script: '../native/call-rtt.js', latencyOnly: true,
+    skip: { '1MiB': 'diagnostic row: small payloads only', '16MiB': 'diagnostic row: small payloads only' } },
   { id: 'ipcwire', kind: 'node', script: 'ipcwire.js', apis: ['sendSync', 'invoke', 'send+reply'], tpApi: 'send' },
   { id: 'net', label: 'node:net + msgpackr', kind: 'node', script: 'net-msgpackr.js' },
   { id: 'fork-json', label: "fork IPC 'json'", kind: 'node', script: 'fork-ipc.js', extra: { serialization: 'json' } },
@@ -49,6 +53,7 @@ const FULL = {
   },
   // C program: [iters, warmup]; it has no time cap, so counts are sized to ~0.2–0.5 s each.
   cLatency: { small: [20000, 1000], '1KiB': [20000, 1000], '1MiB': [1000, 20], '16MiB': [40, 3] },
+  addonMaxIters: 20000, // call-rtt.js: iterations as the C program (its warm-up is min(1000, iters))
   cThroughput: { small: [500000, 20000], '1MiB': [3000, 50], '16MiB': [150, 4] },
   scale: { counts: [1, 10, 100], durationMs: 2000, timeoutMs: 120000, warmupCalls: 300 },
   driverTimeoutMs: 240000,
