@@ -37,6 +37,16 @@ class Block {
   Block(const Block&) = delete;
   Block& operator=(const Block&) = delete;
 
+  // Makes room for `n` bytes in all without copying later (malloc does not touch the pages: reserving
+  // generously is cheap, and Release() trims). Throws std::bad_alloc on failure.
+  void Reserve(size_t n) {
+    if (n <= capacity_) return;
+    auto* grown = static_cast<uint8_t*>(realloc(data_, n));
+    if (grown == nullptr) throw std::bad_alloc();
+    data_ = grown;
+    capacity_ = n;
+  }
+
   // Appends bytes, growing geometrically. Throws std::bad_alloc on failure.
   void Append(const uint8_t* p, size_t n) {
     if (size_ + n > capacity_) {

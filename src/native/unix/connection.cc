@@ -22,6 +22,8 @@ constexpr size_t kReadBudget = 1024 * 1024;
 constexpr size_t kCallReadBudget = 4 * 1024 * 1024;
 // Small frames are coalesced into Buffers of up to this size.
 constexpr size_t kCoalesceMax = 1024 * 1024;
+// Below glibc's mmap threshold (128 KiB): a fresh mmap per Buffer would page-fault on every message.
+constexpr size_t kCoalesceReserve = 60 * 1024;
 // A payload remainder smaller than this is copied when queued; a bigger one is kept by reference.
 constexpr size_t kCopyThreshold = 64 * 1024;
 // Blocking waits are cut into slices so that worker termination / process.exit are noticed.
@@ -542,6 +544,7 @@ bool Connection::DrainDecoder(CallMatch* match) {
       if (f.owned) {
         match->frame = Block(f.data, f.size);
       } else {
+        match->frame.Reserve(f.size);
         match->frame.Append(f.data, f.size);
       }
       continue;
@@ -558,8 +561,11 @@ void Connection::AppendPending(const DecodedFrame& f) {
     pending_.push_back(std::move(b));
     return;
   }
-  if (pending_.empty() || pending_.back().sealed() || pending_.back().size() + f.size > kCoalesceMax)
+  if (pending_.empty() || pending_.back().sealed() || pending_.back().size() + f.size > kCoalesceMax) {
     pending_.emplace_back();
+    // Room for what one read brings, so coalescing does not realloc-and-copy as it grows.
+    pending_.back().Reserve(std::max(f.size, kCoalesceReserve));
+  }
   pending_.back().Append(f.data, f.size);
 }
 
