@@ -3,7 +3,7 @@
  * (on/once/off/addListener/removeListener/removeAllListeners/listenerCount); any string is a channel.
  */
 import { describe, expect, test } from 'vitest';
-import { exitsCleanly, makeMain, once, runNode, useHarness, waitUntil } from './helpers';
+import { exitsCleanly, ipcwire, makeMain, once, runNode, useHarness, waitUntil } from './helpers';
 
 useHarness();
 
@@ -43,6 +43,18 @@ describe('channels', () => {
     ]);
     await exitsCleanly(child);
     expect(log).toEqual(['on-a-1', 'once-a-1', 'on-a-2', 'b-1', 'b-2']);
+  });
+
+  test('channels: main removeAllListeners() with no argument removes every channel listener', () => {
+    const { IpcMain } = ipcwire();
+    const main = new IpcMain();
+    main.on('a', () => {});
+    main.once('b', () => {});
+    main.handle('h', () => 1);
+    main.removeAllListeners();
+    expect(main.listenerCount('a')).toBe(0);
+    expect(main.listenerCount('b')).toBe(0);
+    main.removeHandler('h');
   });
 
   test('channels: a sendSync channel whose only listener was removed throws ERR_IPC_NO_LISTENER', { timeout: 20_000 }, async () => {

@@ -163,6 +163,30 @@ describe('values', () => {
     expect(problems).toEqual({ send: [], sendSync: [], invoke: [] });
   });
 
+  test('values: argument counts are kept, trailing undefined included, both ways', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    const counts: number[] = [];
+    main.on('n', (_e: any, ...args: unknown[]) => counts.push(args.length));
+    main.on('s', (e: any, ...args: unknown[]) => (e.returnValue = args.length));
+    main.handle('i', (_e: any, ...args: unknown[]) => args.length);
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      r.send('n'); r.send('n', undefined); r.send('n', 1, undefined, undefined);
+      const sync = [r.sendSync('s'), r.sendSync('s', undefined), r.sendSync('s', null, undefined)];
+      const inv = [await r.invoke('i'), await r.invoke('i', undefined), await r.invoke('i', undefined, undefined, undefined)];
+      const fromMain = new Promise((res) => r.once('back', (e, ...args) => res(args.length)));
+      r.send('ask');
+      out('r', { sync, inv, fromMain: await fromMain });
+    `,
+      { address: main.address },
+    );
+    main.on('ask', (e: any) => e.sender.send('back', undefined, undefined));
+    expect(await child.msg('r')).toEqual({ sync: [0, 1, 2], inv: [0, 1, 3], fromMain: 2 });
+    expect(counts).toEqual([0, 1, 3]);
+    await exitsCleanly(child);
+  });
+
   test('values: class instances arrive as plain objects with their own enumerable fields', { timeout: 20_000 }, async () => {
     const main = makeMain();
     main.handle('inst', (_e: any, v: any) => ({ proto: Object.getPrototypeOf(v) === Object.prototype, v }));
