@@ -142,6 +142,7 @@ test('address-too-long-is-refused-not-truncated', () => {
   const main = new IpcMain();
   try {
     assert.throws(() => main.listen('x'.repeat(300)), (err) => err.code === 'ERR_IPC_PATH_TOO_LONG');
+    assert.throws(() => new IpcRenderer().connect('x'.repeat(300)), (err) => err.code === 'ERR_IPC_PATH_TOO_LONG');
   } finally {
     main.close();
   }

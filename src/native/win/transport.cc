@@ -27,6 +27,13 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   const double timeout_ms = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : 0;
   const std::wstring name = win::Widen(address);
   if (name.empty()) ThrowError(env, win::Win32Error(ERROR_INVALID_NAME, "connect", address));
+  if (name.size() > MaxPathLength()) {
+    // Windows would only answer ENOENT: say what is wrong, as listen does.
+    ThrowError(env, ErrorInfo::Ipc(codes::kPathTooLong, "Pipe name is " + std::to_string(name.size()) +
+                                                           " characters, longer than the 256 Windows allows: " +
+                                                           address)
+                        .At(address));
+  }
   const ULONGLONG deadline = GetTickCount64() + static_cast<ULONGLONG>(timeout_ms > 0 ? timeout_ms : 0);
   for (;;) {
     // SECURITY_IDENTIFICATION: the server may learn who we are, never act as us.
