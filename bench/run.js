@@ -15,7 +15,7 @@ const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
 const { SYSTEMS, label, FULL, SMOKE } = require('./lib/plan');
-const { payloadBytes, summarize } = require('./lib/common');
+const { payloadBytes } = require('./lib/common');
 const report = require('./lib/report');
 
 const root = path.join(__dirname, '..');
@@ -339,6 +339,7 @@ function skippedList() {
   const out = [];
   for (const s of systems) for (const [p, why] of Object.entries(s.skip || {})) if (plan.latencyPayloads.includes(p)) out.push({ system: s.label || s.id, payload: p, why });
   if (opts.smoke) out.push({ system: 'all', payload: '16MiB', why: 'smoke run: 16 MiB is measured by the full run only' });
+  else if (pins.includes('pinned')) for (const p of plan.pinnedSkip || []) out.push({ system: 'all', payload: p, why: 'latency measured unpinned only (pinning matters for small messages; saves a minute)' });
   return out;
 }
 
