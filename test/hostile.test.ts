@@ -87,6 +87,15 @@ describe('hostile', () => {
     await raw.closed;
     await waitUntil(() => errors.length === 1, 5000, 'an error event');
     expect(errors[0].code).toBe('ERR_IPC_FRAME_TOO_LARGE');
+    // Just above the documented default maximum (512 MiB) is refused as well.
+    const justOver = rawClient(main.address);
+    const head512 = Buffer.alloc(9);
+    head512.writeUInt32LE(512 * 1024 * 1024 + 4096, 0);
+    head512.writeUInt8(KIND.HELLO, 4);
+    justOver.socket.write(head512);
+    await justOver.closed;
+    await waitUntil(() => errors.length === 2, 5000, 'a second error event');
+    expect(errors[1].code).toBe('ERR_IPC_FRAME_TOO_LARGE');
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(512 * 1024 * 1024);
     // Just above the configured maximum is refused too, right from the header.
     const small = makeMain({ maxMessageSize: 1024 });

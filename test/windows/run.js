@@ -466,6 +466,31 @@ test('hostile-silent-client-closed-after-handshake-timeout', withMain(async (mai
   assert.ok(took >= 300 && took < 8000, `closed after ${took} ms`);
 }, { handshakeTimeout: 500 }));
 
+// ---- backpressure ----------------------------------------------------------------------------------------------
+
+test('backpressure-busy-main-fills-the-pipe-not-its-memory', withMain(async (main) => {
+  // 20 MiB sent while main's JS is busy: main's I/O thread stops reading after 1 MiB of undelivered frames,
+  // the pipe fills, and the renderer sees the rest in bufferedAmount. Everything arrives afterwards, in order.
+  main.on('ready', (event) => {
+    event.returnValue = true;
+    setTimeout(() => {
+      const until = Date.now() + 3000;
+      while (Date.now() < until);
+    }, 50);
+  });
+  const seen = [];
+  main.on('flood', (event, i, chunk) => {
+    assert.equal(chunk.length, 64 * 1024);
+    seen.push(i);
+  });
+  const report = collect(main, 'report', 1);
+  const p = renderer(main, 'flood');
+  const [[, out]] = await within(60000, report, 'flood report', p);
+  await exitsCleanly(p, 'renderer');
+  assert.deepEqual(seen, Array.from({ length: 320 }, (_, i) => i));
+  assert.ok(out.buffered > 10 * 1024 * 1024, `renderer buffered only ${out.buffered} bytes`);
+}));
+
 // ---- process lifetime --------------------------------------------------------------------------------------------
 
 test('exit-flush-sends-before-process-exit', withMain(async (main) => {
