@@ -222,7 +222,9 @@ export class Link<E> {
   }
 
   private onNativeClose(err: Error | null): void {
-    const reason = err ?? this.failure;
+    // A failure we decided (a protocol error, a refusal) is the reason, even if the peer, closing on it,
+    // made the socket report ECONNRESET (it closed with our last frames unread).
+    const reason = this.failure ?? err;
     this.markDisconnected(reason);
     this.owner.onClose(reason);
   }
