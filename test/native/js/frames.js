@@ -12,7 +12,7 @@ const accepted = [];
 let onAccept = null;
 const server = binding.listen(addr, 64, 0o600, (c) => { accepted.push(c); if (onAccept) onAccept(c); }, (e) => { throw e; });
 const tick = () => new Promise((r) => setImmediate(r));
-const until = async (cond, ms = 10000) => { const t = Date.now(); while (!cond()) { if (Date.now() - t > ms) throw new Error('timeout'); await new Promise((r) => setTimeout(r, 2)); } };
+const until = async (cond, ms = 60000) => { const t = Date.now(); while (!cond()) { if (Date.now() - t > ms) throw new Error('timeout'); await new Promise((r) => setTimeout(r, 2)); } };
 
 function collector(conn) {
   const st = { frames: [], calls: 0, closed: undefined, drains: 0, chunkSizes: [] };
@@ -34,7 +34,7 @@ async function main() {
   {
     const [a, b] = await pair();
     const sa = collector(a), sb = collector(b);
-    const big = Buffer.alloc(100 * 1024 * 1024, 7);
+    const big = Buffer.alloc(32 * 1024 * 1024, 7);  // far above the 64 KiB large-frame threshold
     big[12345] = 1;
     const left = a.write(3, 1, big);
     assert.ok(left > 0 && a.bufferedAmount === left);
