@@ -22,7 +22,8 @@ export type IpcErrorCode =
   | 'ERR_IPC_INTERRUPTED'
   | 'ERR_IPC_LISTENER_THREW'
   | 'ERR_IPC_ALREADY_LISTENING'
-  | 'ERR_IPC_NATIVE_LOAD';
+  | 'ERR_IPC_NATIVE_LOAD'
+  | 'ERR_IPC_TRANSFER_UNSUPPORTED';
 
 /** An error raised by ipcwire itself; `code` is one of {@link IpcErrorCode}. */
 export class IpcError extends Error {
@@ -59,5 +60,13 @@ export function disconnectedError(detail?: string): Error {
 export function checkChannel(channel: unknown): asserts channel is string {
   if (typeof channel !== 'string') {
     throw new TypeError(`The "channel" argument must be of type string. Received type ${typeof channel}`);
+  }
+}
+
+/** `postMessage` cannot move MessagePorts between processes: say so instead of dropping them. */
+export function checkNoTransfer(transfer: readonly unknown[] | undefined): void {
+  if (transfer !== undefined && (!Array.isArray(transfer) || transfer.length > 0)) {
+    throw makeError('ERR_IPC_TRANSFER_UNSUPPORTED',
+      'postMessage: transferring MessagePorts between processes is not supported; pass no transfer list');
   }
 }

@@ -2,7 +2,7 @@
  * ipcwire: Electron's IPC model for plain Node.js processes.
  * Main process: `ipcMain`, `IpcMain`, `fork`. Renderer processes: `ipcRenderer`, `IpcRenderer`.
  */
-export { ipcMain, IpcMain, IpcMainEvent, Peer, PeerRegistry } from './main';
+export { ipcMain, IpcMain, IpcMainChannels, IpcMainEvent, Peer, PeerRegistry } from './main';
 export type { IpcMainOptions, IpcMainInvokeEvent } from './main';
 export { ipcRenderer, IpcRenderer } from './renderer';
 export type { IpcRendererOptions, IpcRendererEvent, IpcRendererInvokeEvent } from './renderer';

@@ -6,7 +6,7 @@
 import { FRAME_HEADER_BYTES, Kind, type NativeConnection } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, type Encoded, type WireError } from './codec';
 import { codeOf, disconnectedError, makeError } from './errors';
-import type { HandlerRegistry } from './handlers';
+import type { InvokeHandler } from './handlers';
 
 /** Largest frame body accepted by default (bytes). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024 * 1024;
@@ -31,7 +31,7 @@ export interface LinkOwner<E> {
   /** Set when main refused this peer in the handshake: its calls are answered with this error, never run. */
   refusal?(): Error | null;
   /** Handlers answering the peer's `invoke`, and the event they receive. */
-  readonly handlers: HandlerRegistry<E>;
+  readonly handlers: { get(channel: string): InvokeHandler<E> | undefined };
   invokeEvent(): E;
 }
 

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCredentials, type NativeServer } from './native';
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
-import { checkChannel, codeOf, makeError } from './errors';
+import { checkChannel, checkNoTransfer, codeOf, makeError } from './errors';
 import { HandlerRegistry, type InvokeHandler } from './handlers';
 import { DEFAULT_MAX_MESSAGE_SIZE, Link, type LinkOwner } from './link';
 import { checkPathLength, isWindows, resolveAddress } from './address';
@@ -129,6 +129,11 @@ export class Peer extends EventEmitter {
   readonly pid: number;
   readonly uid: number;
   readonly gid: number;
+  /**
+   * Listeners and handlers for this renderer only (Electron's `webContents.ipc`): its messages are emitted here
+   * first, then on `ipcMain`; a handler here takes precedence over `ipcMain.handle` for the same channel.
+   */
+  readonly ipc = new IpcMainChannels();
   /** @internal */
   readonly link: Link<IpcMainInvokeEvent>;
   private destroyed = false;
@@ -151,7 +156,7 @@ export class Peer extends EventEmitter {
       onClose: (err) => this.onClose(err),
       onDrain: () => this.emit('drain'),
       wantsRef: () => false, // the listening socket keeps main alive, not its connections
-      handlers: main._handlers,
+      handlers: { get: (channel) => this.ipc._handlers.get(channel) ?? main._handlers.get(channel) },
       invokeEvent: () => ({ sender: this, processId: this.pid }),
       refusal: () => this.refusal,
     };
@@ -169,6 +174,15 @@ export class Peer extends EventEmitter {
   send(channel: string, ...args: unknown[]): void {
     checkChannel(channel);
     this.link.send(channel, args);
+  }
+
+  /**
+   * Electron's `webContents.postMessage(channel, message)`: one message, received as `(event, message)`.
+   * Transferring MessagePorts between processes is not supported (`transfer` must be empty).
+   */
+  postMessage(channel: string, message: unknown, transfer?: readonly unknown[]): void {
+    checkNoTransfer(transfer);
+    this.send(channel, message);
   }
 
   /** Calls the renderer's `ipcRenderer.handle(channel)` handler; resolves with its result. */
@@ -217,12 +231,14 @@ export class Peer extends EventEmitter {
     switch (kind) {
       case Kind.MESSAGE: {
         const { channel, args } = decodeMessage(payload, blobs);
-        this.main.emit(channel, new IpcMainEvent(this), ...args);
+        const event = new IpcMainEvent(this);
+        this.ipc.emit(channel, event, ...args);
+        this.main.emit(channel, event, ...args);
         return;
       }
       case Kind.SYNC: {
         const { channel, args } = decodeMessage(payload, blobs);
-        if (this.main.listenerCount(channel) === 0) {
+        if (this.ipc.listenerCount(channel) + this.main.listenerCount(channel) === 0) {
           this._replySync(id, [1, libraryError('ERR_IPC_NO_LISTENER',
             `No listener for sendSync('${channel}') in main`)]);
           return;
@@ -230,6 +246,7 @@ export class Peer extends EventEmitter {
         const event = new IpcMainSyncEvent(this, id);
         droppedSyncEvents.register(event, { peer: this, id, channel }, event);
         try {
+          this.ipc.emit(channel, event, ...args);
           this.main.emit(channel, event, ...args);
         } catch (err) {
           const wire = toWireError(err);
@@ -325,13 +342,38 @@ export class PeerRegistry extends EventEmitter {
 }
 
 /**
+ * Channel listeners and invoke handlers: what `ipcMain` is, and what each peer's `peer.ipc` is (Electron's
+ * `webContents.ipc`: listeners and handlers for that renderer only). A fresh instance has a no-op `'error'`
+ * listener, so `'error'` is an ordinary channel.
+ */
+export class IpcMainChannels extends EventEmitter {
+  /** @internal */ readonly _handlers = new HandlerRegistry<IpcMainInvokeEvent>();
+
+  constructor() {
+    super();
+    // As Electron's ipcMain: a renderer may use the channel 'error' without crashing main.
+    this.on('error', () => {});
+  }
+
+  /** Registers the handler of `ipcRenderer.invoke(channel)`. */
+  handle(channel: string, fn: InvokeHandler<IpcMainInvokeEvent>): void {
+    this._handlers.handle(channel, fn);
+  }
+  handleOnce(channel: string, fn: InvokeHandler<IpcMainInvokeEvent>): void {
+    this._handlers.handleOnce(channel, fn);
+  }
+  removeHandler(channel: string): void {
+    this._handlers.removeHandler(channel);
+  }
+}
+
+/**
  * The main process's endpoint. An EventEmitter whose event names are channels; listeners get
  * `(event, ...args)`. `ipcMain` is a ready instance.
  */
-export class IpcMain extends EventEmitter {
+export class IpcMain extends IpcMainChannels {
   /** Connected renderers and their lifecycle events. */
   readonly peers = new PeerRegistry();
-  /** @internal */ readonly _handlers = new HandlerRegistry<IpcMainInvokeEvent>();
   /** @internal */ readonly _maxMessageSize: number;
   /** @internal */ readonly _handshakeTimeout: number;
   /** @internal */ readonly _allowPeer: ((credentials: NativeCredentials) => boolean) | undefined;
@@ -352,8 +394,6 @@ export class IpcMain extends EventEmitter {
       throw new TypeError('The "allowPeer" option must be a function');
     }
     this._allowPeer = options.allowPeer;
-    // As Electron's ipcMain: a renderer may use the channel 'error' without crashing main.
-    this.on('error', () => {});
   }
 
   /** The address renderers connect to, once listening. */
@@ -443,17 +483,6 @@ export class IpcMain extends EventEmitter {
         // a peer that is going away hears nothing more
       }
     }
-  }
-
-  /** Registers the handler of `ipcRenderer.invoke(channel)`. */
-  handle(channel: string, fn: InvokeHandler<IpcMainInvokeEvent>): void {
-    this._handlers.handle(channel, fn);
-  }
-  handleOnce(channel: string, fn: InvokeHandler<IpcMainInvokeEvent>): void {
-    this._handlers.handleOnce(channel, fn);
-  }
-  removeHandler(channel: string): void {
-    this._handlers.removeHandler(channel);
   }
 
   private onConnection(conn: NativeConnection): void {

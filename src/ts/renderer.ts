@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { Kind, PROTOCOL_VERSION, native } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type WireError } from './codec';
-import { checkChannel, codeOf, disconnectedError, makeError } from './errors';
+import { checkChannel, checkNoTransfer, codeOf, disconnectedError, makeError } from './errors';
 import { HandlerRegistry, type InvokeHandler } from './handlers';
 import { DEFAULT_MAX_MESSAGE_SIZE, Link, type LinkOwner, type ReplyBody } from './link';
 import { ADDRESS_ENV, checkPathLength, resolveAddress } from './address';
@@ -116,6 +116,15 @@ export class IpcRenderer extends EventEmitter {
   send(channel: string, ...args: unknown[]): void {
     checkChannel(channel);
     this.ensure().send(channel, args);
+  }
+
+  /**
+   * Electron's `ipcRenderer.postMessage(channel, message)`: one message, received in main as `(event, message)`.
+   * Transferring MessagePorts between processes is not supported (`transfer` must be empty).
+   */
+  postMessage(channel: string, message: unknown, transfer?: readonly unknown[]): void {
+    checkNoTransfer(transfer);
+    this.send(channel, message);
   }
 
   /**
