@@ -70,3 +70,12 @@ export function checkNoTransfer(transfer: readonly unknown[] | undefined): void 
       'postMessage: transferring MessagePorts between processes is not supported; pass no transfer list');
   }
 }
+
+/** Validates a numeric option: undefined gives `fallback`; anything but a positive integer is a RangeError. */
+export function positiveInt(value: number | undefined, fallback: number, name: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value <= 0 || value > max) {
+    throw new RangeError(`The "${name}" option must be a positive integer. Received ${String(value)}`);
+  }
+  return value;
+}

@@ -10,6 +10,8 @@ import type { InvokeHandler } from './handlers';
 
 /** Largest frame body accepted by default (bytes). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024 * 1024;
+/** The largest frame body the u32 length prefix can declare. */
+export const MAX_FRAME_BODY = 0xffffffff;
 
 /** Bytes of the body header (kind + id) counted in a frame body. */
 const BODY_HEADER = FRAME_HEADER_BYTES - 4;

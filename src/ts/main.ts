@@ -7,9 +7,9 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCredentials, type NativeServer } from './native';
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
-import { checkChannel, checkNoTransfer, codeOf, makeError } from './errors';
+import { checkChannel, checkNoTransfer, codeOf, makeError, positiveInt } from './errors';
 import { HandlerRegistry, type InvokeHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, Link, type LinkOwner } from './link';
+import { DEFAULT_MAX_MESSAGE_SIZE, Link, MAX_FRAME_BODY, type LinkOwner } from './link';
 import { checkPathLength, isWindows, resolveAddress } from './address';
 
 /** Options of {@link IpcMain}. */
@@ -386,7 +386,7 @@ export class IpcMain extends IpcMainChannels {
 
   constructor(options: IpcMainOptions = {}) {
     super();
-    this._maxMessageSize = positiveInt(options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE, 'maxMessageSize');
+    this._maxMessageSize = positiveInt(options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE, 'maxMessageSize', MAX_FRAME_BODY);
     this._handshakeTimeout = positiveInt(options.handshakeTimeout, 5000, 'handshakeTimeout');
     this.backlog = positiveInt(options.backlog, 511, 'backlog');
     this.socketMode = options.socketMode ?? 0o600;
@@ -507,13 +507,6 @@ export class IpcMain extends IpcMainChannels {
   }
 }
 
-function positiveInt(value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new RangeError(`The "${name}" option must be a positive integer. Received ${String(value)}`);
-  }
-  return value;
-}
 
 /** A socket file nobody listens on any more (connect is refused). Never true for a non-socket file. */
 function isStaleSocket(path: string): boolean {

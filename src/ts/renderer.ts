@@ -5,9 +5,9 @@
 import { EventEmitter } from 'node:events';
 import { Kind, PROTOCOL_VERSION, native } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type WireError } from './codec';
-import { checkChannel, checkNoTransfer, codeOf, disconnectedError, makeError } from './errors';
+import { checkChannel, checkNoTransfer, codeOf, disconnectedError, makeError, positiveInt } from './errors';
 import { HandlerRegistry, type InvokeHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, Link, type LinkOwner, type ReplyBody } from './link';
+import { DEFAULT_MAX_MESSAGE_SIZE, Link, MAX_FRAME_BODY, type LinkOwner, type ReplyBody } from './link';
 import { ADDRESS_ENV, checkPathLength, resolveAddress } from './address';
 
 /** Options of {@link IpcRenderer}. */
@@ -56,6 +56,9 @@ export class IpcRenderer extends EventEmitter {
 
   constructor(options: IpcRendererOptions = {}) {
     super();
+    positiveInt(options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE, 'maxMessageSize', MAX_FRAME_BODY);
+    positiveInt(options.connectTimeout, 5000, 'connectTimeout');
+    if (options.syncTimeout !== undefined) positiveInt(options.syncTimeout, 0, 'syncTimeout');
     this.options = options;
     this.syncTimeout = options.syncTimeout;
     // As Electron: main may send on the channel 'error' without crashing the renderer.
