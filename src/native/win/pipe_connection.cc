@@ -15,6 +15,7 @@ constexpr uint8_t kSyncReply = 5;    // Kind.SYNC_REPLY
 constexpr DWORD kSliceMs = 20;       // call() notices termination within one slice
 constexpr size_t kWriteChunk = 1 << 20;  // one WriteFile moves at most this much (huge frames go in pieces)
 constexpr size_t kBatchBytes = 64 * 1024;  // small frames are coalesced into chunks up to this size
+constexpr uint64_t kMaxUndelivered = 1 << 20;  // see pending_bytes_
 
 struct Handoff {
   HANDLE pipe;
@@ -155,7 +156,7 @@ void PipeConnection::IoThread() {
         read_mode_ = ReadMode::kPaused;
         cv_.notify_all();
       }
-    } else if (read_mode_ == ReadMode::kThread && !reading) {
+    } else if (read_mode_ == ReadMode::kThread && !reading && pending_bytes_ < kMaxUndelivered) {
       ReadTarget t = decoder_.Prepare();
       if (t.size == 0) {
         FinishLocked(ErrorInfo::Ipc(codes::kBadFrame, "out of memory for the read buffer"));
@@ -286,6 +287,7 @@ bool PipeConnection::DrainDecoderLocked(int64_t want_id, Block* reply, bool* got
       }
       continue;
     }
+    pending_bytes_ += f.size;
     if (f.owned) {
       Block big(f.data, f.size);
       big.seal();
@@ -376,6 +378,8 @@ void PipeConnection::Deliver(Napi::Env env) {
       SetEvent(wake_);
     }
     frames.swap(pending_);
+    if (pending_bytes_ >= kMaxUndelivered) SetEvent(wake_);  // the I/O thread stopped reading: resume
+    pending_bytes_ = 0;
     drain = drain_pending_;
     drain_pending_ = false;
     done = thread_done_;
@@ -688,6 +692,7 @@ Napi::Value PipeConnection::Close(const Napi::CallbackInfo& info) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     pending_.clear();
+    pending_bytes_ = 0;
     drain_pending_ = false;
   }
   if (pipe_ != INVALID_HANDLE_VALUE) {

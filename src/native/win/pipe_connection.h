@@ -108,6 +108,10 @@ class PipeConnection : public Napi::ObjectWrap<PipeConnection>, public Resource 
   bool drain_armed_ = false;              // write() reported bytes buffered: signal onDrain at zero
   bool drain_pending_ = false;
   std::vector<Block> pending_;  // decoded frames for onFrames, in arrival order
+  // Bytes in pending_. Past kMaxUndelivered the I/O thread stops reading until JS took them (Deliver): a
+  // receiver whose JS is busy lets the pipe fill, so the sender sees it in bufferedAmount (as with a socket
+  // nobody polls) and memory stays bounded.
+  uint64_t pending_bytes_ = 0;
   bool notify_pending_ = false;
   ReadMode read_mode_ = ReadMode::kOff;
   bool ending_ = false;   // end(): finish once out_ is written
