@@ -440,6 +440,8 @@ export class IpcMain extends IpcMainChannels {
       } catch {
         this.socketInode = null;
       }
+      listeningMains.add(this);
+      installSocketCleanup();
     }
     return resolved;
   }
@@ -451,9 +453,14 @@ export class IpcMain extends IpcMainChannels {
     this.server = null;
     server.close();
     for (const peer of [...this.peers, ...this.pendingPeers]) peer.link.end();
+    this._removeSocketFile();
+  }
+
+  /** @internal Removes the socket file if it is still ours (another server may have replaced it). */
+  _removeSocketFile(): void {
+    listeningMains.delete(this);
     if (!isWindows && this._address && this.socketInode !== null) {
       try {
-        // Remove the file only if it is still ours (another server may have replaced it).
         if (fs.statSync(this._address).ino === this.socketInode) fs.unlinkSync(this._address);
       } catch {
         // already gone
@@ -521,6 +528,18 @@ function isStaleSocket(path: string): boolean {
   } catch (err) {
     return codeOf(err) === 'ECONNREFUSED';
   }
+}
+
+const listeningMains = new Set<IpcMain>();
+let socketCleanupInstalled = false;
+
+/** A main that exits (normally or by process.exit) without close() leaves no socket file behind. */
+function installSocketCleanup(): void {
+  if (socketCleanupInstalled) return;
+  socketCleanupInstalled = true;
+  process.on('exit', () => {
+    for (const main of listeningMains) main._removeSocketFile();
+  });
 }
 
 /** The ready main-process endpoint. */
