@@ -48,7 +48,8 @@ export function resolveAddress(address: string | undefined): string {
     throw new TypeError(`The "address" argument must be of type string. Received type ${typeof address}`);
   }
   if (isWindows) {
-    if (address.startsWith(PIPE_PREFIX) || address.startsWith('//./pipe/')) return address.replace(/\//g, '\\');
+    // Pipe names are case-insensitive, and the namespace may be written with either slash.
+    if (/^[\\/]{2}\.[\\/]pipe[\\/]/i.test(address)) return PIPE_PREFIX + address.slice(PIPE_PREFIX.length);
     if (BARE_NAME.test(address)) return `${PIPE_PREFIX}${address}`;
     throw new TypeError(`Invalid named pipe address '${address}': use a bare name or \\\\.\\pipe\\<name>`);
   }
@@ -57,13 +58,14 @@ export function resolveAddress(address: string | undefined): string {
 }
 
 /** Throws ERR_IPC_PATH_TOO_LONG instead of letting the OS truncate the path. */
-export function checkPathLength(address: string, maxBytes: number): void {
-  if (isWindows) return;
-  const bytes = Buffer.byteLength(address);
-  if (bytes > maxBytes) {
+export function checkPathLength(address: string, max: number): void {
+  // Unix counts bytes of sun_path; Windows counts UTF-16 characters of the pipe name.
+  const size = isWindows ? address.length : Buffer.byteLength(address);
+  if (size > max) {
+    const unit = isWindows ? 'characters' : 'bytes';
     throw makeError(
       'ERR_IPC_PATH_TOO_LONG',
-      `Socket path is ${bytes} bytes, longer than the ${maxBytes} this platform allows: ${address}`,
+      `${isWindows ? 'Pipe name' : 'Socket path'} is ${size} ${unit}, longer than the ${max} this platform allows: ${address}`,
       { address },
     );
   }
