@@ -250,7 +250,10 @@ export class Peer extends EventEmitter {
           this.main.emit(channel, event, ...args);
         } catch (err) {
           const wire = toWireError(err);
-          event.fail({ ...wire, message: `A listener of sendSync('${channel}') threw: ${wire.text}` });
+          // The renderer's error carries the thrown error's own code, or ERR_IPC_LISTENER_THREW when it has none.
+          const code = wire.code ?? 'ERR_IPC_LISTENER_THREW';
+          event.fail({ ...wire, code, props: { ...wire.props, code },
+            message: `A listener of sendSync('${channel}') threw: ${wire.text}` });
           throw err;
         }
         return;
