@@ -156,6 +156,16 @@ function buildJobs() {
       renderers,
       cfg: { durationMs: plan.scale.durationMs, timeoutMs: plan.scale.timeoutMs, warmupCalls: plan.scale.warmupCalls },
     }));
+    // Paced (open-loop) rows: each renderer calls `rate` times a second; information, not a target.
+    const paced = plan.scale.paced;
+    for (const renderers of (paced && paced.counts) || []) {
+      cells.push({
+        kind: 'scale',
+        renderers,
+        rate: paced.rate,
+        cfg: { durationMs: paced.durationMs, timeoutMs: plan.scale.timeoutMs, warmupCalls: plan.scale.warmupCalls, rate: paced.rate },
+      });
+    }
     jobs.push({ sys, section: 'scale', pin: 'unpinned', rep: 0, cells });
   }
   return jobs;
@@ -215,7 +225,7 @@ function fmtElapsed() {
 
 function progress(rec) {
   done++;
-  const what = `${rec.section}${rec.section === 'latency' ? '/' + rec.pin : ''} ${rec.label}${rec.renderers ? ` ×${rec.renderers}` : ''} ${rec.payload || ''}`;
+  const what = `${rec.section}${rec.section === 'latency' ? '/' + rec.pin : ''} ${rec.label}${rec.renderers ? ` ×${rec.renderers}` : ''}${rec.rate ? ` at ${rec.rate}/s each` : ''} ${rec.payload || ''}`;
   let res;
   if (rec.error) res = `ERROR ${rec.error.slice(0, 160)}`;
   else if (rec.section === 'latency') res = `median ${rec.result.median_us} µs, p99 ${rec.result.p99_us} µs (n=${rec.result.n})`;
@@ -231,7 +241,7 @@ async function runNodeJob(job) {
   const argv = [process.execPath, script, JSON.stringify(cfg)];
   const r = await runProcess(argv, job.pin, plan.driverTimeoutMs, (obj) => {
     if (obj.type !== 'cell') return;
-    const i = job.cells.findIndex((c, k) => !seen.has(k) && c.payload === obj.payload && c.api === obj.api && c.renderers === obj.renderers);
+    const i = job.cells.findIndex((c, k) => !seen.has(k) && c.payload === obj.payload && c.api === obj.api && c.renderers === obj.renderers && c.rate === obj.rate);
     seen.add(i);
     record(job, obj, obj.result, obj.error);
   });
@@ -292,6 +302,7 @@ function record(job, cell, result, error) {
     label: job.section === 'scale' ? 'ipcwire sendSync' : label(sys, job.section === 'throughput' ? sys.tpApi : cell.api),
     payload: cell.payload,
     renderers: cell.renderers,
+    rate: cell.rate,
     result: result || null,
     error: error || null,
   };

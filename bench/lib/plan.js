@@ -55,7 +55,7 @@ const FULL = {
   cLatency: { small: [20000, 1000], '1KiB': [20000, 1000], '1MiB': [1000, 20], '16MiB': [40, 3] },
   addonMaxIters: 20000, // call-rtt.js: iterations as the C program (its warm-up is min(1000, iters))
   cThroughput: { small: [500000, 20000], '1MiB': [3000, 50], '16MiB': [150, 4] },
-  scale: { counts: [1, 10, 100], durationMs: 2000, timeoutMs: 120000, warmupCalls: 300 },
+  scale: { counts: [1, 10, 100], durationMs: 2000, timeoutMs: 120000, warmupCalls: 300, paced: { counts: [1, 100], rate: 20, durationMs: 3000 } },
   driverTimeoutMs: 240000,
 };
 

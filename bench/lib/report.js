@@ -54,8 +54,8 @@ const round = (x, d = 2) => (x == null || !isFinite(x) ? null : Math.round(x * 1
 function aggregate(records, meta) {
   const groups = new Map();
   for (const r of records) {
-    const key = [r.section, r.pin, r.label, r.payload || '', r.renderers || ''].join('|');
-    if (!groups.has(key)) groups.set(key, { section: r.section, pin: r.pin, label: r.label, payload: r.payload, renderers: r.renderers, ok: [], errors: [] });
+    const key = [r.section, r.pin, r.label, r.payload || '', r.renderers || '', r.rate || ''].join('|');
+    if (!groups.has(key)) groups.set(key, { section: r.section, pin: r.pin, label: r.label, payload: r.payload, renderers: r.renderers, rate: r.rate, ok: [], errors: [] });
     const g = groups.get(key);
     if (r.result) g.ok.push(r.result);
     else g.errors.push(r.error);
@@ -65,7 +65,7 @@ function aggregate(records, meta) {
   const all = [...groups.values()].sort((a, b) => {
     const [x1, y1] = sortKey(a);
     const [x2, y2] = sortKey(b);
-    return x1 - x2 || y1 - y2 || (a.renderers || 0) - (b.renderers || 0);
+    return x1 - x2 || y1 - y2 || (a.rate || 0) - (b.rate || 0) || (a.renderers || 0) - (b.renderers || 0);
   });
 
   const latency = all.filter((g) => g.section === 'latency').map((g) => {
@@ -109,9 +109,11 @@ function aggregate(records, meta) {
     row.of_net = net && row.msgs_per_s != null ? round(row.msgs_per_s / net.msgs_per_s, 3) : null;
   }
 
-  const scale = all.filter((g) => g.section === 'scale').map((g) => ({ ...(g.ok[0] || { renderers: g.renderers }), error: g.errors[0] || undefined }));
-  const single = scale.find((r) => r.renderers === 1);
-  for (const row of scale) row.p99_x_single = single && row.p99_us != null ? round(row.p99_us / single.p99_us) : null;
+  const scale = all.filter((g) => g.section === 'scale').map((g) => ({ ...(g.ok[0] || { renderers: g.renderers }), rate: g.rate, error: g.errors[0] || undefined }));
+  for (const row of scale) {
+    const single = scale.find((r) => r.renderers === 1 && r.rate === row.rate);
+    row.p99_x_single = single && row.p99_us != null ? round(row.p99_us / single.p99_us) : null;
+  }
 
   return { meta, latency, throughput, scale, targets: targets(meta, latency, throughput, scale) };
 }
@@ -143,8 +145,8 @@ function targets(meta, latency, throughput, scale) {
   const c1 = tp(C_LABEL, '1MiB');
   add('1MiB-throughput', '1 MiB Buffers ≥ 40% of the C MB/s', ratio(w1 && w1.mb_per_s, c1 && c1.mb_per_s), 0.4, '>=',
     w1 && c1 ? `${w1.mb_per_s} vs ${c1.mb_per_s} MB/s` : 'missing');
-  const s1 = scale.find((r) => r.renderers === 1);
-  const s100 = scale.find((r) => r.renderers === 100);
+  const s1 = scale.find((r) => r.renderers === 1 && !r.rate);
+  const s100 = scale.find((r) => r.renderers === 100 && !r.rate);
   const noFail = s100 && s100.failures === 0;
   const r100 = ratio(s100 && s100.p99_us, s1 && s1.p99_us);
   out.push({
@@ -192,7 +194,7 @@ const TP_HEAD = ['system', 'payload', 'msgs/s', 'MB/s', 'msgs/s range', 'of C', 
 
 function scaleRows(results) {
   return results.scale.map((r) => [
-    String(r.renderers), r.error ? 'ERROR' : num(r.calls_per_s), us(r.median_us), us(r.p99_us), times(r.p99_x_single),
+    r.rate ? `${r.renderers}, paced ${r.rate}/s each` : `${r.renderers}, back to back`, r.error ? 'ERROR' : num(r.calls_per_s), us(r.median_us), us(r.p99_us), times(r.p99_x_single),
     r.failures == null ? '—' : `${r.failures} of ${num(r.calls)}`,
     r.main_cpu_pct == null ? '—' : `${r.main_cpu_pct}%`,
     r.main_cpu_us_per_call == null ? '—' : `${r.main_cpu_us_per_call} + ${r.renderer_cpu_us_per_call}`,
@@ -335,7 +337,7 @@ function svg(results) {
   tpPanel('small', 'Small messages one way, msgs/s — higher is better (synckit: sync round trips)', 'msgs_per_s', num);
   tpPanel('1MiB', '1 MiB Buffers one way, MB/s — higher is better', 'mb_per_s', (v) => `${mb(v)} MB/s`);
   tpPanel('16MiB', '16 MiB Buffers one way, MB/s — higher is better', 'mb_per_s', (v) => `${mb(v)} MB/s`);
-  const sc = results.scale.filter((r) => r.p99_us != null);
+  const sc = results.scale.filter((r) => r.p99_us != null && !r.rate);
   if (sc.length) {
     panels.push(['sendSync scale: aggregate calls/s', sc.map((r) => ({ label: `${r.renderers} renderer${r.renderers > 1 ? 's' : ''}`, value: r.calls_per_s, text: `${num(r.calls_per_s)} calls/s`, highlight: true }))]);
     panels.push(['sendSync scale: p99 per call, µs — lower is better', sc.map((r) => ({ label: `${r.renderers} renderer${r.renderers > 1 ? 's' : ''}`, value: r.p99_us, text: us(r.p99_us), highlight: true }))]);

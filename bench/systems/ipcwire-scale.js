@@ -11,7 +11,7 @@ const C = require('../lib/common');
 
 const modulePath = process.env.IPCWIRE_BENCH_MODULE || path.join(__dirname, '..', '..');
 
-function renderer(sockPath, durationMs, warmupCalls) {
+function renderer(sockPath, durationMs, warmupCalls, rate) {
   const { IpcRenderer } = require(modulePath);
   const r = new IpcRenderer();
   r.connect(sockPath);
@@ -32,22 +32,38 @@ function renderer(sockPath, durationMs, warmupCalls) {
   for (let i = 0; i < warmupCalls; i++) call();
   // Allocated and touched before the start: first-touch page faults cost ~11 µs per 4 KiB page on this VM.
   let samples = new Float64Array(1 << 16).fill(0);
-  r.on('go', () => {
-    let n = 0;
+  let n = 0;
+  const timed = () => {
+    const t0 = C.now();
+    call();
+    const t1 = C.now();
+    if (n === samples.length) {
+      const bigger = new Float64Array(n * 2);
+      bigger.set(samples);
+      samples = bigger;
+    }
+    samples[n++] = t1 - t0;
+    return t1;
+  };
+  r.on('go', async () => {
     const cpu0 = process.cpuUsage();
     const start = C.now();
     const end = start + durationMs * 1e6;
     let t = start;
-    while (t < end) {
-      call();
-      const t1 = C.now();
-      if (n === samples.length) {
-        const bigger = new Float64Array(n * 2);
-        bigger.set(samples);
-        samples = bigger;
+    if (!rate) {
+      while (t < end) t = timed(); // closed loop: back to back
+    } else {
+      // Open loop: `rate` calls per second each, started at random phases, so that the latency is main's
+      // answer under a known load rather than the queue a closed loop builds by construction.
+      const period = 1e9 / rate;
+      let next = start + Math.random() * period;
+      for (;;) {
+        const wait = (next - C.now()) / 1e6;
+        if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+        if (next >= end) break;
+        t = timed();
+        next += period;
       }
-      samples[n++] = t1 - t;
-      t = t1;
     }
     const cpu = process.cpuUsage(cpu0);
     const us = Array.from(samples.subarray(0, n), (x) => Math.round(x / 100) / 10);
@@ -59,7 +75,7 @@ function renderer(sockPath, durationMs, warmupCalls) {
   r.send('ready');
 }
 
-async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300 }) {
+async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate = 0 }) {
   const { IpcMain } = require(modulePath);
   const main = new IpcMain();
   const sock = C.tmpSocket('sc');
@@ -77,7 +93,7 @@ async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300 }) {
   const exits = [];
   const children = [];
   for (let i = 0; i < count; i++) {
-    const child = spawn(process.execPath, [__filename, 'renderer', sock.path, String(durationMs), String(warmupCalls)], {
+    const child = spawn(process.execPath, [__filename, 'renderer', sock.path, String(durationMs), String(warmupCalls), String(rate)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -147,6 +163,7 @@ async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300 }) {
   const s = C.summarize(pooled);
   return {
     renderers: count,
+    rate_per_renderer: rate || undefined,
     calls,
     failures: errors + missing + badExits,
     first_error: firstError || (missing ? `${missing} renderers reported nothing` : null),
@@ -166,7 +183,7 @@ async function driver(cfg) {
   await C.runCells(cfg, (cell) => runScale(cell.renderers, cell.cfg));
 }
 
-if (process.argv[2] === 'renderer') renderer(process.argv[3], Number(process.argv[4]), Number(process.argv[5]));
+if (process.argv[2] === 'renderer') renderer(process.argv[3], Number(process.argv[4]), Number(process.argv[5]), Number(process.argv[6]));
 else driver(C.driverConfig()).catch((e) => {
   console.error(e);
   process.exit(1);
