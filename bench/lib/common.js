@@ -59,7 +59,7 @@ function summarize(samplesNs) {
  * Round-trip latency of `rt(message)` (sync or async). Warm-up first, then up to `iters` timed round trips,
  * stopping early once `capMs` has passed and at least `minIters` were timed.
  */
-async function latency(rt, message, { warmup, iters, capMs, minIters = 3 }, isAsync) {
+async function latency(rt, message, { warmup, iters, capMs, minIters = 3, warmupMs = capMs * 0.25 }, isAsync) {
   // The first round trip is timed: when it alone exceeds the cap (JSON-encoded 16 MiB takes seconds), it is
   // the only sample and the result says so (`cold: true`), rather than spending tens of seconds per cell.
   let t0 = now();
@@ -67,7 +67,9 @@ async function latency(rt, message, { warmup, iters, capMs, minIters = 3 }, isAs
   else rt(message);
   const first = now() - t0;
   if (first > capMs * 1e6) return { ...summarize([first]), cold: true };
-  const deadlineWarm = now() + capMs * 0.25 * 1e6;
+  // Warm-up long enough for both sides' optimising compiler to finish: pinned to one core, TurboFan's
+  // background jobs otherwise run inside the timed loop (a first cell's p99 was 10x the next one's).
+  const deadlineWarm = now() + warmupMs * 1e6;
   for (let i = 1; i < warmup && now() < deadlineWarm; i++) {
     if (isAsync) await rt(message);
     else rt(message);

@@ -39,8 +39,8 @@ const FULL = {
   latencyEveryRepeat: ['small', '1KiB'], // large payloads: first repeat only (each costs seconds)
   pinnedSkip: ['16MiB'], // 16 MiB latency unpinned only: pinning matters for small messages, and it saves a minute
   latency: {
-    small: { warmup: 500, iters: 5000, capMs: 1000 },
-    '1KiB': { warmup: 500, iters: 5000, capMs: 1000 },
+    small: { warmup: 5000, warmupMs: 600, iters: 5000, capMs: 1000 },
+    '1KiB': { warmup: 5000, warmupMs: 600, iters: 5000, capMs: 1000 },
     '1MiB': { warmup: 10, iters: 300, capMs: 1000 },
     '16MiB': { warmup: 2, iters: 20, capMs: 1500, minIters: 2 },
   },
