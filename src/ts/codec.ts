@@ -141,8 +141,40 @@ function propPath(base: string, key: string): string {
   return /^[A-Za-z_$][\w$]*$/.test(key) ? `${base}.${key}` : `${base}[${JSON.stringify(key)}]`;
 }
 
+const CLEAN: Inspection = { needsRewrite: false };
+
+/**
+ * The common case without a walk: an array of strings, booleans, null/undefined, non-zero-or-positive numbers,
+ * bigints and small byte views needs no path bookkeeping (nothing in it can be unclonable or need a rewrite).
+ */
+function isPlainFlat(root: unknown, withBlobs: boolean): boolean {
+  if (!Array.isArray(root)) return false;
+  for (let i = 0; i < root.length; i++) {
+    if (!(i in root)) return false;
+    const v = root[i];
+    switch (typeof v) {
+      case 'string':
+      case 'boolean':
+      case 'undefined':
+      case 'bigint':
+        continue;
+      case 'number':
+        if (v === 0 && 1 / v < 0) return false;
+        continue;
+      case 'object':
+        if (v === null) continue;
+        if (ArrayBuffer.isView(v) && !(withBlobs && isBlobCandidate(v))) continue;
+        return false;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
 /** Throws ERR_IPC_UNCLONABLE naming the first bad value; reports whether -0 or holes need rewriting. */
 function inspect(root: unknown, rootPath: string, withBlobs = false): Inspection {
+  if (isPlainFlat(root, withBlobs)) return CLEAN;
   const state: Inspection = { needsRewrite: false };
   const seen = new Set<object>();
   const stack: Array<[unknown, string]> = [[root, rootPath]];

@@ -18,6 +18,8 @@ constexpr uint8_t kKindSync = 4;
 constexpr uint8_t kKindSyncReply = 5;
 // Fairness: one readable event reads at most this much of small frames (or one large frame).
 constexpr size_t kReadBudget = 1024 * 1024;
+// Frames up to this size reach JS as ordinary (copied) Buffers; larger ones as external Buffers, no copy.
+constexpr size_t kCopyToJsThreshold = 64 * 1024;
 // Inside call(), check the clock and alive() at least this often even while data keeps arriving.
 constexpr size_t kCallReadBudget = 4 * 1024 * 1024;
 // Small frames are coalesced into Buffers of up to this size.
@@ -605,6 +607,14 @@ Napi::Value Connection::ToBuffer(Napi::Env env, Block&& block, size_t offset) {
     free(base);
     return Napi::Buffer<uint8_t>::New(env, 0);
   }
+  if (size - offset <= kCopyToJsThreshold) {
+    // Small frames are copied into an ordinary Buffer: an external one costs a weak handle, a finalizer and an
+    // external-memory adjustment per message, and keeps its block until the event loop turns (a loop of
+    // sendSync calls would otherwise hold every reply).
+    Napi::Value copy = Napi::Buffer<uint8_t>::Copy(env, base + offset, size - offset);
+    free(base);
+    return copy;
+  }
   auto* ext = new ExternalBlock{base, size};
   napi_value value;
   napi_status s = napi_create_external_buffer(env, size - offset, base + offset, FreeExternal, ext, &value);
@@ -730,6 +740,9 @@ Connection::WaitEnd Connection::CallAlive(const Napi::Function& alive) {
 
 Connection::WaitEnd Connection::WaitLoop(CallMatch* match, double deadline, const Napi::Function* alive) {
   double last_alive = sys::NowMs();
+  // Right after the request is written its reply cannot be there yet: poll before the first read instead of
+  // paying a read that says EAGAIN (frames main sent earlier make the poll return at once).
+  bool poll_first = match != nullptr;
   for (;;) {
     if (closed_) return WaitEnd::kClosed;
     if (!queue_.empty() && !write_failed_) {
@@ -744,7 +757,13 @@ Connection::WaitEnd Connection::WaitLoop(CallMatch* match, double deadline, cons
     if (peer_gone_) return WaitEnd::kGone;
 
     int err = 0;
-    switch (ReadAvailable(kCallReadBudget, match, &err)) {
+    ReadEnd read_end = ReadEnd::kAgain;
+    if (poll_first) {
+      poll_first = false;
+    } else {
+      read_end = ReadAvailable(kCallReadBudget, match, &err);
+    }
+    switch (read_end) {
       case ReadEnd::kReply:
         return WaitEnd::kDone;
       case ReadEnd::kEof:
