@@ -100,11 +100,13 @@ function ipcwireVersion() {
   try {
     if (mod) {
       const f = path.join(mod, 'COMMIT');
-      return fs.existsSync(f) ? `${fs.readFileSync(f, 'utf8').trim()} (${mod})` : mod;
+      if (!fs.existsSync(f)) return `the build at ${mod}`;
+      const [hash, date, time] = fs.readFileSync(f, 'utf8').trim().split(' ');
+      return `${hash} (${date} ${time}), a clean build of that commit (IPCWIRE_BENCH_MODULE)`;
     }
-    const head = spawnSync('git', ['log', '-1', '--format=%h %cd %s', '--date=format:%Y-%m-%d %H:%M'], { cwd: root, encoding: 'utf8' }).stdout.trim();
+    const head = spawnSync('git', ['log', '-1', '--format=%h (%cd)', '--date=format:%Y-%m-%d %H:%M'], { cwd: root, encoding: 'utf8' }).stdout.trim();
     const dirty = spawnSync('git', ['status', '--porcelain', '--', 'src'], { cwd: root, encoding: 'utf8' }).stdout.trim();
-    return head ? `${head}${dirty ? ' (+ uncommitted changes in src/)' : ''}` : 'unknown';
+    return head ? `${head}, this tree${dirty ? ' with uncommitted changes in src/' : ''}` : 'unknown';
   } catch {
     return 'unknown';
   }
