@@ -94,7 +94,7 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   void AppendPending(const DecodedFrame& f);
   int FlushSome();  // 0 or errno; writes what the kernel takes
   void Consume(size_t n);
-  void Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t len, Napi::Value owner);
+  void Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t len, Napi::Value owner, bool coalesce = true);
   // Blocks until the queue is empty (or the reply arrived / deadline / peer gone). See Call/Flush.
   enum class WaitEnd { kDone, kTimeout, kGone, kInterrupted, kException, kClosed };
   WaitEnd WaitLoop(CallMatch* match, double deadline, const Napi::Function* alive);
@@ -143,6 +143,9 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   bool close_delivered_ = false;
   bool drain_pending_ = false;
   bool in_call_ = false;
+  // Set by a frame written straight to the kernel; cleared when this connection's poll callback next runs (a new
+  // event-loop turn). While set, further frames queue and go out together in one writev on the next turn.
+  bool wrote_direct_ = false;
 };
 
 }  // namespace ipcwire
