@@ -20,6 +20,8 @@ constexpr uint8_t kKindSyncReply = 5;
 constexpr size_t kReadBudget = 1024 * 1024;
 // Frames up to this size reach JS as ordinary (copied) Buffers; larger ones as external Buffers, no copy.
 constexpr size_t kCopyToJsThreshold = 64 * 1024;
+// sendSync replies up to this size are copied too (see Call()).
+constexpr size_t kCopyReplyThreshold = 16 * 1024 * 1024;
 // Inside call(), check the clock and alive() at least this often even while data keeps arriving.
 constexpr size_t kCallReadBudget = 4 * 1024 * 1024;
 // Small frames are coalesced into Buffers of up to this size.
@@ -272,7 +274,10 @@ Napi::Value Connection::Call(const Napi::CallbackInfo& info) {
 
   switch (end) {
     case WaitEnd::kDone:
-      return ToBuffer(env, std::move(match.frame), kFrameHeaderBytes);
+      // A reply is copied into an ordinary Buffer up to kCopyReplyThreshold: V8 frees those on GC, while an
+      // external block waits for its finalizer, which runs only when the event loop turns — so a loop of
+      // sendSync calls would hold every reply and land each new one in fresh pages.
+      return ToBuffer(env, std::move(match.frame), kFrameHeaderBytes, kCopyReplyThreshold);
     case WaitEnd::kTimeout:
       ThrowError(env, ErrorInfo::Ipc(codes::kTimeout,
                                      "No reply to the synchronous call within " +
@@ -596,19 +601,19 @@ void Connection::DeliverPending() {
   std::vector<Block> batch;
   batch.swap(pending_);
   Napi::Array chunks = Napi::Array::New(env_, batch.size());
-  for (size_t i = 0; i < batch.size(); i++) chunks.Set(static_cast<uint32_t>(i), ToBuffer(env_, std::move(batch[i]), 0));
+  for (size_t i = 0; i < batch.size(); i++) chunks.Set(static_cast<uint32_t>(i), ToBuffer(env_, std::move(batch[i]), 0, kCopyToJsThreshold));
   napi_value argv[1] = {chunks};
   CallIntoJs(env_, *async_context_, Value(), on_frames_.Value(), 1, argv);
 }
 
-Napi::Value Connection::ToBuffer(Napi::Env env, Block&& block, size_t offset) {
+Napi::Value Connection::ToBuffer(Napi::Env env, Block&& block, size_t offset, size_t copy_up_to) {
   size_t size = block.size();
   uint8_t* base = block.Release();
   if (base == nullptr || size <= offset) {
     free(base);
     return Napi::Buffer<uint8_t>::New(env, 0);
   }
-  if (size - offset <= kCopyToJsThreshold) {
+  if (size - offset <= copy_up_to) {
     // Small frames are copied into an ordinary Buffer: an external one costs a weak handle, a finalizer and an
     // external-memory adjustment per message, and keeps its block until the event loop turns (a loop of
     // sendSync calls would otherwise hold every reply).

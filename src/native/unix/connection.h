@@ -114,7 +114,8 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   // JS callbacks (only from libuv callbacks, never re-entrantly inside a JS call into us).
   void DeliverPending();
   void CallJs(Napi::FunctionReference& fn, const std::vector<napi_value>& args);
-  Napi::Value ToBuffer(Napi::Env env, Block&& block, size_t offset);
+  // Frames up to `copy_up_to` bytes become ordinary (copied) Buffers, larger ones external Buffers.
+  Napi::Value ToBuffer(Napi::Env env, Block&& block, size_t offset, size_t copy_up_to);
 
   Napi::Env env_;
   std::shared_ptr<LoopTracker> tracker_;
