@@ -126,6 +126,11 @@ export class Link<E> {
   write(kind: Kind, id: number, payload: Uint8Array | null): number {
     this.assertOpen();
     this.checkSize(payload);
+    return this.writeFrame(kind, id, payload);
+  }
+
+  /** The native write, flushed at once while the process is exiting; callers have checked open and size. */
+  private writeFrame(kind: Kind, id: number, payload: Uint8Array | null): number {
     const buffered = this.conn.write(kind, id, payload);
     if (exiting && buffered > 0) this.flushAtExit();
     return buffered;
@@ -136,7 +141,7 @@ export class Link<E> {
     this.assertOpen();
     this.checkSize(encoded.payload, encoded.blobs);
     for (const blob of encoded.blobs) this.conn.write(Kind.BLOB, 0, blob);
-    return this.write(kind, id, encoded.payload);
+    return this.writeFrame(kind, id, encoded.payload);
   }
 
   /** Throws ERR_IPC_MESSAGE_TOO_LARGE if the message (with its blobs) exceeds what the peer accepts. */
@@ -162,7 +167,6 @@ export class Link<E> {
     try {
       this.assertOpen();
       encoded = encodeMessage(channel, args);
-      this.checkSize(encoded.payload, encoded.blobs);
     } catch (err) {
       return Promise.reject(err);
     }
