@@ -1,5 +1,7 @@
 #include "frame_decoder.h"
 
+#include "block_pool.h"
+
 #include <cstdlib>
 #include <cstring>
 
@@ -15,7 +17,7 @@ FrameDecoder::FrameDecoder(uint64_t max_body, size_t staging_capacity, size_t la
 
 FrameDecoder::~FrameDecoder() {
   free(staging_);
-  free(large_);
+  BlockPool::Shared().Release(large_, large_size_);
 }
 
 DecodeStatus FrameDecoder::Fail(DecodeStatus status, uint64_t length) {
@@ -76,7 +78,7 @@ DecodeStatus FrameDecoder::Next(DecodedFrame* out) {
       rpos_ += total;
       return DecodeStatus::kFrame;
     }
-    large_ = static_cast<uint8_t*>(malloc(total));
+    large_ = BlockPool::Shared().Acquire(total);  // warm memory when a frame of this size was freed lately
     if (large_ == nullptr) return Fail(DecodeStatus::kOutOfMemory, body);
     large_size_ = total;
     size_t take = avail < total ? avail : total;

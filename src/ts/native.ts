@@ -60,6 +60,12 @@ export interface NativeConnection {
    */
   write(kind: number, id: number, payload: Uint8Array | null): number;
   /**
+   * Queue bytes that are already whole frames (headers included), as built by the JS write batch. Written at
+   * once if nothing is queued; what the kernel does not take is copied (the caller reuses its buffer).
+   * Returns the bytes still buffered afterwards; throws ERR_IPC_DISCONNECTED when closed.
+   */
+  writeFrames(frames: Uint8Array): number;
+  /**
    * The blocking call behind `sendSync`: flush queued writes, write the frame, then block this thread on the
    * socket until a SYNC_REPLY frame with the same id arrives; return that frame's payload. Frames that arrive
    * meanwhile are kept and delivered to `onFrames` asynchronously after the call returns, in order.

@@ -98,7 +98,7 @@ export class IpcRenderer extends EventEmitter {
     checkPathLength(resolved, binding.maxPathLength);
     const conn = binding.connect(resolved, this.options.connectTimeout ?? 5000);
     const owner: LinkOwner<IpcRendererInvokeEvent> = {
-      onFrame: (kind, id, payload, blobs) => this.onFrame(kind, id, payload, blobs),
+      onFrame: (kind, id, src, start, end, blobs) => this.onFrame(kind, id, src, start, end, blobs),
       onClose: (err) => this.onClose(err),
       onDrain: () => this.link.emit('drain'),
       wantsRef: () => this.wantsRef(),
@@ -145,7 +145,7 @@ export class IpcRenderer extends EventEmitter {
     const timeout = this.syncTimeout && this.syncTimeout > 0 ? this.syncTimeout : 0;
     let raw: Buffer;
     try {
-      raw = wire.conn.call(id, payload, timeout, stillAlive);
+      raw = wire.call(id, payload, timeout, stillAlive);
     } catch (err) {
       const code = codeOf(err);
       if (code === 'ERR_IPC_DISCONNECTED') {
@@ -273,10 +273,10 @@ export class IpcRenderer extends EventEmitter {
     return wire;
   }
 
-  private onFrame(kind: number, id: number, payload: Buffer, blobs: Buffer[] | null): void {
+  private onFrame(kind: number, id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
     switch (kind) {
       case Kind.MESSAGE: {
-        const { channel, args } = decodeMessage(payload, blobs);
+        const { channel, args } = decodeMessage(src, blobs, start, end);
         const event: IpcRendererEvent = { sender: this, senderId: 0, ports: [] };
         try {
           this.emit(channel, event, ...args);
@@ -286,7 +286,7 @@ export class IpcRenderer extends EventEmitter {
         return;
       }
       case Kind.WELCOME: {
-        const body = decode(payload) as ReplyBody;
+        const body = decode(src, null, start, end) as ReplyBody;
         const welcome = (Array.isArray(body) ? body[1] : null) as
           | { version?: number; peerId?: number; maxFrame?: number; error?: { code: string; message: string } }
           | null;

@@ -66,6 +66,7 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   // JS methods.
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value WriteFrames(const Napi::CallbackInfo& info);
   Napi::Value Call(const Napi::CallbackInfo& info);
   Napi::Value Flush(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
@@ -94,6 +95,8 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   void AppendPending(const DecodedFrame& f);
   int FlushSome();  // 0 or errno; writes what the kernel takes
   void Consume(size_t n);
+  // Queues bytes that are already whole frames (no header added); copied unless the kernel takes them at once.
+  void EnqueueFrames(const uint8_t* data, size_t len);
   void Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t len, Napi::Value owner, bool coalesce = true);
   // Blocks until the queue is empty (or the reply arrived / deadline / peer gone). See Call/Flush.
   enum class WaitEnd { kDone, kTimeout, kGone, kInterrupted, kException, kClosed };

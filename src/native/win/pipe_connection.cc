@@ -1,5 +1,7 @@
 #include "pipe_connection.h"
 
+#include "../block_pool.h"
+
 #include <algorithm>
 #include <cstring>
 
@@ -30,6 +32,7 @@ Napi::Function PipeConnection::Define(Napi::Env env) {
                      {
                          InstanceMethod("start", &PipeConnection::Start),
                          InstanceMethod("write", &PipeConnection::Write),
+                         InstanceMethod("writeFrames", &PipeConnection::WriteFrames),
                          InstanceMethod("call", &PipeConnection::Call),
                          InstanceMethod("flush", &PipeConnection::Flush),
                          InstanceMethod("ref", &PipeConnection::JsRef),
@@ -359,7 +362,7 @@ Napi::Value PipeConnection::ToBuffer(Napi::Env env, Block&& block, size_t offset
   size_t size = block.size();
   if (size == offset) return Napi::Buffer<uint8_t>::New(env, 0);
   uint8_t* p = block.Release();
-  return Napi::Buffer<uint8_t>::New(env, p + offset, size - offset, [p](Napi::Env, uint8_t*) { free(p); });
+  return Napi::Buffer<uint8_t>::New(env, p + offset, size - offset, [p, size](Napi::Env, uint8_t*) { BlockPool::Shared().Release(p, size); });
 }
 
 void PipeConnection::Deliver(Napi::Env env) {
@@ -522,6 +525,34 @@ Napi::Value PipeConnection::Write(const Napi::CallbackInfo& info) {
   if (gone) return Napi::Number::New(env, 0);
   uint64_t b = Enqueue(static_cast<uint8_t>(info[0].As<Napi::Number>().Uint32Value()),
                        info[1].As<Napi::Number>().Uint32Value(), data, len);
+  UpdateRef();
+  return Napi::Number::New(env, static_cast<double>(b));
+}
+
+// Bytes that are already whole frames (the JS write batch): copied as they are, no header added.
+Napi::Value PipeConnection::WriteFrames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint8_t* data;
+  size_t len;
+  PayloadOf(env, info[0], &data, &len);
+  bool ending, gone;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ending = ending_;
+    gone = finished_;
+  }
+  if (close_called_ || ending) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
+  if (gone) return Napi::Number::New(env, 0);  // as in Write
+  uint64_t b;
+  {
+    std::vector<uint8_t> frames(data, data + len);
+    std::lock_guard<std::mutex> lk(mu_);
+    buffered_ += frames.size();
+    drain_armed_ = true;
+    if (!frames.empty()) out_.push_back(std::move(frames));
+    b = buffered_;
+  }
+  SetEvent(wake_);
   UpdateRef();
   return Napi::Number::New(env, static_cast<double>(b));
 }

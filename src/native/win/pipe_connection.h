@@ -51,6 +51,7 @@ class PipeConnection : public Napi::ObjectWrap<PipeConnection>, public Resource 
 
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
+  Napi::Value WriteFrames(const Napi::CallbackInfo& info);
   Napi::Value Call(const Napi::CallbackInfo& info);
   Napi::Value Flush(const Napi::CallbackInfo& info);
   Napi::Value JsRef(const Napi::CallbackInfo& info);

@@ -1,0 +1,153 @@
+/**
+ * Write batching and receive-block reuse (issue 4's throughput work) must not change what SPEC §4/§6
+ * promise: small frames written after the first one of a turn are batched in JS and handed to the addon in
+ * one call, and large frames are read into recycled blocks. These tests push bursts that mix batched and
+ * unbatched frames across every way a batch is flushed (end of turn, full batch, a large frame, sendSync,
+ * close(), process.exit()), and check that recycled blocks never overwrite a Buffer still held by JS.
+ */
+import { describe, expect, test } from 'vitest';
+import { exitsCleanly, makeMain, nodeRequire, ROOT, runNode, useHarness, waitUntil } from './helpers';
+import * as path from 'node:path';
+
+useHarness();
+
+describe('batching', () => {
+  test('batching: 20,000 small sends in one turn, with 256 KiB Buffers and sendSyncs among them, then process.exit(): all arrive, in order, intact', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const got: number[] = [];
+    const bad: number[] = [];
+    main.on('b', (_e: any, i: number, data: Buffer | string) => {
+      got.push(i);
+      const ok = i % 1000 === 500
+        ? Buffer.isBuffer(data) && data.length === 256 * 1024 && data.every((b) => b === (i & 0xff))
+        : data === 'x'.repeat(i % 50);
+      if (!ok) bad.push(i);
+    });
+    main.on('b-sync', (e: any, i: number) => {
+      got.push(i);
+      e.returnValue = i;
+    });
+    let closed = false;
+    main.peers.on('disconnect', () => (closed = true));
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      for (let i = 0; i < 20000; i++) {
+        if (i % 1000 === 500) r.send('b', i, Buffer.alloc(256 * 1024, i & 0xff));
+        else if (i % 1000 === 999) { if (r.sendSync('b-sync', i) !== i) throw new Error('bad sync reply'); }
+        else r.send('b', i, 'x'.repeat(i % 50));
+      }
+      process.exit(0);
+    `,
+      { address: main.address },
+    );
+    await exitsCleanly(child);
+    await waitUntil(() => closed, 10_000, 'the renderer connection to close');
+    expect(bad).toEqual([]);
+    expect(got.length).toBe(20000);
+    expect(got).toEqual(Array.from({ length: 20000 }, (_, i) => i));
+  });
+
+  test('batching: main answers a burst with 50,000 event.reply calls in one turn; the renderer gets them in order', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    main.on('go', (e: any, n: number) => {
+      for (let i = 0; i < n; i++) e.reply('r', i, i % 7 === 0 ? { nested: [i, 'x'] } : i * 2);
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const n = 50000;
+      let next = 0, wrong = 0;
+      await new Promise((resolve) => {
+        r.on('r', (_e, i, v) => {
+          const want = i % 7 === 0 ? JSON.stringify({ nested: [i, 'x'] }) : JSON.stringify(i * 2);
+          if (i !== next || JSON.stringify(v) !== want) wrong++;
+          next++;
+          if (next === n) resolve();
+        });
+        r.send('go', n);
+      });
+      out('r', { next, wrong });
+      r.close();
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual({ next: 50000, wrong: 0 });
+    await exitsCleanly(child);
+  });
+
+  test('batching: sends batched before close() in the same turn are delivered; a send after close() throws ERR_IPC_DISCONNECTED', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const got: number[] = [];
+    main.on('c', (_e: any, i: number) => got.push(i));
+    let closed = false;
+    main.peers.on('disconnect', () => (closed = true));
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      for (let i = 0; i < 5000; i++) r.send('c', i);
+      r.close();
+      let code = 'no throw';
+      try { r.send('c', -1); } catch (e) { code = e.code; }
+      out('r', { code, connected: r.connected });
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual({ code: 'ERR_IPC_DISCONNECTED', connected: false });
+    await exitsCleanly(child);
+    await waitUntil(() => closed, 10_000, 'the renderer connection to close');
+    expect(got).toEqual(Array.from({ length: 5000 }, (_, i) => i));
+  });
+
+  test('batching: recycled receive blocks never overwrite a Buffer JS still holds (400 × 256 KiB, every 7th kept, GC forced)', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    main.on('fill', (e: any, n: number) => {
+      for (let i = 0; i < n; i++) e.reply('blk', i, Buffer.alloc(256 * 1024, i & 0xff));
+      e.reply('end');
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const kept = [];
+      let received = 0;
+      await new Promise((resolve) => {
+        r.on('blk', (_e, i, buf) => {
+          received++;
+          if (i % 7 === 0) kept.push([i, buf]);
+          if (received % 50 === 0) global.gc();
+        });
+        r.on('end', resolve);
+        r.send('fill', 400);
+      });
+      global.gc();
+      await new Promise((res) => setTimeout(res, 50)); // let finalizers run and blocks return to the pool
+      // Another round reuses the returned blocks; the kept Buffers must be untouched by it.
+      await new Promise((resolve) => { r.removeAllListeners('end'); r.on('end', resolve); r.send('fill', 100); });
+      const damaged = kept.filter(([i, buf]) => buf.length !== 256 * 1024 || buf.some((b) => b !== (i & 0xff))).map(([i]) => i);
+      out('r', { received, kept: kept.length, damaged });
+      r.close();
+    `,
+      { address: main.address, execArgv: ['--expose-gc'] },
+    );
+    expect(await child.msg('r')).toEqual({ received: 500, kept: 73, damaged: [] });
+    await exitsCleanly(child);
+  });
+
+  test('batching: the plain encoder used for flat messages writes the same bytes as the structured-clone one', () => {
+    const codec = nodeRequire(path.join(ROOT, 'dist', 'cjs', 'codec.js'));
+    const samples: unknown[] = [
+      ['ping', ['ping', 123]],
+      ['c', [1.5, -3, 2 ** 40, 2n ** 70n, -(2n ** 70n), 5n, null, undefined, true, false, 'é'.repeat(40), 'a'.repeat(300)]],
+      ['c', [new Uint8Array([1, 2, 3]), 'after']],
+      ['c', [Buffer.from('hi')]],
+      ['c', [new Float64Array([1.5, -2]), 0, Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, NaN, Infinity]],
+      ['c', [new BigInt64Array([1n, -1n])]],
+      ['', []],
+      [0, 'reply value'],
+    ];
+    for (const value of samples) {
+      const [structured, plain] = codec.packBothForTest(value);
+      expect(plain.equals(structured)).toBe(true);
+    }
+  });
+});
