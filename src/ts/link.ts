@@ -87,7 +87,7 @@ export class Link<E> {
     conn.maxFrameSize = maxFrameSize;
     liveLinks.add(this as Link<unknown>);
     installExitHook();
-    conn.start(
+    this.bufferedCell = conn.start(
       (chunks) => this.onChunks(chunks),
       (err) => this.onNativeClose(err),
       () => this.owner.onDrain(),
@@ -100,8 +100,12 @@ export class Link<E> {
   }
 
   get bufferedAmount(): number {
-    return this.closed ? 0 : this.conn.bufferedAmount + this.batchLen;
+    if (this.closed) return 0;
+    return (this.bufferedCell ? this.bufferedCell[0] : this.conn.bufferedAmount) + this.batchLen;
   }
+
+  /** The addon's buffered byte count, readable without a call into it (see NativeConnection.start). */
+  private readonly bufferedCell: Float64Array | undefined;
 
   /** A fresh call id (never 0, wraps at 2^32). */
   allocId(): number {

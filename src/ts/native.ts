@@ -48,12 +48,14 @@ export interface NativeConnection {
    * (u32le length included). `onClose(err)` runs once, asynchronously, when the connection ends
    * (err null on a clean EOF or local close, else an Error with `code`: ECONNRESET, ERR_IPC_FRAME_TOO_LARGE,
    * ERR_IPC_BAD_FRAME, …). `onDrain` runs when the write queue empties after having been non-empty.
+   * Returns a one-element Float64Array the addon keeps equal to `bufferedAmount` (read without a call into
+   * the addon), or undefined where the transport cannot (Windows: its writes finish on another thread).
    */
   start(
     onFrames: (chunks: Buffer[]) => void,
     onClose: (err: Error | null) => void,
     onDrain: () => void,
-  ): void;
+  ): Float64Array | undefined;
   /**
    * Queue one frame: header built natively, payload written with writev (never copied if the kernel takes
    * it whole). Returns the bytes still buffered afterwards. Throws ERR_IPC_DISCONNECTED when closed.

@@ -216,7 +216,13 @@ Napi::Value Connection::Start(const Napi::CallbackInfo& info) {
   UpdatePoll();
   UpdatePin();
   if (!pending_.empty() || drain_pending_ || peer_gone_) ScheduleDeferred();
-  return env.Undefined();
+  // bufferedAmount is read after every send by code that honours backpressure: a crossing into the addon
+  // each time cost as much as the send itself. JS reads this cell instead; the addon keeps it current.
+  Napi::ArrayBuffer cell = Napi::ArrayBuffer::New(env, sizeof(double));
+  buffered_cell_ = static_cast<double*>(cell.Data());
+  buffered_cell_ref_ = Napi::Persistent(cell);
+  PublishBuffered();
+  return Napi::Float64Array::New(env, 1, cell, 0);
 }
 
 Napi::Value Connection::Write(const Napi::CallbackInfo& info) {
@@ -703,6 +709,7 @@ void Connection::Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t 
     it.keep = Napi::Reference<Napi::Value>::New(owner, 1);
   }
   buffered_ += it.remaining();
+  PublishBuffered();
   queue_.push_back(std::move(it));
   UpdatePoll();
   UpdateRef();
@@ -732,6 +739,7 @@ void Connection::EnqueueFrames(const uint8_t* data, size_t len) {
   it.data = it.copy.data();
   it.len = it.copy.size();
   buffered_ += it.remaining();
+  PublishBuffered();
   queue_.push_back(std::move(it));
   UpdatePoll();
   UpdateRef();
@@ -761,6 +769,7 @@ int Connection::FlushSome() {
 
 void Connection::Consume(size_t n) {
   buffered_ -= n;
+  PublishBuffered();
   while (!queue_.empty()) {
     WriteItem& it = queue_.front();
     size_t h = std::min(n, kFrameHeaderBytes - it.header_off);
@@ -873,6 +882,7 @@ void Connection::WriteFailed(int errnum) {
   write_err_ = ErrorInfo::System(errnum, "write");
   queue_.clear();
   buffered_ = 0;
+  PublishBuffered();
   UpdatePoll();
   UpdateRef();
   UpdatePin();
@@ -886,6 +896,7 @@ void Connection::PeerGone(ErrorInfo err) {
   if (!close_err_) close_err_ = std::move(err);
   queue_.clear();
   buffered_ = 0;
+  PublishBuffered();
   UpdatePoll();
   UpdateRef();
   UpdatePin();
@@ -912,6 +923,7 @@ void Connection::FinishClose(ErrorInfo err) {
   tracker_->resources.erase(this);
   queue_.clear();
   buffered_ = 0;
+  PublishBuffered();
   pending_.clear();
   drain_pending_ = false;
   poll_events_ = 0;

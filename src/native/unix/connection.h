@@ -130,6 +130,12 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
 
   std::deque<WriteItem> queue_;
   size_t buffered_ = 0;
+  // A Float64Array cell JS reads as bufferedAmount (returned by start()); kept equal to buffered_.
+  double* buffered_cell_ = nullptr;
+  Napi::Reference<Napi::ArrayBuffer> buffered_cell_ref_;
+  void PublishBuffered() {
+    if (buffered_cell_ != nullptr) *buffered_cell_ = static_cast<double>(buffered_);
+  }
   std::vector<Block> pending_;  // decoded frames not yet handed to onFrames, in arrival order
 
   Napi::FunctionReference on_frames_, on_close_, on_drain_;
