@@ -113,6 +113,11 @@ function aggregate(records, meta) {
   for (const row of scale) {
     const single = scale.find((r) => r.renderers === 1 && r.rate === row.rate);
     row.p99_x_single = single && row.p99_us != null ? round(row.p99_us / single.p99_us) : null;
+    // Little's law for a closed loop: N callers each waiting for their own answer see a mean latency of
+    // N ÷ throughput. Even if main kept the single renderer's rate, the mean could not drop below
+    // N ÷ (single calls/s); as a multiple of the single renderer's p99, that is the floor of "p99 ×single".
+    row.floor_x_single = !row.rate && single && single.calls_per_s && single.p99_us
+      ? round(((row.renderers / single.calls_per_s) * 1e6) / single.p99_us) : null;
   }
 
   return { meta, latency, throughput, scale, targets: targets(meta, latency, throughput, scale) };
@@ -153,7 +158,9 @@ function targets(meta, latency, throughput, scale) {
     id: 'scale-100', text: '100 renderers: no call fails, p99 ≤ 10× single-renderer p99',
     value: round(r100, 3), limit: 10, cmp: '<=',
     met: r100 == null || !s100 ? null : noFail && r100 <= 10,
-    detail: s100 && s1 && s100.p99_us != null && s1.p99_us != null ? `${s100.failures} failed of ${s100.calls}; p99 ${s100.p99_us} µs vs ${s1.p99_us} µs` : `missing${s100 && s100.error ? `: ${s100.error}` : ''}`,
+    detail: s100 && s1 && s100.p99_us != null && s1.p99_us != null
+      ? `${s100.failures} failed of ${s100.calls}; p99 ${s100.p99_us} µs vs ${s1.p99_us} µs; floor ${s100.floor_x_single}× (Little's law: 100 ÷ ${s1.calls_per_s} calls/s)`
+      : `missing${s100 && s100.error ? `: ${s100.error}` : ''}`,
   });
   return out;
 }
@@ -195,12 +202,13 @@ const TP_HEAD = ['system', 'payload', 'msgs/s', 'MB/s', 'msgs/s range', 'of C', 
 function scaleRows(results) {
   return results.scale.map((r) => [
     r.rate ? `${r.renderers}, paced ${r.rate}/s each` : `${r.renderers}, back to back`, r.error ? 'ERROR' : num(r.calls_per_s), us(r.median_us), us(r.p99_us), times(r.p99_x_single),
+    r.floor_x_single == null ? '' : times(r.floor_x_single),
     r.failures == null ? '—' : `${r.failures} of ${num(r.calls)}`,
     r.main_cpu_pct == null ? '—' : `${r.main_cpu_pct}%`,
     r.main_cpu_us_per_call == null ? '—' : `${r.main_cpu_us_per_call} + ${r.renderer_cpu_us_per_call}`,
   ]);
 }
-const SCALE_HEAD = ['renderers', 'calls/s (all)', 'median', 'p99', 'p99 ×single', 'failed calls', 'main CPU', 'CPU µs/call main + renderer'];
+const SCALE_HEAD = ['renderers', 'calls/s (all)', 'median', 'p99', 'p99 ×single', 'floor ×single', 'failed calls', 'main CPU', 'CPU µs/call main + renderer'];
 
 function targetRows(results) {
   return results.targets.map((t) => [t.text, t.value == null ? '—' : `${t.value}`, `${t.cmp} ${t.limit}`,
