@@ -99,6 +99,54 @@ describe('batching', () => {
     expect(got).toEqual(Array.from({ length: 5000 }, (_, i) => i));
   });
 
+  test('batching: a producer that saw bufferedAmount > 0 after a burst gets a drain even when the batch alone was buffered (both sides)', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const got: number[] = [];
+    let mainDrains = -1;
+    main.on('d', (_e: any, i: number) => got.push(i));
+    main.on('echo-burst', async (e: any, n: number) => {
+      const peer = e.sender;
+      for (let i = 0; i < n; i++) peer.send('r', i);
+      const before = peer.bufferedAmount;
+      if (before > 0) await new Promise((res) => peer.once('drain', res));
+      mainDrains = before;
+      peer.send('r-done', before, peer.bufferedAmount);
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const results = [];
+      for (let round = 0; round < 20; round++) {
+        for (let i = 0; i < 50; i++) r.send('d', round * 50 + i);
+        const before = r.bufferedAmount;
+        if (before > 0) {
+          let timer;
+          await Promise.race([
+            new Promise((res) => r.link.once('drain', res)),
+            new Promise((_, rej) => (timer = setTimeout(() => rej(new Error('no drain in round ' + round + ' (bufferedAmount ' + before + ', now ' + r.bufferedAmount + ')')), 5000))),
+          ]);
+          clearTimeout(timer);
+        }
+        results.push([before > 0, r.bufferedAmount]);
+      }
+      let got = 0;
+      const done = new Promise((res) => r.on('r-done', (_e, before, after) => res([before, after])));
+      r.on('r', () => got++);
+      r.send('echo-burst', 200);
+      const [mainBefore, mainAfter] = await done;
+      out('r', { sawBuffered: results.filter(([b]) => b).length, after: results.map(([, a]) => a).filter((a) => a > 0).length, got, mainBefore: mainBefore > 0, mainAfter });
+      r.close();
+    `,
+      { address: main.address },
+    );
+    const res = await child.msg('r', 20_000);
+    // Every round had its 49 batched messages in bufferedAmount when it asked (the first goes straight out).
+    expect(res).toEqual({ sawBuffered: 20, after: 0, got: 200, mainBefore: true, mainAfter: 0 });
+    await exitsCleanly(child);
+    expect(got).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+    expect(mainDrains).toBeGreaterThan(0);
+  });
+
   test('batching: recycled receive blocks never overwrite a Buffer JS still holds (400 × 256 KiB, every 7th kept, GC forced)', { timeout: 60_000 }, async () => {
     const main = makeMain();
     main.on('fill', (e: any, n: number) => {

@@ -90,7 +90,10 @@ export class Link<E> {
     this.bufferedCell = conn.start(
       (chunks) => this.onChunks(chunks),
       (err) => this.onNativeClose(err),
-      () => this.owner.onDrain(),
+      () => {
+        this.batchedSinceDrain = false;
+        this.owner.onDrain();
+      },
     );
   }
 
@@ -167,9 +170,21 @@ export class Link<E> {
   private batchLen = 0;
   /** Whether a frame of the current turn has gone to the addon (later small ones are batched). */
   private turnWritten = false;
+  /**
+   * Batched bytes were counted in bufferedAmount since the last 'drain'. The addon emits 'drain' only when its
+   * own queue empties after having held something; a batch the kernel takes whole never enters that queue, so
+   * a producer that saw bufferedAmount > 0 and waits for 'drain' would wait for ever. The end of the turn
+   * emits it instead when nothing is left buffered.
+   */
+  private batchedSinceDrain = false;
   private readonly endTurn = (): void => {
     this.turnWritten = false;
-    if (this.batchLen > 0 && !this.closed) this.flushBatch();
+    if (this.closed) return;
+    if (this.batchLen > 0) this.flushBatch();
+    if (this.batchedSinceDrain && this.bufferedAmount === 0) {
+      this.batchedSinceDrain = false;
+      this.owner.onDrain();
+    }
   };
 
   private addToBatch(kind: Kind, id: number, payload: Uint8Array | null, len: number): number {
@@ -186,6 +201,7 @@ export class Link<E> {
       else buf.set(payload!, off);
     }
     this.batchLen = off + len;
+    this.batchedSinceDrain = true;
     return this.nativeBuffered + this.batchLen;
   }
 
