@@ -659,6 +659,24 @@ Napi::Value Connection::ToBuffer(Napi::Env env, Block&& block, size_t offset, si
 // ---------------------------------------------------------------------------------------------------
 // Writing
 
+template <typename Fill>
+ssize_t Connection::WriteNow(size_t total, Fill fill) {
+  size_t done = 0;
+  while (done < total) {
+    iovec iov[2];
+    int n = fill(done, iov);
+    ssize_t w = sys::WriteV(fd_, iov, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      WriteFailed(errno);
+      return -1;
+    }
+    done += static_cast<size_t>(w);
+  }
+  return static_cast<ssize_t>(done);
+}
+
 void Connection::Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t len, Napi::Value owner,
                          bool coalesce) {
   if (len > kMaxBodyLength - kBodyHeaderBytes)
@@ -673,22 +691,15 @@ void Connection::Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t 
     // Fast path: nothing queued, so the frame may go straight to the kernel, header and payload in one
     // writev, with no copy. Loops because one writev moves at most ~2 GiB. Only the first frame of a turn
     // takes it: a burst of sends in one turn costs one writev for the rest instead of one each.
-    size_t done = 0;
-    while (done < total) {
-      iovec iov[2];
+    ssize_t written = WriteNow(total, [&](size_t done, iovec* iov) {
       int n = 0;
       if (done < kFrameHeaderBytes) iov[n++] = {it.header + done, kFrameHeaderBytes - done};
       size_t poff = done > kFrameHeaderBytes ? done - kFrameHeaderBytes : 0;
       if (poff < len) iov[n++] = {const_cast<uint8_t*>(data + poff), len - poff};
-      ssize_t w = sys::WriteV(fd_, iov, n);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-        WriteFailed(errno);
-        return;
-      }
-      done += static_cast<size_t>(w);
-    }
+      return n;
+    });
+    if (written < 0) return;
+    size_t done = static_cast<size_t>(written);
     if (done == total) {
       if (coalesce) wrote_direct_ = true;
       return;
@@ -708,29 +719,19 @@ void Connection::Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t 
     it.len = len;
     it.keep = Napi::Reference<Napi::Value>::New(owner, 1);
   }
-  buffered_ += it.remaining();
-  PublishBuffered();
-  queue_.push_back(std::move(it));
-  UpdatePoll();
-  UpdateRef();
-  UpdatePin();
+  PushQueued(std::move(it));
 }
 
 void Connection::EnqueueFrames(const uint8_t* data, size_t len) {
   size_t done = 0;
   if (queue_.empty()) {
     // A batch is already one large write: it goes straight to the kernel whatever the turn has written.
-    while (done < len) {
-      iovec iov = {const_cast<uint8_t*>(data + done), len - done};
-      ssize_t w = sys::WriteV(fd_, &iov, 1);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-        WriteFailed(errno);
-        return;
-      }
-      done += static_cast<size_t>(w);
-    }
+    ssize_t written = WriteNow(len, [&](size_t off, iovec* iov) {
+      iov[0] = {const_cast<uint8_t*>(data + off), len - off};
+      return 1;
+    });
+    if (written < 0) return;
+    done = static_cast<size_t>(written);
     if (done == len) return;
   }
   WriteItem it;
@@ -738,6 +739,10 @@ void Connection::EnqueueFrames(const uint8_t* data, size_t len) {
   it.copy.assign(data + done, data + len);
   it.data = it.copy.data();
   it.len = it.copy.size();
+  PushQueued(std::move(it));
+}
+
+void Connection::PushQueued(WriteItem&& it) {
   buffered_ += it.remaining();
   PublishBuffered();
   queue_.push_back(std::move(it));

@@ -97,6 +97,13 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   void Consume(size_t n);
   // Queues bytes that are already whole frames (no header added); copied unless the kernel takes them at once.
   void EnqueueFrames(const uint8_t* data, size_t len);
+  // Writes as much of `total` bytes as the kernel takes now (loops over partial writes and EINTR); `fill(done,
+  // iov)` describes the bytes from offset `done` in at most 2 iovecs and returns how many. Returns the bytes
+  // written, or -1 after WriteFailed.
+  template <typename Fill>
+  ssize_t WriteNow(size_t total, Fill fill);
+  // Appends to the write queue and updates the count, poll, ref and pin.
+  void PushQueued(WriteItem&& it);
   void Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t len, Napi::Value owner, bool coalesce = true);
   // Blocks until the queue is empty (or the reply arrived / deadline / peer gone). See Call/Flush.
   enum class WaitEnd { kDone, kTimeout, kGone, kInterrupted, kException, kClosed };
