@@ -8,21 +8,12 @@
 #include <vector>
 
 #include "block_pool.h"
+#include "check.h"
 
 using ipcwire::BlockPool;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
-std::string g_why;
-
-#define CHECK(cond)                                                        \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      g_why = std::string(#cond) + " at line " + std::to_string(__LINE__); \
-      return false;                                                        \
-    }                                                                      \
-  } while (0)
 
 constexpr size_t MiB = 1u << 20;
 
@@ -127,16 +118,7 @@ bool ThreadSafe() {
   return true;
 }
 
-void Run(const char* name, const std::function<bool()>& fn) {
-  g_why.clear();
-  if (fn()) {
-    g_passed++;
-    printf("ok   block_pool-%s\n", name);
-  } else {
-    g_failed++;
-    printf("FAIL block_pool-%s: %s\n", name, g_why.c_str());
-  }
-}
+void Run(const char* name, const std::function<bool()>& fn) { native_test::Run("block_pool", name, fn); }
 
 }  // namespace
 
@@ -146,6 +128,5 @@ int main() {
   Run("bounded-evicts-oldest", BoundedAndEvictsOldest);
   Run("keeps-only-useful-sizes", KeepsOnlyUsefulSizes);
   Run("thread-safe", ThreadSafe);
-  printf("block_pool: %d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return native_test::Summary("block_pool");
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "frame_decoder.h"
 
 using ipcwire::DecodedFrame;
@@ -16,16 +17,6 @@ using ipcwire::FrameDecoder;
 
 namespace {
 
-int g_passed = 0, g_failed = 0;
-std::string g_why;
-
-#define CHECK(cond)                                                             \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      g_why = std::string(#cond) + " at line " + std::to_string(__LINE__);      \
-      return false;                                                             \
-    }                                                                           \
-  } while (0)
 
 struct Frame {
   uint8_t kind;
@@ -260,17 +251,7 @@ bool BufferingIsBounded() {
   return true;
 }
 
-void Run(const char* name, const std::function<bool()>& fn) {
-  g_why.clear();
-  bool ok = fn();
-  if (ok) {
-    g_passed++;
-    printf("ok   decoder-%s\n", name);
-  } else {
-    g_failed++;
-    printf("FAIL decoder-%s: %s\n", name, g_why.c_str());
-  }
-}
+void Run(const char* name, const std::function<bool()>& fn) { native_test::Run("decoder", name, fn); }
 
 }  // namespace
 
@@ -284,6 +265,5 @@ int main() {
   Run("short-body-rejected", ShortBodyRejected);
   Run("max-body-adjustable", MaxBodyAdjustable);
   Run("buffering-bounded", BufferingIsBounded);
-  printf("frame_decoder: %d passed, %d failed\n", g_passed, g_failed);
-  return g_failed == 0 ? 0 : 1;
+  return native_test::Summary("frame_decoder");
 }
