@@ -151,6 +151,13 @@ function buildJobs() {
       }
     }
   }
+  const cSys = systems.find((s) => s.kind === 'c');
+  if (opts.sections.includes('scale') && cSys) {
+    // The limit for the scale rows: N C clients doing blocking round trips against one C server that polls
+    // every socket (bench/native/pingpong.cc --mode scale).
+    const cells = plan.scale.counts.map((renderers) => ({ kind: 'scale', renderers }));
+    jobs.push({ sys: cSys, section: 'scale', pin: 'unpinned', rep: 0, cells });
+  }
   if (opts.sections.includes('scale') && systems.some((s) => s.id === 'ipcwire')) {
     const sys = { id: 'ipcwire-scale', kind: 'node', script: 'ipcwire-scale.js' };
     const cells = plan.scale.counts.map((renderers) => ({
@@ -271,6 +278,21 @@ async function runCJob(job) {
     for (const c of job.cells) record(job, c, null, isC ? 'no C ping-pong binary (bench/native/pingpong.cc missing or did not compile)' : `${path.relative(root, script)} is missing`);
     return;
   }
+  if (job.section === 'scale') {
+    for (const c of job.cells) {
+      const argv = [pingpong, '--size', String(payloadBytes('small')), '--mode', 'scale', '--clients', String(c.renderers),
+        '--duration-ms', String(plan.scale.durationMs), '--warmup', String(plan.scale.warmupCalls)];
+      let out = null;
+      const r = await runProcess(argv, job.pin, plan.driverTimeoutMs, (obj) => (out = obj));
+      if (!out) {
+        record(job, c, null, `pingpong --mode scale exited (${r.code ?? r.sig}): ${r.stderr.trim().slice(-300)}`);
+        continue;
+      }
+      const { calls, failures } = out;
+      record(job, c, { calls, failures, calls_per_s: out.calls_per_s, median_us: out.median_us, p99_us: out.p99_us, max_us: out.max_us }, null);
+    }
+    return;
+  }
   for (const c of job.cells) {
     const [iters, warmup] = (job.section === 'latency' ? plan.cLatency : plan.cThroughput)[c.payload];
     const size = payloadBytes(c.payload);
@@ -301,7 +323,7 @@ function record(job, cell, result, error) {
     pin: job.pin,
     rep: job.rep,
     system: sys.id,
-    label: job.section === 'scale' ? 'ipcwire sendSync' : label(sys, job.section === 'throughput' ? sys.tpApi : cell.api),
+    label: job.section === 'scale' && sys.kind !== 'c' ? 'ipcwire sendSync' : label(sys, job.section === 'throughput' ? sys.tpApi : cell.api),
     payload: cell.payload,
     renderers: cell.renderers,
     rate: cell.rate,

@@ -109,9 +109,11 @@ function aggregate(records, meta) {
     row.of_net = net && row.msgs_per_s != null ? round(row.msgs_per_s / net.msgs_per_s, 3) : null;
   }
 
-  const scale = all.filter((g) => g.section === 'scale').map((g) => ({ ...(g.ok[0] || { renderers: g.renderers }), rate: g.rate, error: g.errors[0] || undefined }));
+  const scale = all.filter((g) => g.section === 'scale').map((g) => ({ label: g.label, renderers: g.renderers, ...(g.ok[0] || {}), rate: g.rate, error: g.errors[0] || undefined }));
   for (const row of scale) {
-    const single = scale.find((r) => r.renderers === 1 && r.rate === row.rate);
+    const single = scale.find((r) => r.label === row.label && r.renderers === 1 && r.rate === row.rate);
+    const limit = row.label !== C_LABEL && !row.rate && scale.find((r) => r.label === C_LABEL && r.renderers === row.renderers && !r.rate);
+    row.p99_x_c = limit && limit.p99_us && row.p99_us != null ? round(row.p99_us / limit.p99_us) : null;
     row.p99_x_single = single && row.p99_us != null ? round(row.p99_us / single.p99_us) : null;
     // Little's law for a closed loop: N callers each waiting for their own answer see a mean latency of
     // N ÷ throughput. Even if main kept the single renderer's rate, the mean could not drop below
@@ -150,8 +152,9 @@ function targets(meta, latency, throughput, scale) {
   const c1 = tp(C_LABEL, '1MiB');
   add('1MiB-throughput', '1 MiB Buffers ≥ 40% of the C MB/s', ratio(w1 && w1.mb_per_s, c1 && c1.mb_per_s), 0.4, '>=',
     w1 && c1 ? `${w1.mb_per_s} vs ${c1.mb_per_s} MB/s` : 'missing');
-  const s1 = scale.find((r) => r.renderers === 1 && !r.rate);
-  const s100 = scale.find((r) => r.renderers === 100 && !r.rate);
+  const s1 = scale.find((r) => r.label !== C_LABEL && r.renderers === 1 && !r.rate);
+  const s100 = scale.find((r) => r.label !== C_LABEL && r.renderers === 100 && !r.rate);
+  const c100 = scale.find((r) => r.label === C_LABEL && r.renderers === 100 && !r.rate);
   const noFail = s100 && s100.failures === 0;
   const r100 = ratio(s100 && s100.p99_us, s1 && s1.p99_us);
   out.push({
@@ -159,7 +162,8 @@ function targets(meta, latency, throughput, scale) {
     value: round(r100, 3), limit: 10, cmp: '<=',
     met: r100 == null || !s100 ? null : noFail && r100 <= 10,
     detail: s100 && s1 && s100.p99_us != null && s1.p99_us != null
-      ? `${s100.failures} failed of ${s100.calls}; p99 ${s100.p99_us} µs vs ${s1.p99_us} µs; floor ${s100.floor_x_single}× (Little's law: 100 ÷ ${s1.calls_per_s} calls/s)`
+      ? `${s100.failures} failed of ${s100.calls}; p99 ${s100.p99_us} µs vs ${s1.p99_us} µs; floor ${s100.floor_x_single}× (Little's law: 100 ÷ ${s1.calls_per_s} calls/s)` +
+        (c100 && c100.p99_x_single != null ? `; the C limit itself: ${c100.p99_x_single}×` : '')
       : `missing${s100 && s100.error ? `: ${s100.error}` : ''}`,
   });
   return out;
@@ -201,14 +205,14 @@ const TP_HEAD = ['system', 'payload', 'msgs/s', 'MB/s', 'msgs/s range', 'of C', 
 
 function scaleRows(results) {
   return results.scale.map((r) => [
-    r.rate ? `${r.renderers}, paced ${r.rate}/s each` : `${r.renderers}, back to back`, r.error ? 'ERROR' : num(r.calls_per_s), us(r.median_us), us(r.p99_us), times(r.p99_x_single),
-    r.floor_x_single == null ? '' : times(r.floor_x_single),
+    r.label, r.rate ? `${r.renderers}, paced ${r.rate}/s each` : `${r.renderers}, back to back`, r.error ? 'ERROR' : num(r.calls_per_s), us(r.median_us), us(r.p99_us), times(r.p99_x_single),
+    r.floor_x_single == null ? '' : times(r.floor_x_single), r.p99_x_c == null ? '' : times(r.p99_x_c),
     r.failures == null ? '—' : `${r.failures} of ${num(r.calls)}`,
     r.main_cpu_pct == null ? '—' : `${r.main_cpu_pct}%`,
     r.main_cpu_us_per_call == null ? '—' : `${r.main_cpu_us_per_call} + ${r.renderer_cpu_us_per_call}`,
   ]);
 }
-const SCALE_HEAD = ['renderers', 'calls/s (all)', 'median', 'p99', 'p99 ×single', 'floor ×single', 'failed calls', 'main CPU', 'CPU µs/call main + renderer'];
+const SCALE_HEAD = ['system', 'callers', 'calls/s (all)', 'median', 'p99', 'p99 ×single', 'floor ×single', 'p99 ×C (same N)', 'failed calls', 'main CPU', 'CPU µs/call main + renderer'];
 
 function targetRows(results) {
   return results.targets.map((t) => [t.text, t.value == null ? '—' : `${t.value}`, `${t.cmp} ${t.limit}`,
@@ -345,7 +349,7 @@ function svg(results) {
   tpPanel('small', 'Small messages one way, msgs/s — higher is better (synckit: sync round trips)', 'msgs_per_s', num);
   tpPanel('1MiB', '1 MiB Buffers one way, MB/s — higher is better', 'mb_per_s', (v) => `${mb(v)} MB/s`);
   tpPanel('16MiB', '16 MiB Buffers one way, MB/s — higher is better', 'mb_per_s', (v) => `${mb(v)} MB/s`);
-  const sc = results.scale.filter((r) => r.p99_us != null && !r.rate);
+  const sc = results.scale.filter((r) => r.p99_us != null && !r.rate && r.label !== C_LABEL);
   if (sc.length) {
     panels.push(['sendSync scale: aggregate calls/s', sc.map((r) => ({ label: `${r.renderers} renderer${r.renderers > 1 ? 's' : ''}`, value: r.calls_per_s, text: `${num(r.calls_per_s)} calls/s`, highlight: true }))]);
     panels.push(['sendSync scale: p99 per call, µs — lower is better', sc.map((r) => ({ label: `${r.renderers} renderer${r.renderers > 1 ? 's' : ''}`, value: r.p99_us, text: us(r.p99_us), highlight: true }))]);

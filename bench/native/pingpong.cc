@@ -8,9 +8,16 @@
 //   pingpong --size BYTES --iters N --mode throughput
 //     one-way stream of N messages; the child acks once at the end (the clock stops at the ack).
 //     {"mode":"throughput","size":S,"msgs":N,"mb_per_s":..,"msgs_per_s":..}   (MB = 10^6 payload bytes)
+//   pingpong --size BYTES --mode scale --clients N --duration-ms D
+//     N client processes, each doing blocking round trips back to back against one server process that
+//     poll()s all N sockets and echoes (the shape of N renderers calling sendSync against one main). After
+//     --warmup round trips each, all start together and run for D ms; latencies pooled over every call.
+//     {"mode":"scale","size":S,"clients":N,"calls":..,"calls_per_s":..,"median_us":..,"p99_us":..,"max_us":..}
 //
 // Options: --warmup N (default 100 round trips / min(N,1000) messages), --path /socket/path.
 #include <errno.h>
+#include <poll.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -80,8 +87,124 @@ bool RecvMsg(int fd, std::vector<uint8_t>& buf) {
 }
 
 void Usage() {
-  fprintf(stderr, "usage: pingpong --size BYTES --iters N --mode latency|throughput [--warmup N] [--path P]\n");
+  fprintf(stderr,
+          "usage: pingpong --size BYTES --iters N --mode latency|throughput [--warmup N] [--path P]\n"
+          "       pingpong --size BYTES --mode scale --clients N --duration-ms D [--warmup N]\n");
   exit(2);
+}
+
+// Scale mode (see the top of the file). Clients record into one shared anonymous mapping made before fork.
+int RunScale(size_t size, long clients, long duration_ms, long warmup) {
+  constexpr uint32_t kMaxSamples = 1u << 17;  // per client; calls beyond are counted, not recorded
+  struct Slot {
+    double start, end;
+    uint32_t n, recorded;
+    float us[kMaxSamples];
+  };
+  size_t bytes = sizeof(Slot) * static_cast<size_t>(clients);
+  void* shm = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shm == MAP_FAILED) Die("mmap");
+  Slot* slots = static_cast<Slot*>(shm);
+  int go[2];
+  if (pipe(go) < 0) Die("pipe");
+  std::vector<int> server_fds;
+  std::vector<pid_t> pids;
+  for (long c = 0; c < clients; c++) {
+    int fds[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0) Die("socketpair");
+    pid_t pid = fork();
+    if (pid < 0) Die("fork");
+    if (pid == 0) {
+      close(fds[0]);
+      close(go[1]);
+      for (int f : server_fds) close(f);
+      int fd = fds[1];
+      std::vector<uint8_t> buf(size + 4, 0xAB);
+      for (long i = 0; i < warmup; i++) {
+        SendMsg(fd, buf, size);
+        if (!RecvMsg(fd, buf)) _exit(1);
+      }
+      uint8_t b;
+      if (read(go[0], &b, 1) != 1) _exit(1);
+      Slot& s = slots[c];
+      double start = NowUs(), end = start + duration_ms * 1000.0, t = start;
+      uint32_t n = 0;
+      while (t < end) {
+        double t0 = NowUs();
+        SendMsg(fd, buf, size);
+        if (!RecvMsg(fd, buf)) _exit(1);
+        t = NowUs();
+        if (n < kMaxSamples) s.us[n] = static_cast<float>(t - t0);
+        n++;
+      }
+      s.start = start;
+      s.end = t;
+      s.n = n;
+      s.recorded = std::min(n, kMaxSamples);
+      _exit(0);
+    }
+    close(fds[1]);
+    server_fds.push_back(fds[0]);
+    pids.push_back(pid);
+  }
+  close(go[0]);
+  // The server: echo whatever arrives on any socket; release the start once every warm-up call is served.
+  std::vector<pollfd> pfds;
+  for (int f : server_fds) pfds.push_back({f, POLLIN, 0});
+  long open_fds = clients;
+  long long served = 0;
+  bool released = false;
+  std::vector<uint8_t> buf(size + 4);
+  while (open_fds > 0) {
+    if (!released && served >= static_cast<long long>(warmup) * clients) {
+      std::vector<uint8_t> all(static_cast<size_t>(clients), 1);
+      WriteAll(go[1], all.data(), all.size());
+      released = true;
+    }
+    if (poll(pfds.data(), pfds.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      Die("poll");
+    }
+    for (auto& p : pfds) {
+      if (p.fd < 0 || !(p.revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      if (!RecvMsg(p.fd, buf)) {
+        close(p.fd);
+        p.fd = -1;
+        open_fds--;
+        continue;
+      }
+      uint32_t len;
+      memcpy(&len, buf.data(), 4);
+      SendMsg(p.fd, buf, len);
+      served++;
+    }
+  }
+  close(go[1]);
+  int failures = 0;
+  for (pid_t pid : pids) {
+    int status;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failures++;
+  }
+  std::vector<float> pooled;
+  long long calls = 0;
+  double start = 1e300, end = 0;
+  for (long c = 0; c < clients; c++) {
+    const Slot& s = slots[c];
+    if (s.n == 0) continue;
+    calls += s.n;
+    start = std::min(start, s.start);
+    end = std::max(end, s.end);
+    pooled.insert(pooled.end(), s.us, s.us + s.recorded);
+  }
+  munmap(shm, bytes);
+  if (pooled.empty()) Die("scale: no samples");
+  std::sort(pooled.begin(), pooled.end());
+  auto pct = [&](double p) { return pooled[std::min(pooled.size() - 1, static_cast<size_t>(p * pooled.size()))]; };
+  printf("{\"mode\":\"scale\",\"size\":%zu,\"clients\":%ld,\"calls\":%lld,\"calls_per_s\":%.0f,\"median_us\":%.2f,"
+         "\"p99_us\":%.2f,\"max_us\":%.2f,\"failures\":%d}\n",
+         size, clients, calls, calls / ((end - start) / 1e6), pct(0.5), pct(0.99), pooled.back(), failures);
+  return failures == 0 ? 0 : 1;
 }
 
 void Pair(const std::string& path, int fds[2]) {
@@ -112,6 +235,7 @@ int main(int argc, char** argv) {
   long iters = 10000;
   long warmup = -1;
   std::string mode = "latency", path;
+  long clients = 1, duration_ms = 2000;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (i + 1 >= argc) Usage();
@@ -120,7 +244,13 @@ int main(int argc, char** argv) {
     else if (a == "--mode") mode = argv[++i];
     else if (a == "--warmup") warmup = strtol(argv[++i], nullptr, 10);
     else if (a == "--path") path = argv[++i];
+    else if (a == "--clients") clients = strtol(argv[++i], nullptr, 10);
+    else if (a == "--duration-ms") duration_ms = strtol(argv[++i], nullptr, 10);
     else Usage();
+  }
+  if (mode == "scale") {
+    if (clients <= 0 || duration_ms <= 0 || size > 0xFFFFFFFBu) Usage();
+    return RunScale(size, clients, duration_ms, warmup < 0 ? 300 : warmup);
   }
   if (iters <= 0 || (mode != "latency" && mode != "throughput") || size > 0xFFFFFFFBu) Usage();
   bool latency = mode == "latency";
