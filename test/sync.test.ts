@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { childPids, exitsCleanly, makeMain, runNode, sockPath, tmpDir, trackPath, useHarness } from './helpers';
+import { childPids, exitsCleanly, makeMain, runNode, sha256, sockPath, tmpDir, trackPath, useHarness } from './helpers';
 
 useHarness();
 
@@ -319,6 +319,73 @@ describe('sync', () => {
     const r = await child.msg('r');
     expect(r).toEqual({ pid: child.pid, replied: 'via reply' });
     expect(seen).toEqual({ processId: child.pid, senderPid: child.pid, hasReply: 'function' });
+    await exitsCleanly(child);
+  });
+  test('sync: large byte arrays in a returnValue come back whole, also when main sends a message with its own large Buffer just before the reply', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    main.on('mixed', (e: any, big: Buffer) => {
+      // On the wire: BLOB, MESSAGE ('side'), BLOB, BLOB, SYNC_REPLY — the blocked call must keep the first
+      // BLOB with its message (delivered after sendSync returns) and take the last two as the reply's.
+      e.sender.send('side', big, sha256(big));
+      e.returnValue = [big.subarray(0, 100_000), 'x', new Uint8Array(big.subarray(5, 200_005)), big.length];
+    });
+    main.on('echo', (e: any, ...args: unknown[]) => (e.returnValue = args));
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const big = require('node:crypto').randomBytes(1 << 20);
+      const orig = Buffer.from(big); // the loop below changes big before 'side' is emitted
+      const side = new Promise((res) => r.once('side', (_e, b, hash) => res(Buffer.isBuffer(b) && b.equals(orig) && sha256(b) === hash)));
+      const m = r.sendSync('mixed', big);
+      const mixed = {
+        first: Buffer.isBuffer(m[0]) && m[0].equals(big.subarray(0, 100000)),
+        second: m[1],
+        third: m[2] instanceof Uint8Array && !Buffer.isBuffer(m[2]) && Buffer.from(m[2]).equals(big.subarray(5, 200005)),
+        fourth: m[3],
+      };
+      // 100 round trips of 1 MiB: every reply intact, memory flat (replies are ordinary Buffers).
+      let bad = 0;
+      const rss0 = process.memoryUsage().rss;
+      for (let i = 0; i < 100; i++) {
+        big[0] = i;
+        const [echoed] = r.sendSync('echo', big);
+        if (!Buffer.isBuffer(echoed) || echoed[0] !== i || !echoed.equals(big)) bad++;
+      }
+      out('r', { mixed, side: await side, bad, rssGrowthMiB: Math.round((process.memoryUsage().rss - rss0) / 1048576) });
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r');
+    expect(r.mixed).toEqual({ first: true, second: 'x', third: true, fourth: 1 << 20 });
+    expect(r.side).toBe(true);
+    expect(r.bad).toBe(0);
+    expect(r.rssGrowthMiB).toBeLessThan(64);
+    await exitsCleanly(child);
+  });
+
+  test('sync: a reply with large byte arrays that comes after syncTimeout is discarded with them; the next call gets its own', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    let n = 0;
+    main.on('slow-big', (e: any) => {
+      const call = ++n;
+      const answer = () => (e.returnValue = [call, Buffer.alloc(300_000, call)]);
+      if (call === 1) setTimeout(answer, 600);
+      else answer();
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      r.syncTimeout = 200;
+      let first;
+      try { r.sendSync('slow-big'); first = 'no throw'; } catch (e) { first = e.code; }
+      await new Promise((res) => setTimeout(res, 800)); // the late reply and its blob arrive meanwhile
+      r.syncTimeout = 0;
+      const [call, buf] = r.sendSync('slow-big');
+      out('r', { first, call, len: buf.length, fill: buf.every((b) => b === 2) });
+    `,
+      { address: main.address },
+    );
+    expect(await child.msg('r')).toEqual({ first: 'ERR_IPC_TIMEOUT', call: 2, len: 300_000, fill: true });
     await exitsCleanly(child);
   });
 });

@@ -20,6 +20,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) : tracker_(std::make_shared<Lo
                            InstanceMethod("connect", &Addon::Connect, napi_enumerable),
                            InstanceMethod("setErrorFactory", &Addon::SetErrorFactory, napi_enumerable),
                            InstanceAccessor("maxPathLength", &Addon::GetMaxPathLength, nullptr, napi_enumerable),
+                           InstanceAccessor("syncReplyBlobs", &Addon::GetSyncReplyBlobs, nullptr, napi_enumerable),
                        });
 }
 
@@ -49,6 +50,10 @@ Napi::Value Addon::SetErrorFactory(const Napi::CallbackInfo& info) {
 Napi::Value Addon::Listen(const Napi::CallbackInfo& info) { return transport::Listen(info); }
 
 Napi::Value Addon::Connect(const Napi::CallbackInfo& info) { return transport::Connect(info); }
+
+Napi::Value Addon::GetSyncReplyBlobs(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), transport::SyncReplyBlobs());
+}
 
 Napi::Value Addon::GetMaxPathLength(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), transport::MaxPathLength());

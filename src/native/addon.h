@@ -72,6 +72,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value Listen(const Napi::CallbackInfo& info);
   Napi::Value Connect(const Napi::CallbackInfo& info);
   Napi::Value GetMaxPathLength(const Napi::CallbackInfo& info);
+  Napi::Value GetSyncReplyBlobs(const Napi::CallbackInfo& info);
 
   std::shared_ptr<LoopTracker> tracker_;
   napi_async_cleanup_hook_handle cleanup_handle_ = nullptr;

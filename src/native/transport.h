@@ -21,6 +21,8 @@ Napi::Value Listen(const Napi::CallbackInfo& info);
 Napi::Value Connect(const Napi::CallbackInfo& info);
 // Longest address in bytes.
 uint32_t MaxPathLength();
+// Whether a blocking call() returns the BLOB frames read right before its reply (then [reply, ...blobs]).
+bool SyncReplyBlobs();
 
 }  // namespace transport
 }  // namespace ipcwire

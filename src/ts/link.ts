@@ -78,6 +78,11 @@ export class Link<E> {
   private inboundBlobBytes = 0;
   /** Largest body the peer accepts; learned from the handshake. */
   peerMaxFrame = DEFAULT_MAX_MESSAGE_SIZE;
+  /**
+   * The peer (a renderer) said in its hello that its blocking call takes a reply's large byte arrays as BLOB
+   * frames before the reply; otherwise a SYNC_REPLY carries them inline.
+   */
+  peerTakesSyncBlobs = false;
 
   constructor(
     readonly conn: NativeConnection,
@@ -233,7 +238,7 @@ export class Link<E> {
    * The blocking call behind `sendSync` (see NativeConnection.call): batched frames go first, so the request
    * follows every message sent before it.
    */
-  call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void): Buffer {
+  call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void): Buffer | Buffer[] {
     if (this.batchLen > 0) this.flushBatch();
     return this.conn.call(id, payload, timeoutMs, alive);
   }
@@ -449,13 +454,14 @@ export class Link<E> {
 
   /**
    * Sends a reply body; an unclonable or oversized value becomes an error reply. Never throws (the peer may be
-   * gone). SYNC_REPLY and handshake bodies stay inline: the blocked caller reads only its reply frame.
+   * gone). Handshake bodies stay inline; a SYNC_REPLY too unless the peer takes its blobs (peerTakesSyncBlobs).
    */
   reply(kind: Kind, id: number, body: ReplyBody): void {
     if (this.closed) return;
     let encoded: Encoded;
     try {
-      encoded = encodeValue(body, body[0] === 0 ? 'returnValue' : 'error', kind === Kind.INVOKE_REPLY);
+      const withBlobs = kind === Kind.INVOKE_REPLY || (kind === Kind.SYNC_REPLY && this.peerTakesSyncBlobs);
+      encoded = encodeValue(body, body[0] === 0 ? 'returnValue' : 'error', withBlobs);
       this.checkSize(encoded.payload, encoded.blobs);
     } catch (err) {
       encoded = encodeValue([1, toWireError(err)], 'error');

@@ -266,7 +266,7 @@ export class Peer extends EventEmitter {
   }
 
   private onHello(payload: Buffer): void {
-    const hello = decode(payload) as { magic?: unknown; version?: unknown; maxFrame?: unknown } | null;
+    const hello = decode(payload) as { magic?: unknown; version?: unknown; maxFrame?: unknown; syncBlobs?: unknown } | null;
     if (typeof hello !== 'object' || hello === null || hello.magic !== 'ipcwire') {
       throw makeError('ERR_IPC_BAD_FRAME', 'Not an ipcwire handshake');
     }
@@ -280,6 +280,7 @@ export class Peer extends EventEmitter {
       refusal = makeError('ERR_IPC_PEER_REFUSED', `Renderer (pid ${this.pid}, uid ${this.uid}) was refused by main`);
     }
     if (typeof hello.maxFrame === 'number' && hello.maxFrame > 0) this.link.peerMaxFrame = hello.maxFrame;
+    this.link.peerTakesSyncBlobs = hello.syncBlobs === true;
     if (refusal) {
       const { code, message } = refusal as Error & { code: string };
       this.refusal = refusal;

@@ -76,7 +76,7 @@ export interface NativeConnection {
    * Throws ERR_IPC_TIMEOUT, ERR_IPC_DISCONNECTED (peer gone; `onClose` follows asynchronously),
    * ERR_IPC_INTERRUPTED (the environment is terminating).
    */
-  call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void): Buffer;
+  call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void): Buffer | Buffer[];
   /** Block until everything queued is written or `timeoutMs` passes; used at process exit. Returns bytes left. */
   flush(timeoutMs: number): number;
   /** Whether the connection keeps the event loop alive (queued writes always do, until flushed). */
@@ -119,6 +119,8 @@ export interface NativeBinding {
   connect(address: string, timeoutMs: number): NativeConnection;
   /** Longest socket path the platform accepts, in bytes (sizeof(sun_path) - 1). */
   readonly maxPathLength: number;
+  /** Whether `call()` hands back the BLOB frames read right before its reply (as [reply, ...blobs]). */
+  readonly syncReplyBlobs?: boolean;
   /** Hand the JS error class used for ERR_IPC_* errors to the addon (so codes come from one factory). */
   setErrorFactory(make: (code: string, message: string, props?: Record<string, unknown>) => Error): void;
 }

@@ -109,7 +109,10 @@ export class IpcRenderer extends EventEmitter {
     const wire = new Link(conn, owner, maxFrame);
     this.wire = wire;
     this.closedByUser = false;
-    wire.write(Kind.HELLO, 0, encodeValue({ magic: 'ipcwire', version: PROTOCOL_VERSION, maxFrame }, 'hello').payload);
+    // syncBlobs: this addon's blocking call returns BLOB frames with the reply, so main may send a sendSync
+    // return value's large byte arrays out of band (no copy into the msgpack payload on main's side).
+    const hello = { magic: 'ipcwire', version: PROTOCOL_VERSION, maxFrame, syncBlobs: binding.syncReplyBlobs === true };
+    wire.write(Kind.HELLO, 0, encodeValue(hello, 'hello').payload);
     wire.updateRef();
     process.nextTick(() => this.link.emit('connect'));
     return this;
@@ -143,7 +146,7 @@ export class IpcRenderer extends EventEmitter {
     for (const blob of blobs) wire.write(Kind.BLOB, 0, blob);
     const id = wire.allocId();
     const timeout = this.syncTimeout && this.syncTimeout > 0 ? this.syncTimeout : 0;
-    let raw: Buffer;
+    let raw: Buffer | Buffer[];
     try {
       raw = wire.call(id, payload, timeout, stillAlive);
     } catch (err) {
@@ -160,7 +163,8 @@ export class IpcRenderer extends EventEmitter {
     }
     let body: ReplyBody;
     try {
-      body = decode(raw) as ReplyBody;
+      // [reply, ...blobs] when main sent the return value's large byte arrays out of band.
+      body = (Array.isArray(raw) ? decode(raw[0], raw.slice(1)) : decode(raw)) as ReplyBody;
       if (!Array.isArray(body)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed sendSync reply');
     } catch (err) {
       wire.fail(err as Error);

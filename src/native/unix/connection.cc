@@ -18,6 +18,7 @@ namespace {
 
 constexpr uint8_t kKindSync = 4;
 constexpr uint8_t kKindSyncReply = 5;
+constexpr uint8_t kKindBlob = 8;
 // Fairness: one readable event reads at most this much of small frames (or one large frame).
 constexpr size_t kReadBudget = 1024 * 1024;
 // Frames up to this size reach JS as ordinary (copied) Buffers; larger ones as external Buffers, no copy.
@@ -278,9 +279,12 @@ Napi::Value Connection::Call(const Napi::CallbackInfo& info) {
     end = WaitLoop(&match, deadline, &alive);
   } catch (...) {
     in_call_ = false;
+    ReleaseHeldBlobs(&match);
     throw;
   }
   in_call_ = false;
+  // No reply: BLOB frames read last belong to whatever comes next (a late reply is dropped by JS with them).
+  if (end != WaitEnd::kDone) ReleaseHeldBlobs(&match);
 
   // Frames that arrived meanwhile are handed to onFrames later, from the event loop, never from here.
   if (!closed_) {
@@ -295,7 +299,16 @@ Napi::Value Connection::Call(const Napi::CallbackInfo& info) {
       // A reply is copied into an ordinary Buffer up to kCopyReplyThreshold: V8 frees those on GC, while an
       // external block waits for its finalizer, which runs only when the event loop turns — so a loop of
       // sendSync calls would hold every reply and land each new one in fresh pages.
-      return ToBuffer(env, std::move(match.frame), kFrameHeaderBytes, kCopyReplyThreshold);
+      // With BLOB frames (a renderer that said syncBlobs in its hello gets large byte arrays out of band), the
+      // result is [reply, ...blobs], the blobs copied the same way.
+      if (match.blobs.empty()) return ToBuffer(env, std::move(match.frame), kFrameHeaderBytes, kCopyReplyThreshold);
+      {
+        Napi::Array out = Napi::Array::New(env, match.blobs.size() + 1);
+        out.Set(0u, ToBuffer(env, std::move(match.frame), kFrameHeaderBytes, kCopyReplyThreshold));
+        for (size_t i = 0; i < match.blobs.size(); i++)
+          out.Set(static_cast<uint32_t>(i + 1), ToBuffer(env, std::move(match.blobs[i]), kFrameHeaderBytes, kCopyReplyThreshold));
+        return out;
+      }
     case WaitEnd::kTimeout:
       ThrowError(env, ErrorInfo::Ipc(codes::kTimeout,
                                      "No reply to the synchronous call within " +
@@ -565,18 +578,42 @@ bool Connection::DrainDecoder(CallMatch* match) {
     DecodeStatus s = decoder_.Next(&f);
     if (s == DecodeStatus::kNeedMore) return true;
     if (s != DecodeStatus::kFrame) return false;
-    if (match != nullptr && !match->found && f.kind == kKindSyncReply && f.id == match->id) {
-      match->found = true;
-      if (f.owned) {
-        match->frame = Block(f.data, f.size);
-      } else {
-        match->frame.Reserve(f.size);
-        match->frame.Append(f.data, f.size);
+    if (match != nullptr && !match->found) {
+      if (f.kind == kKindBlob) {
+        // Maybe the reply's: main writes a value's large byte arrays as BLOB frames right before it.
+        Block b;
+        if (f.owned) {
+          b = Block(f.data, f.size);
+        } else {
+          b.Reserve(f.size);
+          b.Append(f.data, f.size);
+        }
+        match->blobs.push_back(std::move(b));
+        continue;
       }
-      continue;
+      if (f.kind == kKindSyncReply && f.id == match->id) {
+        match->found = true;
+        if (f.owned) {
+          match->frame = Block(f.data, f.size);
+        } else {
+          match->frame.Reserve(f.size);
+          match->frame.Append(f.data, f.size);
+        }
+        continue;
+      }
+      ReleaseHeldBlobs(match);
     }
     AppendPending(f);
   }
+}
+
+void Connection::ReleaseHeldBlobs(CallMatch* match) {
+  for (Block& b : match->blobs) {
+    if (!pending_.empty()) pending_.back().seal();
+    b.seal();
+    pending_.push_back(std::move(b));
+  }
+  match->blobs.clear();
 }
 
 void Connection::AppendPending(const DecodedFrame& f) {

@@ -59,7 +59,12 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
     uint32_t id = 0;
     bool found = false;
     Block frame;  // whole frame (prefix included), payload at kFrameHeaderBytes
+    // BLOB frames read since the last other frame: the reply's large byte arrays if the reply comes next,
+    // otherwise they belong to that other frame and go to pending_ before it.
+    std::vector<Block> blobs;
   };
+  // Moves BLOB frames held by a call into pending_, in order (they belong to a frame that is not the reply).
+  void ReleaseHeldBlobs(CallMatch* match);
 
   enum class ReadEnd { kAgain, kBudget, kReply, kEof, kError, kDecodeError };
 

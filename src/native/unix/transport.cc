@@ -63,6 +63,7 @@ void Init(Napi::Env env, Addon* addon) {
 }
 
 uint32_t MaxPathLength() { return static_cast<uint32_t>(sys::kMaxPathLength); }
+bool SyncReplyBlobs() { return true; }
 
 Napi::Value Listen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -52,6 +52,7 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   }
 }
 
+bool SyncReplyBlobs() { return false; }  // its call() returns the reply frame only
 uint32_t MaxPathLength() { return 256; }  // characters of a pipe name, "\\.\pipe\" included
 
 }  // namespace transport
