@@ -69,7 +69,8 @@ export interface NativeConnection {
   writeFrames(frames: Uint8Array): number;
   /**
    * The blocking call behind `sendSync`: flush queued writes, write the frame, then block this thread on the
-   * socket until a SYNC_REPLY frame with the same id arrives; return that frame's payload. Frames that arrive
+   * socket until a SYNC_REPLY frame with the same id arrives; return that frame's payload, or, when BLOB frames
+   * came right before it (the reply's large byte arrays; see `syncReplyBlobs`), `[payload, ...blobs]`. Frames that arrive
    * meanwhile are kept and delivered to `onFrames` asynchronously after the call returns, in order.
    * Waits in slices of `sliceMs`, calling `alive()` between slices so that worker termination and
    * process.exit are noticed. `timeoutMs` <= 0 means no timeout.
