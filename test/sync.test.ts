@@ -359,7 +359,8 @@ describe('sync', () => {
     expect(r.mixed).toEqual({ first: true, second: 'x', third: true, fourth: 1 << 20 });
     expect(r.side).toBe(true);
     expect(r.bad).toBe(0);
-    expect(r.rssGrowthMiB).toBeLessThan(64);
+    // Under AddressSanitizer freed memory sits in its quarantine, so RSS says nothing there.
+    if (!/asan/.test(process.env.LD_PRELOAD ?? '')) expect(r.rssGrowthMiB).toBeLessThan(64);
     await exitsCleanly(child);
   });
 
