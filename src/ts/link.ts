@@ -141,10 +141,10 @@ export class Link<E> {
   }
 
   /** Writes one frame; checks the size the peer accepts before anything is sent. */
-  write(kind: Kind, id: number, payload: Uint8Array | null): number {
+  write(kind: Kind, id: number, payload: Uint8Array | null): void {
     this.assertOpen();
     this.checkSize(payload);
-    return this.writeFrame(kind, id, payload);
+    this.writeFrame(kind, id, payload);
   }
 
   /**
@@ -155,19 +155,19 @@ export class Link<E> {
    * sends thus costs one crossing into the addon and one write per 64 KiB instead of one per message. While
    * the process is exiting, everything is written and flushed at once.
    */
-  private writeFrame(kind: Kind, id: number, payload: Uint8Array | null): number {
+  private writeFrame(kind: Kind, id: number, payload: Uint8Array | null): void {
     const len = payload ? payload.length : 0;
     if (this.turnWritten && len <= BATCH_FRAME_MAX && kind !== Kind.SYNC_REPLY && !exiting) {
-      return this.addToBatch(kind, id, payload, len);
+      this.addToBatch(kind, id, payload, len);
+      return;
     }
-    if (this.batchLen > 0) this.flushBatch();
+    this.flushBatch();
     const buffered = this.conn.write(kind, id, payload);
     if (!this.turnWritten) {
       this.turnWritten = true;
       process.nextTick(this.endTurn);
     }
     if (exiting && buffered > 0) this.flushAtExit();
-    return buffered;
   }
 
   /** Small frames of this turn after the first, whole (headers included), waiting for one native write. */
@@ -185,14 +185,14 @@ export class Link<E> {
   private readonly endTurn = (): void => {
     this.turnWritten = false;
     if (this.closed) return;
-    if (this.batchLen > 0) this.flushBatch();
+    this.flushBatch();
     if (this.batchedSinceDrain && this.bufferedAmount === 0) {
       this.batchedSinceDrain = false;
       this.owner.onDrain();
     }
   };
 
-  private addToBatch(kind: Kind, id: number, payload: Uint8Array | null, len: number): number {
+  private addToBatch(kind: Kind, id: number, payload: Uint8Array | null, len: number): void {
     const need = FRAME_HEADER_BYTES + len;
     if (this.batchLen + need > BATCH_BYTES) this.flushBatch();
     const buf = (this.batch ??= Buffer.allocUnsafeSlow(BATCH_BYTES));
@@ -207,15 +207,15 @@ export class Link<E> {
     }
     this.batchLen = off + len;
     this.batchedSinceDrain = true;
-    return this.nativeBuffered + this.batchLen;
   }
 
-  /** Hands the batch to the addon (which copies what the kernel does not take at once). */
+  /** Hands the batch, if any, to the addon (which copies what the kernel does not take at once). */
   private flushBatch(): void {
     const n = this.batchLen;
+    if (n === 0) return;
     this.batchLen = 0;
     try {
-      this.nativeBuffered = this.conn.writeFrames(this.batch!.subarray(0, n));
+      this.conn.writeFrames(this.batch!.subarray(0, n));
     } catch (err) {
       // Closed meanwhile (natively, before onClose ran): what was batched is lost with the connection.
       // Anything else is a bug and must not silently eat messages.
@@ -223,15 +223,12 @@ export class Link<E> {
     }
   }
 
-  /** The addon's buffered bytes as of the last write (batched frames are counted on top). */
-  private nativeBuffered = 0;
-
   /** Writes a message's BLOB frames, then the message itself. */
-  writeEncoded(kind: Kind, id: number, encoded: Encoded): number {
+  writeEncoded(kind: Kind, id: number, encoded: Encoded): void {
     this.assertOpen();
     this.checkSize(encoded.payload, encoded.blobs);
     for (const blob of encoded.blobs) this.writeFrame(Kind.BLOB, 0, blob);
-    return this.writeFrame(kind, id, encoded.payload);
+    this.writeFrame(kind, id, encoded.payload);
   }
 
   /**
@@ -239,7 +236,7 @@ export class Link<E> {
    * follows every message sent before it.
    */
   call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void): Buffer | Buffer[] {
-    if (this.batchLen > 0) this.flushBatch();
+    this.flushBatch();
     return this.conn.call(id, payload, timeoutMs, alive);
   }
 
@@ -297,7 +294,7 @@ export class Link<E> {
   end(): void {
     if (this.closed || this.ending) return;
     this.ending = true;
-    if (this.batchLen > 0) this.flushBatch();
+    this.flushBatch();
     this.conn.end();
   }
 
@@ -309,7 +306,7 @@ export class Link<E> {
 
   flushAtExit(): void {
     if (this.closed) return;
-    if (this.batchLen > 0) this.flushBatch();
+    this.flushBatch();
     try {
       if (this.conn.bufferedAmount > 0) this.conn.flush(EXIT_FLUSH_MS);
     } catch {

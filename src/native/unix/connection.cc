@@ -234,11 +234,7 @@ Napi::Value Connection::Write(const Napi::CallbackInfo& info) {
   size_t len;
   GetBytes(env, info[2], &data, &len);
   if (kind > 255) throw Napi::RangeError::New(env, "kind must be a byte");
-  if (closed_ || ending_) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
-  // The peer is gone but onClose has not run yet (JS cannot know): drop the frame quietly, as a write the
-  // kernel refused with EPIPE would be. Throwing here would surface inside a handler of the very frames
-  // that arrived just before the EOF.
-  if (peer_gone_ || write_failed_) return Napi::Number::New(env, 0);
+  if (!AcceptsWrite(env)) return Napi::Number::New(env, 0);
   Enqueue(static_cast<uint8_t>(kind), id, data, len, info[2]);
   return Napi::Number::New(env, static_cast<double>(buffered_));
 }
@@ -248,10 +244,17 @@ Napi::Value Connection::WriteFrames(const Napi::CallbackInfo& info) {
   const uint8_t* data;
   size_t len;
   GetBytes(env, info[0], &data, &len);
-  if (closed_ || ending_) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
-  if (peer_gone_ || write_failed_) return Napi::Number::New(env, 0);  // as in Write
+  if (!AcceptsWrite(env)) return Napi::Number::New(env, 0);
   if (len > 0) EnqueueFrames(data, len);
   return Napi::Number::New(env, static_cast<double>(buffered_));
+}
+
+bool Connection::AcceptsWrite(Napi::Env env) {
+  if (closed_ || ending_) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
+  // The peer is gone but onClose has not run yet (JS cannot know): drop the frame quietly, as a write the
+  // kernel refused with EPIPE would be. Throwing here would surface inside a handler of the very frames
+  // that arrived just before the EOF.
+  return !(peer_gone_ || write_failed_);
 }
 
 Napi::Value Connection::Call(const Napi::CallbackInfo& info) {

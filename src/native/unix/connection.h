@@ -72,6 +72,9 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value WriteFrames(const Napi::CallbackInfo& info);
+  // For write()/writeFrames(): throws ERR_IPC_DISCONNECTED once closed or ending; false (drop quietly) once
+  // the peer is gone but onClose has not run yet.
+  bool AcceptsWrite(Napi::Env env);
   Napi::Value Call(const Napi::CallbackInfo& info);
   Napi::Value Flush(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);

@@ -483,16 +483,34 @@ uint64_t PipeConnection::Enqueue(uint8_t kind, uint32_t id, const uint8_t* data,
   frame[4] = kind;
   WriteU32LE(frame.data() + 5, id);
   if (len > 0) memcpy(frame.data() + kFrameHeaderBytes, data, len);
+  return PushOut(std::move(frame));
+}
+
+uint64_t PipeConnection::PushOut(std::vector<uint8_t>&& bytes) {
   uint64_t b;
   {
     std::lock_guard<std::mutex> lk(mu_);
-    buffered_ += frame.size();
+    buffered_ += bytes.size();
     drain_armed_ = true;
-    out_.push_back(std::move(frame));
+    if (!bytes.empty()) out_.push_back(std::move(bytes));
     b = buffered_;
   }
   SetEvent(wake_);
   return b;
+}
+
+bool PipeConnection::AcceptsWrite(Napi::Env env) {
+  bool ending, gone;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    ending = ending_;
+    gone = finished_;
+  }
+  if (close_called_ || ending) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
+  // The peer is gone but onClose has not run yet (JS cannot know): drop the frame quietly, as the Unix
+  // transport does with a write the kernel refused. Throwing would surface inside a handler of the very frames
+  // that arrived just before the end.
+  return !gone;
 }
 
 static void PayloadOf(Napi::Env env, const Napi::Value& v, const uint8_t** data, size_t* len) {
@@ -512,17 +530,7 @@ Napi::Value PipeConnection::Write(const Napi::CallbackInfo& info) {
   PayloadOf(env, info[2], &data, &len);
   if (info[0].As<Napi::Number>().Uint32Value() > 255) throw Napi::RangeError::New(env, "kind must be a byte");
   if (len > kMaxBodyLength - kBodyHeaderBytes) throw Napi::RangeError::New(env, "payload too large for one frame");
-  bool ending, gone;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    ending = ending_;
-    gone = finished_;
-  }
-  if (close_called_ || ending) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
-  // The peer is gone but onClose has not run yet (JS cannot know): drop the frame quietly, as the Unix
-  // transport does with a write the kernel refused. Throwing would surface inside a handler of the very frames
-  // that arrived just before the end.
-  if (gone) return Napi::Number::New(env, 0);
+  if (!AcceptsWrite(env)) return Napi::Number::New(env, 0);
   uint64_t b = Enqueue(static_cast<uint8_t>(info[0].As<Napi::Number>().Uint32Value()),
                        info[1].As<Napi::Number>().Uint32Value(), data, len);
   UpdateRef();
@@ -535,24 +543,8 @@ Napi::Value PipeConnection::WriteFrames(const Napi::CallbackInfo& info) {
   const uint8_t* data;
   size_t len;
   PayloadOf(env, info[0], &data, &len);
-  bool ending, gone;
-  {
-    std::lock_guard<std::mutex> lk(mu_);
-    ending = ending_;
-    gone = finished_;
-  }
-  if (close_called_ || ending) ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
-  if (gone) return Napi::Number::New(env, 0);  // as in Write
-  uint64_t b;
-  {
-    std::vector<uint8_t> frames(data, data + len);
-    std::lock_guard<std::mutex> lk(mu_);
-    buffered_ += frames.size();
-    drain_armed_ = true;
-    if (!frames.empty()) out_.push_back(std::move(frames));
-    b = buffered_;
-  }
-  SetEvent(wake_);
+  if (!AcceptsWrite(env)) return Napi::Number::New(env, 0);
+  uint64_t b = PushOut(std::vector<uint8_t>(data, data + len));
   UpdateRef();
   return Napi::Number::New(env, static_cast<double>(b));
 }

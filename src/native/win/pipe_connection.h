@@ -78,6 +78,11 @@ class PipeConnection : public Napi::ObjectWrap<PipeConnection>, public Resource 
   static void CallJs(napi_env env, napi_value, void* context, void*);
   static void TsfnFinalize(napi_env env, void* data, void* hint);
   uint64_t Enqueue(uint8_t kind, uint32_t id, const uint8_t* data, size_t len);
+  // Appends bytes (whole frames) to the I/O thread's queue and wakes it; returns the bytes buffered.
+  uint64_t PushOut(std::vector<uint8_t>&& bytes);
+  // For write()/writeFrames(): throws ERR_IPC_DISCONNECTED once closed or ending; false (drop quietly) once
+  // the pipe has ended but onClose has not run yet.
+  bool AcceptsWrite(Napi::Env env);
   Napi::Value ToBuffer(Napi::Env env, Block&& block, size_t offset);
 
   std::shared_ptr<LoopTracker> tracker_;
