@@ -66,14 +66,34 @@ addExtension({
   pack: () => Buffer.alloc(0),
   unpack: () => -0,
 });
+/**
+ * The most arguments one message may carry. Listeners and handlers receive them spread into a call
+ * (`listener(event, ...args)`), and V8 puts every spread argument on the stack: ~150,000 of them overflow it,
+ * a few billion exhaust the heap. A peer declaring more is a bad frame; a sender passing more gets a clear
+ * error before anything is written.
+ */
+export const MAX_ARGS = 8192;
+
+/**
+ * The longest sparse array a message may declare. A sparse array's length costs the sender nothing on the
+ * wire (holes are not sent), but the receiver's code sees an array of that length: anything that walks it
+ * (`map`, `join`, `JSON.stringify`, a spread) runs for that many steps. 16 Mi elements bounds such a walk
+ * to well under a second and a spread array to 128 MiB.
+ */
+export const MAX_SPARSE_LENGTH = 1 << 24;
+
 addExtension({
   Class: SparseArray,
   type: 0x21,
   write: (s: SparseArray) => [s.length, s.entries],
   read: (data: [number, unknown[]]) => {
+    if (!Array.isArray(data)) throw new TypeError('Malformed sparse array');
     const [length, entries] = data;
-    if (!Number.isInteger(length) || length < 0 || length > 0xffffffff || !Array.isArray(entries)) {
+    if (!Number.isInteger(length) || length < 0 || !Array.isArray(entries)) {
       throw new TypeError('Malformed sparse array');
+    }
+    if (length > MAX_SPARSE_LENGTH) {
+      throw new RangeError(`Sparse array of length ${length} exceeds the limit of ${MAX_SPARSE_LENGTH}`);
     }
     const out: unknown[] = new Array(length);
     for (let i = 0; i + 1 < entries.length; i += 2) {
@@ -162,6 +182,17 @@ function describe(value: unknown): string | undefined {
   }
 }
 
+function isDense(array: unknown[]): boolean {
+  for (let i = 0; i < array.length; i++) if (!(i in array)) return false;
+  return true;
+}
+
+function sparseTooLong(path: string, length: number): Error {
+  return makeError('ERR_IPC_MESSAGE_TOO_LARGE',
+    `${path} is a sparse array of length ${length}; the most a message may carry is ${MAX_SPARSE_LENGTH}`,
+    { path, limit: MAX_SPARSE_LENGTH });
+}
+
 function propPath(base: string, key: string): string {
   return /^[A-Za-z_$][\w$]*$/.test(key) ? `${base}.${key}` : `${base}[${JSON.stringify(key)}]`;
 }
@@ -232,6 +263,7 @@ function inspect(root: unknown, rootPath: string, withBlobs = false): Inspection
     if (bad) throw unclonable(path, bad);
     if (Array.isArray(value)) {
       const n = value.length;
+      if (n > MAX_SPARSE_LENGTH && !isDense(value)) throw sparseTooLong(path, n);
       for (let i = n - 1; i >= 0; i--) {
         if (!(i in value)) {
           state.needsRewrite = true;
@@ -337,6 +369,7 @@ export function packBothForTest(value: unknown): [Buffer, Buffer] {
  * byte arrays are left out of the payload and returned in `blobs`, to be written as BLOB frames before it.
  */
 export function encodeMessage(channel: string, args: unknown[], withBlobs = true): Encoded {
+  if (args.length > MAX_ARGS) throw tooManyArgs(args.length);
   return encodeValue([channel, args], 'args', withBlobs, 1);
 }
 
@@ -385,13 +418,23 @@ export interface DecodedMessage {
   args: unknown[];
 }
 
+function tooManyArgs(count: number): Error {
+  return makeError('ERR_IPC_TOO_MANY_ARGS', `A message may carry at most ${MAX_ARGS} arguments; got ${count}`,
+    { limit: MAX_ARGS });
+}
+
 /** Decodes and validates `[channel, args]` before any handler sees it. */
 export function decodeMessage(payload: Uint8Array, blobs: Buffer[] | null = null, start = 0, end = payload.length): DecodedMessage {
   const value = decode(payload, blobs, start, end);
   if (!Array.isArray(value) || value.length !== 2 || typeof value[0] !== 'string' || !Array.isArray(value[1])) {
     throw makeError('ERR_IPC_BAD_FRAME', 'Malformed message: expected [channel, args]');
   }
-  return { channel: value[0], args: value[1] };
+  const args = value[1] as unknown[];
+  // The arguments are spread into listener calls: a peer must not choose how many.
+  if (args.length > MAX_ARGS) {
+    throw makeError('ERR_IPC_BAD_FRAME', `Malformed message: ${args.length} arguments (at most ${MAX_ARGS})`);
+  }
+  return { channel: value[0], args };
 }
 
 /** The wire form of an error thrown by a remote handler or listener. */

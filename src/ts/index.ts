@@ -11,5 +11,6 @@ export { IpcError } from './errors';
 export type { IpcErrorCode } from './errors';
 export type { NativeCredentials as PeerCredentials } from './native';
 export { DEFAULT_MAX_MESSAGE_SIZE } from './link';
+export { MAX_ARGS, MAX_SPARSE_LENGTH } from './codec';
 export { PROTOCOL_VERSION } from './native';
 export { ADDRESS_ENV } from './address';
