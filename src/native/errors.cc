@@ -23,6 +23,13 @@ ErrorInfo ErrorInfo::Ipc(const char* code, std::string message) {
   return e;
 }
 
+ErrorInfo EndOfStream(size_t held) {
+  if (held == 0) return ErrorInfo();
+  return ErrorInfo::Ipc(codes::kTruncated, "The connection closed in the middle of a frame (" +
+                                               std::to_string(held) + " bytes of it received)")
+      .With("received", static_cast<double>(held));
+}
+
 namespace {
 
 // Node words system errors two ways: uvException (listen, bind: "<syscall> <CODE>: <description> <path>")

@@ -41,9 +41,14 @@ constexpr const char* kTimeout = "ERR_IPC_TIMEOUT";
 constexpr const char* kInterrupted = "ERR_IPC_INTERRUPTED";
 constexpr const char* kFrameTooLarge = "ERR_IPC_FRAME_TOO_LARGE";
 constexpr const char* kBadFrame = "ERR_IPC_BAD_FRAME";
+constexpr const char* kTruncated = "ERR_IPC_TRUNCATED";
 constexpr const char* kPathTooLong = "ERR_IPC_PATH_TOO_LONG";
 constexpr const char* kBusy = "ERR_IPC_BUSY";
 }  // namespace codes
+
+// The close reason when the peer's end of the stream arrives: a clean close (none) unless `held` bytes of an
+// unfinished frame were received, which the peer cut off (it crashed, or wrote part of a frame and closed).
+ErrorInfo EndOfStream(size_t held);
 
 // Builds the JS Error. System errors are Node-shaped: code ('ECONNREFUSED'), errno (negative libuv code),
 // syscall, address, and Node's message ("connect ENOENT /path", "listen EADDRINUSE: address already in

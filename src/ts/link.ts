@@ -331,7 +331,12 @@ export class Link<E> {
   private onNativeClose(err: Error | null): void {
     // A failure we decided (a protocol error, a refusal) is the reason, even if the peer, closing on it,
     // made the socket report ECONNRESET (it closed with our last frames unread).
-    const reason = this.failure ?? err;
+    let reason = this.failure ?? err;
+    if (!reason && this.inboundBlobs) {
+      // The peer closed between a message's BLOB frames and the message itself: that message was cut off.
+      reason = makeError('ERR_IPC_TRUNCATED',
+        `The connection closed in the middle of a message (${this.inboundBlobs.length} of its byte arrays received)`);
+    }
     this.markDisconnected(reason);
     this.owner.onClose(reason);
   }
@@ -461,12 +466,45 @@ export class Link<E> {
       encoded = encodeValue(body, body[0] === 0 ? 'returnValue' : 'error', withBlobs);
       this.checkSize(encoded.payload, encoded.blobs);
     } catch (err) {
-      encoded = encodeValue([1, toWireError(err)], 'error');
+      // The value could not be cloned or does not fit: the caller gets that error instead. An error reply
+      // that does not fit either (a long stack or message for a peer with a small maxMessageSize) is
+      // shortened until it does, so a caller never waits for a reply that was dropped.
+      encoded = this.fittingError(body[0] === 1 ? body[1] : toWireError(err));
     }
     try {
       this.writeEncoded(kind, id, encoded);
     } catch {
       // the connection went away meanwhile; its close is reported separately
+    }
+  }
+
+  /**
+   * An error reply the peer accepts: the error as is when it fits; else without its stack and own properties
+   * (its code kept), its text cut to what fits and marked as shortened. Below ~100 bytes of maxMessageSize not
+   * even that fits: it is sent anyway, the peer closes the connection on it (ERR_IPC_FRAME_TOO_LARGE) and the
+   * caller learns of it as a disconnect, still not as a silent hang.
+   */
+  private fittingError(wire: WireError): Encoded {
+    const encode = (w: WireError): Encoded => encodeValue([1, w], 'error');
+    const fits = (e: Encoded): boolean => e.payload.length + BODY_HEADER <= this.peerMaxFrame;
+    try {
+      const whole = encode(wire);
+      if (fits(whole)) return whole;
+    } catch {
+      // not encodable as it is: fall through to the plain form
+    }
+    const rawCode = wire.code ?? wire.props?.code;
+    const code = typeof rawCode === 'string' || typeof rawCode === 'number' ? rawCode : 'ERR_IPC_MESSAGE_TOO_LARGE';
+    const name = typeof wire.name === 'string' ? wire.name.slice(0, 64) : 'Error';
+    const text = typeof wire.text === 'string' ? wire.text : 'Error';
+    const message = typeof wire.message === 'string' ? wire.message : text;
+    const mark = ' [shortened to fit maxMessageSize]';
+    let keep = Math.max(text.length, message.length);
+    for (;;) {
+      const cut = (s: string): string => (s.length > keep ? s.slice(0, keep) + mark : s);
+      const short = encode({ text: cut(text), name, message: cut(message), code, props: { code, shortened: true } });
+      if (fits(short) || keep === 0) return short;
+      keep = keep > 16 ? Math.floor(keep / 2) : 0;
     }
   }
 }

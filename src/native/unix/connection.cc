@@ -468,7 +468,7 @@ void Connection::OnReadable(int poll_status) {
   ReadEnd end = ReadAvailable(kReadBudget, nullptr, &err, /*stop_on_short=*/poll_status >= 0);
   switch (end) {
     case ReadEnd::kEof:
-      PeerGone(ErrorInfo());
+      PeerGone(EndOfStream(decoder_.buffered()));
       break;
     case ReadEnd::kError:
       PeerGone(ErrorInfo::System(err, "read"));
@@ -872,7 +872,7 @@ Connection::WaitEnd Connection::WaitLoop(CallMatch* match, double deadline, cons
       case ReadEnd::kReply:
         return WaitEnd::kDone;
       case ReadEnd::kEof:
-        PeerGone(ErrorInfo());
+        PeerGone(EndOfStream(decoder_.buffered()));
         return WaitEnd::kGone;
       case ReadEnd::kError:
         PeerGone(ErrorInfo::System(err, "read"));

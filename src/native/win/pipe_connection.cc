@@ -168,7 +168,7 @@ void PipeConnection::IoThread() {
       if (!ReadFile(pipe_, t.data, static_cast<DWORD>(std::min<size_t>(t.size, 0x7fffffff)), nullptr, &rov) &&
           GetLastError() != ERROR_IO_PENDING) {
         DWORD err = GetLastError();
-        FinishLocked(err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED ? ErrorInfo()
+        FinishLocked(err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED ? EndOfStream(decoder_.buffered())
                                                                                   : Win32Error(err, "read", address_));
         break;
       }
@@ -193,7 +193,7 @@ void PipeConnection::IoThread() {
       if (got > 0 && !CommitReadLocked(got, -1, nullptr, nullptr)) break;
       if (!ok && err != ERROR_OPERATION_ABORTED && err != ERROR_MORE_DATA) {
         // The peer closed its end (EOF) or the pipe broke.
-        FinishLocked(err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED ? ErrorInfo()
+        FinishLocked(err == ERROR_BROKEN_PIPE || err == ERROR_PIPE_NOT_CONNECTED ? EndOfStream(decoder_.buffered())
                                                                                   : Win32Error(err, "read", address_));
         break;
       }

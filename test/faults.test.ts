@@ -1,0 +1,188 @@
+/**
+ * Faults that must be reported, never silent: a frame cut off by the connection closing (on either side, the
+ * handshake included), and error replies too large for the caller's maxMessageSize, which are shortened so
+ * that the caller gets them instead of waiting for ever.
+ */
+import * as net from 'node:net';
+import { describe, expect, test } from 'vitest';
+import { type Any, exitsCleanly, makeMain, once, runNode, sockPath, trackRaw, useHarness, waitUntil, within } from './helpers';
+import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
+
+useHarness();
+
+const GOOD_RENDERER = `
+  const r = ipcwire.ipcRenderer;
+  r.handle('ping', (e, x) => 'pong ' + x);
+  r.once('bye', () => { r.removeHandler('ping'); r.close(); });
+  r.send('up');
+`;
+
+async function captureHello(main: Any): Promise<Buffer> {
+  main.handle('capture', () => 'captured');
+  const px = proxy(main.address);
+  const child = runNode(`out('r', await ipcwire.ipcRenderer.invoke('capture'));`, { address: px.address });
+  expect(await child.msg('r')).toBe('captured');
+  await child.waitExit();
+  px.close();
+  main.removeHandler('capture');
+  return parseFrames(px.up).frames[0];
+}
+
+describe('faults: truncation', () => {
+  test('faults: a frame cut off by the peer closing is ERR_IPC_TRUNCATED on ipcMain.peers, not disconnect(null)', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const errors: Any[] = [];
+    const disconnects: Any[] = [];
+    main.peers.on('error', (err: Any, peer: Any) => errors.push({ err, peer }));
+    main.peers.on('disconnect', (peer: Any, err: Any) => disconnects.push({ peer, err }));
+    let calls = 0;
+    main.on('m', () => calls++);
+    const hello = await captureHello(main);
+    const good = runNode(GOOD_RENDERER, { address: main.address });
+    const [event] = await once(main, 'up');
+    const goodPeer = event.sender;
+    disconnects.length = 0;
+
+    // Small and large frames (the decoder reads large ones into their own buffer), cut at several points.
+    const whole = frame(KIND.MESSAGE, 0, Buffer.concat([Buffer.from([0x92, 0xa1, 0x6d, 0x91, 0xc6]), Buffer.alloc(4), Buffer.alloc(200_000, 7)]));
+    whole.writeUInt32BE(200_000, 4 + 5 + 5); // bin32 length
+    for (const cut of [1, 4, 9, 12, 70_000, whole.length - 1]) {
+      const raw = rawClient(main.address);
+      await raw.connected;
+      raw.socket.end(Buffer.concat([hello, whole.subarray(0, cut)]));
+      await within(raw.closed, 10_000, `cut at ${cut}: connection closed`);
+      await waitUntil(() => errors.length >= 1 && disconnects.length >= 1, 10_000, `cut at ${cut}: error and disconnect`);
+      const { err, peer } = errors.shift();
+      expect(err.code, `cut at ${cut}`).toBe('ERR_IPC_TRUNCATED');
+      expect(err.received, `cut at ${cut}`).toBe(cut);
+      const d = disconnects.shift();
+      expect(d.peer).toBe(peer);
+      expect(d.err).toBe(err);
+    }
+    // The same frame whole is delivered, and a clean close after whole frames is still disconnect(null).
+    const raw = rawClient(main.address);
+    await raw.connected;
+    raw.socket.end(Buffer.concat([hello, whole]));
+    await waitUntil(() => calls === 1 && disconnects.length === 1, 10_000, 'whole frame delivered, then a clean close');
+    expect(disconnects[0].err).toBeNull();
+    expect(errors).toEqual([]);
+    expect(await goodPeer.invoke('ping', 1)).toBe('pong 1');
+    goodPeer.send('bye');
+    await exitsCleanly(good);
+  });
+
+  test('faults: a truncated hello is reported (ERR_IPC_TRUNCATED), not dropped without a trace', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const errors: Any[] = [];
+    main.peers.on('error', (err: Any, peer: Any) => errors.push({ err, peer }));
+    const hello = await captureHello(main);
+    for (const cut of [2, 9, hello.length - 1]) {
+      const raw = rawClient(main.address);
+      await raw.connected;
+      raw.socket.end(hello.subarray(0, cut));
+      await within(raw.closed, 10_000, `hello cut at ${cut}: closed`);
+      await waitUntil(() => errors.length === 1, 10_000, `hello cut at ${cut}: an error event`);
+      const { err, peer } = errors.shift();
+      expect(err.code).toBe('ERR_IPC_TRUNCATED');
+      expect(err.received).toBe(cut);
+      expect(peer === null || peer.isDestroyed()).toBe(true);
+      expect(main.peers.size).toBe(0);
+    }
+  });
+
+  test('faults: a renderer whose main dies in the middle of a frame gets ERR_IPC_TRUNCATED on its link', { timeout: 30_000 }, async () => {
+    // A fake main: answers nothing, sends the first half of a frame and closes.
+    const address = sockPath();
+    const server = trackRaw(net.createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.end(frame(KIND.MESSAGE, 0, Buffer.alloc(100, 0x90)).subarray(0, 50)));
+    }));
+    await new Promise<void>((r) => server.listen(address, r));
+    const child = runNode(`
+      const r = new ipcwire.IpcRenderer({ address: ${JSON.stringify(address)} });
+      const errs = [];
+      r.link.on('error', (e) => errs.push(e.code));
+      r.link.on('disconnect', (e) => out('gone', { errs, code: e && e.code, received: e && e.received }));
+      r.on('never', () => {});
+      r.connect();
+      const p = r.invoke('x').catch((e) => e.code);
+      out('invoke', await p);
+      r.removeAllListeners('never');
+    `);
+    expect(await child.msg('gone')).toEqual({ errs: ['ERR_IPC_TRUNCATED'], code: 'ERR_IPC_TRUNCATED', received: 50 });
+    expect(await child.msg('invoke')).toBe('ERR_IPC_DISCONNECTED');
+    await exitsCleanly(child);
+    server.close();
+  });
+});
+
+describe('faults: error replies that do not fit', () => {
+  test('faults: a renderer with maxMessageSize 1 KiB gets main\'s too-large error replies shortened, with their code', { timeout: 60_000 }, async () => {
+    // Main runs in its own process: its throwing listener is reported there as an uncaught exception.
+    const address = sockPath();
+    const mainChild = runNode(`
+      const main = new ipcwire.IpcMain();
+      const big = 'x'.repeat(20_000);
+      main.on('sync-throws', () => {
+        const err = new Error('listener failed: ' + big);
+        err.code = 'E_MINE';
+        err.detail = big;
+        throw err;
+      });
+      process.on('uncaughtException', (e) => out('uncaught', e.code));
+      main.on('sync-big-value', (e) => (e.returnValue = big));
+      main.handle('invoke-throws', () => { throw new RangeError('handler failed: ' + big); });
+      main.handle('invoke-big-value', () => big);
+      main.peers.on('disconnect', () => { main.close(); });
+      main.listen(${JSON.stringify(address)});
+      out('listening', true);
+    `);
+    await mainChild.msg('listening');
+    const child = runNode(`
+      const r = new ipcwire.IpcRenderer({ maxMessageSize: 1024 });
+      const info = (e) => ({ code: e.code, name: e.name, shortened: e.shortened, len: e.message.length, head: e.message.slice(0, 80) });
+      try { r.sendSync('sync-throws'); out('a', 'returned'); } catch (e) { out('a', info(e)); }
+      try { r.sendSync('sync-big-value'); out('b', 'returned'); } catch (e) { out('b', info(e)); }
+      out('c', await r.invoke('invoke-throws').then(() => 'resolved', info));
+      out('d', await r.invoke('invoke-big-value').then(() => 'resolved', info));
+      try { r.sendSync('no-listener-' + 'y'.repeat(900)); out('e', 'returned'); } catch (e) { out('e', info(e)); }
+      r.close();
+    `, { address });
+    const a = await child.msg('a');
+    expect(a).toMatchObject({ code: 'E_MINE', shortened: true });
+    expect(a.head).toMatch(/^A listener of sendSync\('sync-throws'\) threw: Error: listener failed: x/);
+    expect(a.len).toBeLessThan(1024);
+    const b = await child.msg('b');
+    expect(b.code).toBe('ERR_IPC_MESSAGE_TOO_LARGE');
+    expect(b.len).toBeLessThan(1024);
+    const c = await child.msg('c');
+    expect(c).toMatchObject({ code: 'ERR_IPC_MESSAGE_TOO_LARGE', name: 'RangeError', shortened: true });
+    expect(c.head).toMatch(/^Error invoking remote method 'invoke-throws': RangeError: handler failed: x/);
+    expect((await child.msg('d')).code).toBe('ERR_IPC_MESSAGE_TOO_LARGE');
+    // A long channel name in the "no listener" error: shortened too, never dropped.
+    expect(await child.msg('e')).toMatchObject({ code: 'ERR_IPC_NO_LISTENER', shortened: true });
+    await exitsCleanly(child);
+    expect(await mainChild.msg('uncaught')).toBe('E_MINE');
+    await exitsCleanly(mainChild);
+  });
+
+  test('faults: main with maxMessageSize 1 KiB gets a renderer\'s too-large error reply to peer.invoke shortened', { timeout: 30_000 }, async () => {
+    const main = makeMain({ maxMessageSize: 1024 });
+    const child = runNode(`
+      const r = ipcwire.ipcRenderer;
+      r.handle('fail', () => { const e = new TypeError('renderer failed: ' + 'z'.repeat(50_000)); e.code = 'E_RENDERER'; throw e; });
+      r.once('bye', () => { r.removeHandler('fail'); r.close(); });
+      r.send('up');
+    `, { address: main.address });
+    const [event] = await once(main, 'up');
+    const err: Any = await within(event.sender.invoke('fail').then(() => null, (x: Any) => x), 10_000, 'the rejection');
+    expect(err).toBeInstanceOf(Error);
+    expect(err.code).toBe('E_RENDERER');
+    expect(err.name).toBe('TypeError');
+    expect(err.shortened).toBe(true);
+    expect(err.message).toMatch(/^Error invoking remote method 'fail': TypeError: renderer failed: z+.*\[shortened to fit maxMessageSize\]/);
+    expect(err.message.length).toBeLessThan(1024);
+    event.sender.send('bye');
+    await exitsCleanly(child);
+  });
+});
