@@ -38,6 +38,63 @@ export class IpcError extends Error {
 }
 Object.defineProperty(IpcError.prototype, 'name', { value: 'Error', writable: true, configurable: true });
 
+/**
+ * The error a call abandoned through its `AbortSignal` rejects with: the same shape as Node's own AbortError
+ * (`name` 'AbortError', `code` 'ABORT_ERR', `cause` the signal's reason), so code that already tells Node's
+ * aborted operations apart (`err.name === 'AbortError'`) handles ipcwire's the same way.
+ */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR';
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AbortError';
+  }
+}
+
+/** The AbortError for a call abandoned because `signal` aborted. */
+export function abortError(signal: AbortSignal, what: string): AbortError {
+  return new AbortError(`${what} was aborted`, { cause: signal.reason });
+}
+
+/** Per-call options of `invokeWith` / `sendSyncWith`. */
+export interface CallOptions {
+  /** Abandons the call when it aborts: the promise rejects with an AbortError and the handler's `event.signal` aborts. */
+  signal?: AbortSignal;
+  /** Milliseconds to wait for the reply before ERR_IPC_TIMEOUT; 0 waits for ever (overrides the instance default). */
+  timeout?: number;
+}
+
+/** Validates per-call options; the TypeError / RangeError carry Node's validation codes. */
+export function checkCallOptions(options: unknown, allowSignal: boolean): CallOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw Object.assign(new TypeError(`The "options" argument must be an object. Received ${options === null ? 'null' : typeof options}`),
+      { code: 'ERR_INVALID_ARG_TYPE' });
+  }
+  const { signal, timeout } = options as CallOptions;
+  if (signal !== undefined) {
+    if (!allowSignal) {
+      throw Object.assign(new TypeError('sendSync cannot be aborted by a signal (it blocks this thread); use "timeout"'),
+        { code: 'ERR_INVALID_ARG_TYPE' });
+    }
+    if (!(signal instanceof AbortSignal)) {
+      throw Object.assign(new TypeError('The "options.signal" property must be an instance of AbortSignal'),
+        { code: 'ERR_INVALID_ARG_TYPE' });
+    }
+  }
+  if (timeout !== undefined) checkTimeout(timeout, 'options.timeout');
+  return options as CallOptions;
+}
+
+/** A timeout in ms: a non-negative integer (0 means none). */
+export function checkTimeout(value: unknown, name: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 0x7fffffff) {
+    throw Object.assign(
+      new RangeError(`The "${name}" option must be an integer from 0 to 2147483647 (ms; 0 = no timeout). Received ${String(value)}`),
+      { code: 'ERR_OUT_OF_RANGE' });
+  }
+  return value;
+}
+
 /** Factory handed to the addon and used everywhere in TS. */
 export function makeError(code: string, message: string, props?: Record<string, unknown>): Error {
   return new IpcError(code, message, props);

@@ -5,7 +5,7 @@
  */
 import { FRAME_HEADER_BYTES, Kind, type NativeConnection } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, type Encoded, type WireError } from './codec';
-import { codeOf, disconnectedError, makeError } from './errors';
+import { AbortError, abortError, codeOf, disconnectedError, makeError } from './errors';
 import type { InvokeHandler } from './handlers';
 
 /** Largest frame body accepted by default (bytes). */
@@ -37,13 +37,42 @@ export interface LinkOwner<E> {
   refusal?(): Error | null;
   /** Handlers answering the peer's `invoke`, and the event they receive. */
   readonly handlers: { get(channel: string): InvokeHandler<E> | undefined };
-  invokeEvent(): E;
+  /** The event for one incoming invoke; its `signal` comes from `call`. */
+  invokeEvent(call: IncomingCall): E;
 }
 
 interface PendingInvoke {
   channel: string;
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
+  /** Removes the abort listener and clears the timer of a call made with a signal or a timeout. */
+  disarm: (() => void) | null;
+}
+
+/**
+ * An invoke this side is answering. Its AbortSignal is made only when the handler reads `event.signal` (most
+ * never do, and an AbortController per call would cost every invoke); it aborts when the caller cancels (its
+ * own signal or timeout) or the connection goes.
+ */
+export class IncomingCall {
+  private controller: AbortController | null = null;
+  private reason: unknown = undefined;
+  aborted = false;
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
 }
 
 const liveLinks = new Set<Link<unknown>>();
@@ -72,6 +101,8 @@ export class Link<E> {
   private closeError: Error | null = null;
   private nextId = 1;
   private readonly pending = new Map<number, PendingInvoke>();
+  /** Incoming invokes whose handler has not settled yet, by call id: what a CANCEL frame aborts. */
+  private readonly answering = new Map<number, IncomingCall>();
   private refd = false;
   /** BLOB frames received for the next message, and their total size (bounded by maxFrameSize). */
   private inboundBlobs: Buffer[] | null = null;
@@ -258,9 +289,15 @@ export class Link<E> {
     this.writeEncoded(Kind.MESSAGE, 0, encodeMessage(channel, args));
   }
 
-  invoke(channel: string, args: unknown[]): Promise<unknown> {
+  /**
+   * Calls the peer's handler. With `signal` or `timeoutMs` (> 0) the call can be abandoned: the promise rejects
+   * at once (AbortError or ERR_IPC_TIMEOUT), the peer is told with a CANCEL frame (its handler's `event.signal`
+   * aborts) and the late reply, if any, is dropped.
+   */
+  invoke(channel: string, args: unknown[], signal?: AbortSignal, timeoutMs = 0): Promise<unknown> {
     let encoded: Encoded;
     try {
+      if (signal?.aborted) throw abortError(signal, `invoke('${channel}')`);
       this.assertOpen();
       encoded = encodeMessage(channel, args);
     } catch (err) {
@@ -268,7 +305,8 @@ export class Link<E> {
     }
     const id = this.allocId();
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { channel, resolve, reject });
+      const call: PendingInvoke = { channel, resolve, reject, disarm: null };
+      this.pending.set(id, call);
       try {
         this.writeEncoded(Kind.INVOKE, id, encoded);
       } catch (err) {
@@ -276,8 +314,45 @@ export class Link<E> {
         reject(err as Error);
         return;
       }
+      if (signal || timeoutMs > 0) this.arm(id, call, signal, timeoutMs);
       this.updateRef();
     });
+  }
+
+  private arm(id: number, call: PendingInvoke, signal: AbortSignal | undefined, timeoutMs: number): void {
+    const onAbort = () => this.abandon(id, abortError(signal!, `invoke('${call.channel}')`));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    // Unreferenced: while the call is pending its connection keeps the process alive, not the timer.
+    const timer = timeoutMs > 0
+      ? setTimeout(() => this.abandon(id, makeError('ERR_IPC_TIMEOUT',
+        `invoke('${call.channel}') got no reply within ${timeoutMs} ms`, { timeout: timeoutMs })), timeoutMs).unref()
+      : null;
+    call.disarm = () => {
+      if (timer) clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    };
+  }
+
+  /** Gives up on a pending invoke: rejects it now, tells the peer, and forgets the id (a late reply is dropped). */
+  private abandon(id: number, err: Error): void {
+    const call = this.pending.get(id);
+    if (!call) return;
+    this.pending.delete(id);
+    call.disarm?.();
+    if (!this.closed && !this.ending) {
+      try {
+        this.writeFrame(Kind.CANCEL, id, null);
+      } catch {
+        // closed meanwhile: the peer's handler learns it from the disconnect
+      }
+    }
+    call.reject(err);
+    this.updateRef();
+  }
+
+  /** @internal Test hook: calls awaiting a reply and incoming calls being answered. */
+  _counts(): { pending: number; answering: number } {
+    return { pending: this.pending.size, answering: this.answering.size };
   }
 
   /** Re-evaluates whether this connection keeps the process alive. */
@@ -324,7 +399,13 @@ export class Link<E> {
     liveLinks.delete(this as Link<unknown>);
     for (const [id, call] of this.pending) {
       this.pending.delete(id);
+      call.disarm?.();
       call.reject(this.deadError());
+    }
+    if (this.answering.size > 0) {
+      const gone = this.deadError();
+      for (const call of this.answering.values()) call.abort(gone);
+      this.answering.clear();
     }
   }
 
@@ -415,8 +496,9 @@ export class Link<E> {
       case Kind.INVOKE_REPLY: {
         const call = this.pending.get(id);
         const body = decode(src, blobs, start, end) as ReplyBody;
-        if (!call) return; // a reply to nothing we are waiting for
+        if (!call) return; // a reply to nothing we are waiting for (or to a call abandoned meanwhile)
         this.pending.delete(id);
+        call.disarm?.();
         this.updateRef();
         if (!Array.isArray(body)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed invoke reply');
         if (body[0] === 0) call.resolve(body[1]);
@@ -425,6 +507,13 @@ export class Link<E> {
           const text = typeof wire.text === 'string' ? wire.text : 'Error';
           call.reject(fromWireError(wire, `Error invoking remote method '${call.channel}': ${text}`));
         }
+        return;
+      }
+      case Kind.CANCEL: {
+        const call = this.answering.get(id);
+        if (!call) return; // already answered: the reply crossed the cancel
+        this.answering.delete(id);
+        call.abort(new AbortError('The caller abandoned this invoke (its signal aborted or it timed out)'));
         return;
       }
       default:
@@ -439,19 +528,28 @@ export class Link<E> {
       this.reply(Kind.INVOKE_REPLY, id, [1, { text: `Error: No handler registered for '${channel}'` }]);
       return;
     }
+    const call = new IncomingCall();
     let result: unknown;
     try {
-      result = handler(this.owner.invokeEvent(), ...args);
+      result = handler(this.owner.invokeEvent(call), ...args);
     } catch (err) {
       this.reply(Kind.INVOKE_REPLY, id, [1, toWireError(err)]);
       return;
     } finally {
       this.updateRef(); // a handleOnce handler has just removed itself
     }
+    // Only a call still running can be cancelled; the reply of one cancelled meanwhile is not sent.
+    this.answering.set(id, call);
     Promise.resolve(result).then(
-      (value) => this.reply(Kind.INVOKE_REPLY, id, [0, value]),
-      (err) => this.reply(Kind.INVOKE_REPLY, id, [1, toWireError(err)]),
+      (value) => this.finishInvoke(id, call, [0, value]),
+      (err) => this.finishInvoke(id, call, [1, toWireError(err)]),
     );
+  }
+
+  private finishInvoke(id: number, call: IncomingCall, body: ReplyBody): void {
+    if (this.answering.get(id) !== call) return; // cancelled, or the connection went
+    this.answering.delete(id);
+    this.reply(Kind.INVOKE_REPLY, id, body);
   }
 
   /**

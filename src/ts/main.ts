@@ -7,9 +7,9 @@ import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCredentials, type NativeServer } from './native';
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
-import { checkChannel, checkNoTransfer, codeOf, makeError, positiveInt } from './errors';
+import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, Link, MAX_FRAME_BODY, type LinkOwner } from './link';
+import { DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner } from './link';
 import { checkPathLength, isWindows, resolveAddress } from './address';
 
 /** Options of {@link IpcMain}. */
@@ -24,6 +24,11 @@ export interface IpcMainOptions {
   backlog?: number;
   /** Mode of the socket file. Default 0o600. */
   socketMode?: number;
+  /**
+   * Milliseconds a `peer.invoke` waits for the renderer's handler before rejecting with ERR_IPC_TIMEOUT (the
+   * handler's `event.signal` aborts). Default: no timeout, as Electron.
+   */
+  invokeTimeout?: number;
 }
 
 /** The event a `send`/`sendSync` listener receives (`IpcMainEvent`). */
@@ -116,6 +121,24 @@ class IpcMainSyncEvent extends IpcMainEvent {
 export interface IpcMainInvokeEvent {
   readonly sender: Peer;
   readonly processId: number;
+  /**
+   * Aborts when the renderer abandons the call (its signal aborted or its timeout passed) or disconnects: pass
+   * it on to the work the handler does (`fetch(url, { signal: event.signal })`) or check `signal.aborted`.
+   */
+  readonly signal: AbortSignal;
+}
+
+class MainInvokeEvent implements IpcMainInvokeEvent {
+  readonly processId: number;
+  constructor(
+    readonly sender: Peer,
+    private readonly call: IncomingCall,
+  ) {
+    this.processId = sender.pid;
+  }
+  get signal(): AbortSignal {
+    return this.call.signal;
+  }
 }
 
 let nextPeerId = 1;
@@ -157,7 +180,7 @@ export class Peer extends EventEmitter {
       onDrain: () => this.emit('drain'),
       wantsRef: () => false, // the listening socket keeps main alive, not its connections
       handlers: { get: (channel) => this.ipc._handlers.get(channel) ?? main._handlers.get(channel) },
-      invokeEvent: () => ({ sender: this, processId: this.pid }),
+      invokeEvent: (call) => new MainInvokeEvent(this, call),
       refusal: () => this.refusal,
     };
     this.link = new Link(conn, owner, main._maxMessageSize);
@@ -192,7 +215,24 @@ export class Peer extends EventEmitter {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.link.invoke(channel, args);
+    return this.link.invoke(channel, args, undefined, this.main._invokeTimeout);
+  }
+
+  /**
+   * `invoke` with per-call options: `peer.invokeWith({ signal, timeout }, channel, ...args)`. When `signal`
+   * aborts or `timeout` ms pass first, the promise rejects at once (an AbortError whose `cause` is the signal's
+   * reason, or ERR_IPC_TIMEOUT), the renderer's handler sees `event.signal` abort, and its late result is
+   * dropped. `timeout` overrides the `invokeTimeout` option of `IpcMain`.
+   */
+  invokeWith(options: CallOptions, channel: string, ...args: unknown[]): Promise<unknown> {
+    let opts: CallOptions;
+    try {
+      opts = checkCallOptions(options, true);
+      checkChannel(channel);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.link.invoke(channel, args, opts.signal, opts.timeout ?? this.main._invokeTimeout);
   }
 
   isDestroyed(): boolean {
@@ -383,6 +423,7 @@ export class IpcMain extends IpcMainChannels {
   /** @internal */ readonly _maxMessageSize: number;
   /** @internal */ readonly _handshakeTimeout: number;
   /** @internal */ readonly _allowPeer: ((credentials: NativeCredentials) => boolean) | undefined;
+  /** @internal */ readonly _invokeTimeout: number;
   private readonly backlog: number;
   private readonly socketMode: number;
   private server: NativeServer | null = null;
@@ -400,6 +441,7 @@ export class IpcMain extends IpcMainChannels {
       throw new TypeError('The "allowPeer" option must be a function');
     }
     this._allowPeer = options.allowPeer;
+    this._invokeTimeout = options.invokeTimeout === undefined ? 0 : checkTimeout(options.invokeTimeout, 'invokeTimeout');
   }
 
   /** The address renderers connect to, once listening. */

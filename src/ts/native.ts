@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { makeError } from './errors';
 
 /** Bumped whenever frames or payloads change shape; checked in the handshake. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Frame kinds. Values are part of the wire protocol (see PROTOCOL_VERSION). */
 export const enum Kind {
@@ -25,6 +25,7 @@ export const enum Kind {
   INVOKE = 6, // either way: [channel, args], id = call id
   INVOKE_REPLY = 7, // either way: {v} | {e}, id = call id
   BLOB = 8, // either way: the raw bytes of one large Buffer of the next message, which refers to it by index
+  CANCEL = 9, // either way (since version 2): the caller no longer waits for INVOKE `id`; empty payload
 }
 
 /** Bytes of `u32 length | u8 kind | u32 id` before each payload. */

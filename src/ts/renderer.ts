@@ -5,9 +5,9 @@
 import { EventEmitter } from 'node:events';
 import { Kind, PROTOCOL_VERSION, native } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type WireError } from './codec';
-import { checkChannel, checkNoTransfer, codeOf, disconnectedError, makeError, positiveInt } from './errors';
+import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, Link, MAX_FRAME_BODY, type LinkOwner, type ReplyBody } from './link';
+import { DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner, type ReplyBody } from './link';
 import { ADDRESS_ENV, checkPathLength, resolveAddress } from './address';
 
 /** Options of {@link IpcRenderer}. */
@@ -16,6 +16,11 @@ export interface IpcRendererOptions {
   address?: string;
   /** Milliseconds a `sendSync` waits for main before throwing ERR_IPC_TIMEOUT. Default: no timeout. */
   syncTimeout?: number;
+  /**
+   * Milliseconds an `invoke` waits for main's handler before rejecting with ERR_IPC_TIMEOUT (the handler's
+   * `event.signal` aborts). Default: no timeout, as Electron.
+   */
+  invokeTimeout?: number;
   /** Milliseconds `connect` keeps retrying while main's listen queue is full. Default 5000. */
   connectTimeout?: number;
   /** Largest frame (bytes) accepted from main. Default 512 MiB. */
@@ -32,6 +37,18 @@ export interface IpcRendererEvent {
 /** The event a renderer's invoke handler receives (answering main's `peer.invoke`). */
 export interface IpcRendererInvokeEvent {
   readonly sender: IpcRenderer;
+  /** Aborts when main abandons the call (its signal aborted or its timeout passed) or the connection goes. */
+  readonly signal: AbortSignal;
+}
+
+class RendererInvokeEvent implements IpcRendererInvokeEvent {
+  constructor(
+    readonly sender: IpcRenderer,
+    private readonly call: IncomingCall,
+  ) {}
+  get signal(): AbortSignal {
+    return this.call.signal;
+  }
 }
 
 const noop = () => {};
@@ -47,6 +64,8 @@ export class IpcRenderer extends EventEmitter {
   readonly link = new EventEmitter();
   /** Milliseconds a `sendSync` waits before ERR_IPC_TIMEOUT; 0 or undefined waits for ever. */
   syncTimeout: number | undefined;
+  /** Milliseconds an `invoke` waits before ERR_IPC_TIMEOUT; 0 or undefined waits for ever. */
+  invokeTimeout: number | undefined;
   private readonly options: IpcRendererOptions;
   private readonly handlers = new HandlerRegistry<IpcRendererInvokeEvent>();
   private wire: Link<IpcRendererInvokeEvent> | null = null;
@@ -61,6 +80,8 @@ export class IpcRenderer extends EventEmitter {
     if (options.syncTimeout !== undefined) positiveInt(options.syncTimeout, 0, 'syncTimeout');
     this.options = options;
     this.syncTimeout = options.syncTimeout;
+    if (options.invokeTimeout !== undefined) checkTimeout(options.invokeTimeout, 'invokeTimeout');
+    this.invokeTimeout = options.invokeTimeout;
     // As Electron: main may send on the channel 'error' without crashing the renderer.
     EventEmitter.prototype.on.call(this, 'error', noop);
     this.ready = true;
@@ -103,7 +124,7 @@ export class IpcRenderer extends EventEmitter {
       onDrain: () => this.link.emit('drain'),
       wantsRef: () => this.wantsRef(),
       handlers: this.handlers,
-      invokeEvent: () => ({ sender: this }),
+      invokeEvent: (call) => new RendererInvokeEvent(this, call),
     };
     const maxFrame = this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     const wire = new Link(conn, owner, maxFrame);
@@ -138,6 +159,19 @@ export class IpcRenderer extends EventEmitter {
    * sends meanwhile are emitted after this returns, in order.
    */
   sendSync(channel: string, ...args: unknown[]): any {
+    return this.syncCall(this.syncTimeout, channel, args);
+  }
+
+  /**
+   * `sendSync` with per-call options: `{ timeout }` in ms (0 waits for ever) instead of `syncTimeout`.
+   * `sendSyncWith({ timeout: 500 }, 'config:get', key)`.
+   */
+  sendSyncWith(options: Pick<CallOptions, 'timeout'>, channel: string, ...args: unknown[]): any {
+    const { timeout } = checkCallOptions(options, false);
+    return this.syncCall(timeout ?? this.syncTimeout, channel, args);
+  }
+
+  private syncCall(timeoutMs: number | undefined, channel: string, args: unknown[]): any {
     checkChannel(channel);
     const wire = this.ensure();
     const { payload, blobs } = encodeMessage(channel, args);
@@ -145,7 +179,7 @@ export class IpcRenderer extends EventEmitter {
     // Large byte arrays go first as BLOB frames (queued in order); call() flushes them before the request.
     for (const blob of blobs) wire.write(Kind.BLOB, 0, blob);
     const id = wire.allocId();
-    const timeout = this.syncTimeout && this.syncTimeout > 0 ? this.syncTimeout : 0;
+    const timeout = timeoutMs && timeoutMs > 0 ? timeoutMs : 0;
     let raw: Buffer | Buffer[];
     try {
       raw = wire.call(id, payload, timeout, stillAlive);
@@ -184,7 +218,26 @@ export class IpcRenderer extends EventEmitter {
     } catch (err) {
       return Promise.reject(err);
     }
-    return wire.invoke(channel, args);
+    return wire.invoke(channel, args, undefined, this.invokeTimeout ?? 0);
+  }
+
+  /**
+   * `invoke` with per-call options, keeping `invoke(channel, ...args)` exactly Electron's:
+   * `invokeWith({ signal, timeout }, channel, ...args)`. When `signal` aborts or `timeout` ms pass first, the
+   * promise rejects at once (an AbortError whose `cause` is the signal's reason, or ERR_IPC_TIMEOUT), main's
+   * handler sees `event.signal` abort, and its late result is dropped. `timeout` overrides `invokeTimeout`.
+   */
+  invokeWith(options: CallOptions, channel: string, ...args: unknown[]): Promise<any> {
+    let wire: Link<IpcRendererInvokeEvent>;
+    let opts: CallOptions;
+    try {
+      opts = checkCallOptions(options, true);
+      checkChannel(channel);
+      wire = this.ensure();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return wire.invoke(channel, args, opts.signal, opts.timeout ?? this.invokeTimeout ?? 0);
   }
 
   /** Answers main's `peer.invoke(channel)`. */

@@ -1,0 +1,31 @@
+/**
+ * The runnable examples of invoke cancellation, typed channels and tracing run as a user runs them
+ * (`node examples/<name>/main.js`) and print what their comments promise.
+ */
+import * as path from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { ROOT, exitsCleanly, spawnNode, useHarness } from './helpers';
+
+useHarness();
+
+async function runExample(name: string): Promise<string[]> {
+  const child = spawnNode([path.join(ROOT, 'examples', name, 'main.js')]);
+  await exitsCleanly(child, 30_000);
+  return child.lines();
+}
+
+describe('examples-calls', () => {
+  test('examples-calls: examples/cancel aborts one call, times out another, and main stops the work of both', { timeout: 40_000 }, async () => {
+    const lines = await runExample('cancel');
+    const renderer = lines.filter((l) => l.startsWith('renderer:'));
+    expect(renderer).toEqual([
+      'renderer: results for fast',
+      'renderer: AbortError (ABORT_ERR), cause: the user typed something else',
+      "renderer: ERR_IPC_TIMEOUT: invoke('search') got no reply within 100 ms",
+    ]);
+    expect(lines.filter((l) => l.startsWith('main:'))).toEqual([
+      "main: search('slow') abandoned by the renderer (AbortError)",
+      "main: search('slow') abandoned by the renderer (AbortError)",
+    ]);
+  });
+});
