@@ -7,7 +7,7 @@
 // `npm run bench:smoke` (--smoke) — the same harness with tiny counts; exits 0 when every system produced
 // numbers. Writes to a temporary directory unless --out is given; never judges timings.
 //
-// Options: --smoke, --out DIR, --only id,id (see lib/plan.js), --sections latency,throughput,scale,
+// Options: --smoke, --out DIR, --only id,id (see lib/plan.js), --sections latency,throughput,scale,graph,
 // --repeats N, --no-readme. IPCWIRE_BENCH_MODULE=path measures another ipcwire build.
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -21,7 +21,7 @@ const report = require('./lib/report');
 const root = path.join(__dirname, '..');
 
 function parseArgs(argv) {
-  const o = { smoke: false, out: null, only: null, sections: ['latency', 'throughput', 'scale'], repeats: null, readme: true };
+  const o = { smoke: false, out: null, only: null, sections: ['latency', 'throughput', 'scale', 'graph'], repeats: null, readme: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--smoke') o.smoke = true;
@@ -263,6 +263,28 @@ async function runNodeJob(job) {
   });
 }
 
+let graphFailed = null;
+
+/**
+ * Big object graphs (bench/systems/graph.js): one process encodes and decodes `{ list }` of N small objects
+ * through ipcwire's codec and through msgpackr alone, alternating, and reports medians and ratios.
+ */
+async function runGraph() {
+  const rows = [];
+  const g = plan.graph;
+  const argv = [process.execPath, '--expose-gc', path.join(__dirname, 'systems', 'graph.js'), '--sizes', g.sizes.join(','), '--reps', String(g.reps)];
+  const r = await runProcess(argv, 'unpinned', plan.driverTimeoutMs, (obj) => {
+    if (typeof obj.objects !== 'number') return;
+    rows.push(obj);
+    log(`[${fmtElapsed()}] graph ${obj.objects} objects: encode ${obj.encode_ms.ipcwire} ms (×${obj.encode_x_structured} msgpackr structured, ×${obj.encode_x_plain} plain), ` +
+        `decode ${obj.decode_ms.ipcwire} ms (×${obj.decode_x_structured}, ×${obj.decode_x_plain})`);
+  });
+  if (rows.length !== g.sizes.length) {
+    graphFailed = r.timedOut ? 'timed out' : `graph.js exited (${r.code ?? r.sig}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+  }
+  return rows;
+}
+
 /** The addon a build given by IPCWIRE_BENCH_MODULE would load, for bench/native/call-rtt.js. */
 function addonEnv() {
   const mod = process.env.IPCWIRE_BENCH_MODULE;
@@ -347,9 +369,11 @@ async function main() {
     if (job.sys.kind === 'c' || job.sys.kind === 'addon') await runCJob(job);
     else await runNodeJob(job);
   }
+  const graph = opts.sections.includes('graph') && systems.some((s) => s.id === 'ipcwire') ? await runGraph() : [];
   const durationS = Math.round((Date.now() - started) / 1000);
   const meta = report.machine({ ipcwire: ipcwireVersion(), loadavg_start: loadStart, plan: plan.name, repeats, pins, taskset, durationS, notes, skipped: skippedList() });
   const results = report.aggregate(records, meta);
+  results.graph = graph;
   const text = report.table(results);
   process.stdout.write(text + '\n');
   const dir = outDir || fs.mkdtempSync(path.join(os.tmpdir(), 'ipcwire-bench-smoke-'));
@@ -357,7 +381,7 @@ async function main() {
   fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify({ ...results, records }, null, 1) + '\n');
   fs.writeFileSync(path.join(dir, 'latest.svg'), report.svg(results));
   log(`wrote ${path.join(dir, 'latest.json')} and latest.svg in ${durationS} s`);
-  const complete = !opts.only && opts.sections.length === 3;
+  const complete = !opts.only && opts.sections.length === 4;
   if (!opts.smoke && opts.readme && complete && !opts.out) {
     report.updateReadme(path.join(__dirname, 'README.md'), results);
     log('updated the figures in bench/README.md');
@@ -366,8 +390,9 @@ async function main() {
   const failed = records.filter((r) => r.error || !r.result);
   const scaleFailures = records.filter((r) => r.section === 'scale' && r.result && r.result.failures > 0);
   if (failed.length) log(`${failed.length} measurement(s) failed:\n` + failed.map((r) => `  ${r.section} ${r.pin} ${r.label} ${r.payload || r.renderers}: ${r.error}`).join('\n'));
+  if (graphFailed) log(`graph: ${graphFailed}`);
   if (scaleFailures.length) log(`scale: sendSync calls failed: ${scaleFailures.map((r) => `${r.renderers} renderers: ${r.result.failures} (${r.result.first_error})`).join('; ')}`);
-  process.exitCode = failed.length || scaleFailures.length ? 1 : 0;
+  process.exitCode = failed.length || scaleFailures.length || graphFailed ? 1 : 0;
 }
 
 function skippedList() {

@@ -192,6 +192,9 @@ describe('batching', () => {
       ['c', [new BigInt64Array([1n, -1n])]],
       ['', []],
       [0, 'reply value'],
+      // Objects, collections and dates take the plain encoder too when no object in them repeats.
+      ['c', [{ id: 1, name: 'x', tags: ['a', 'b'] }, { nested: { deep: [{}, []] } }, new Date(5), /ab+c/gi]],
+      ['c', [new Map<unknown, unknown>([['k', { a: 1 }], [2, [3]]]), new Set([1, 's', { z: 1 }]), new Error('boom'), new ArrayBuffer(4)]],
     ];
     for (const value of samples) {
       const [structured, plain] = codec.packBothForTest(value);

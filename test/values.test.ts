@@ -324,4 +324,52 @@ describe('values', () => {
     expect(Object.getOwnPropertyNames(got)).toEqual(['__proto__']);
     expect(Object.getOwnPropertyDescriptor(got, '__proto__')?.value).toEqual({ x: 1 });
   });
+
+  test('values: a graph of 200,000 small objects round-trips (shared references, -0 and holes kept) and an unclonable value deep in it is named exactly', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const seen: Record<string, unknown> = {};
+    main.handle('big', (_e: any, v: any) => {
+      const list = v.list as any[];
+      let bad = 0;
+      for (let i = 0; i < list.length; i++) {
+        const o = list[i];
+        if (o.id !== i || o.name !== `item-${i}` || o.tags.length !== 2 || o.tags[1] !== `t${i % 7}`) bad++;
+      }
+      seen.count = list.length;
+      seen.bad = bad;
+      seen.shared = list[10].tags === list[11].tags; // distinct arrays stay distinct
+      seen.sameRef = v.shared === v.again && v.list[5].owner === v; // identity and the cycle kept
+      seen.negZero = Object.is(v.negZero, -0);
+      seen.hole = v.holes.length === 3 && !(1 in v.holes);
+      return list.length;
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const make = (n) => { const list = new Array(n); for (let i = 0; i < n; i++) list[i] = { id: i, name: 'item-' + i, tags: ['a', 't' + (i % 7)] }; return list; };
+      const shared = { s: 1 };
+      const v = { list: make(200000), shared, again: shared, negZero: -0, holes: [1, , 3] };
+      v.list[5].owner = v;
+      const n = await r.invoke('big', v);
+      // A function at index 123,456 of a flat graph (the fast path) and of one with a shared object.
+      const flat = { list: make(200000) };
+      flat.list[123456].onDone = () => {};
+      let e1; try { r.send('x', flat); } catch (e) { e1 = errInfo(e); }
+      const withShared = { list: make(200000), a: shared, b: shared };
+      withShared.list[199999].tags[1] = Symbol('late');
+      let e2; try { r.sendSync('x', 'first', withShared); } catch (e) { e2 = errInfo(e); }
+      out('r', { n, e1, e2 });
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r');
+    await exitsCleanly(child);
+    expect(r.n).toBe(200000);
+    expect(seen).toEqual({ count: 200000, bad: 0, shared: false, sameRef: true, negZero: true, hole: true });
+    expect(r.e1.code).toBe('ERR_IPC_UNCLONABLE');
+    expect(r.e1.path).toBe('args[0].list[123456].onDone');
+    expect(r.e1.message).toBe('An object could not be cloned. args[0].list[123456].onDone is a function.');
+    expect(r.e2.code).toBe('ERR_IPC_UNCLONABLE');
+    expect(r.e2.path).toBe('args[1].list[199999].tags[1]');
+  });
 });

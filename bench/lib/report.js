@@ -232,6 +232,15 @@ function mdTable(head, rows) {
     ...rows.map((r) => `| ${r.map(esc).join(' | ')} |`)].join('\n');
 }
 
+const GRAPH_HEAD = ['objects', 'MB', 'encode ipcwire', 'msgpackr structured', 'msgpackr plain', '×structured', '×plain',
+  'decode ipcwire', 'msgpackr structured', 'msgpackr plain', '×structured', '×plain'];
+
+function graphRows(results) {
+  return results.graph.map((g) => [g.objects.toLocaleString('en-US'), (g.bytes / 1e6).toFixed(1),
+    g.encode_ms.ipcwire, g.encode_ms.msgpackr_structured, g.encode_ms.msgpackr_plain, g.encode_x_structured, g.encode_x_plain,
+    g.decode_ms.ipcwire, g.decode_ms.msgpackr_structured, g.decode_ms.msgpackr_plain, g.decode_x_structured, g.decode_x_plain]);
+}
+
 function sections(results, fmt) {
   const out = [];
   for (const pin of results.meta.pins) {
@@ -239,6 +248,7 @@ function sections(results, fmt) {
   }
   if (results.throughput.length) out.push(['One-way throughput (unpinned)', fmt(TP_HEAD, throughputRows(results))]);
   if (results.scale.length) out.push(['Scale: N renderers doing sendSync at once against one main (unpinned)', fmt(SCALE_HEAD, scaleRows(results))]);
+  if (results.graph && results.graph.length) out.push(['Big object graphs: one message of N {id, name, tags} objects, ms (median), ipcwire against msgpackr alone in the same process', fmt(GRAPH_HEAD, graphRows(results))]);
   out.push(['Targets (ratios from this run)', fmt(TARGET_HEAD, targetRows(results))]);
   return out;
 }

@@ -234,19 +234,80 @@ function isPlainFlat(root: unknown, withBlobs: boolean): 0 | 1 | 2 {
   return views > 1 ? 1 : 2;
 }
 
-/** Throws ERR_IPC_UNCLONABLE naming the first bad value; reports whether -0 or holes need rewriting. */
+/**
+ * Throws ERR_IPC_UNCLONABLE naming the first bad value; reports whether -0, holes, own `__proto__` keys or
+ * large byte arrays need rewriting, and whether any object is reached twice.
+ *
+ * The walk names nothing: a payload of a million small objects would otherwise build a million path strings
+ * (measured: most of the encode time, and most of that in the garbage collector). Only when it meets a value
+ * it must refuse does {@link locate} walk again, in the same order, building paths, to name where it sits.
+ */
 function inspect(root: unknown, rootPath: string, withBlobs = false): Inspection {
   const flat = isPlainFlat(root, withBlobs);
   if (flat !== 0) return flat === 2 ? CLEAN_FLAT : CLEAN;
-  const state: Inspection = { needsRewrite: false };
+  let needsRewrite = false;
+  let repeated = false;
+  const seen = new Set<object>();
+  const stack: unknown[] = [root];
+  while (stack.length) {
+    const value = stack.pop();
+    if (typeof value === 'number') {
+      if (value === 0 && 1 / value < 0) needsRewrite = true;
+      continue;
+    }
+    if (value === null || typeof value !== 'object') {
+      if (typeof value === 'function' || typeof value === 'symbol') locate(root, rootPath);
+      continue;
+    }
+    if (seen.has(value)) {
+      repeated = true;
+      continue;
+    }
+    seen.add(value);
+    if (ArrayBuffer.isView(value)) {
+      if (withBlobs && isBlobCandidate(value)) needsRewrite = true;
+      continue;
+    }
+    if (Array.isArray(value)) {
+      const n = value.length;
+      for (let i = n - 1; i >= 0; i--) {
+        if (!(i in value)) {
+          needsRewrite = true;
+          if (n > MAX_SPARSE_LENGTH) locate(root, rootPath);
+          continue;
+        }
+        stack.push(value[i]);
+      }
+      continue;
+    }
+    if (value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp) continue;
+    if (describe(value)) locate(root, rootPath);
+    if (value instanceof Map) {
+      for (const [k, v] of value) stack.push(k, v);
+    } else if (value instanceof Set) {
+      for (const v of value) stack.push(v);
+    } else {
+      const keys = Object.keys(value);
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i];
+        if (key === '__proto__' && !(value instanceof Error)) needsRewrite = true;
+        stack.push((value as Record<string, unknown>)[key]);
+      }
+    }
+  }
+  if (needsRewrite) return repeated ? { needsRewrite } : { needsRewrite, flat: true };
+  return repeated ? CLEAN : CLEAN_FLAT;
+}
+
+/**
+ * The slow walk behind {@link inspect}, run only once something must be refused: the same order, with a path
+ * for every value, so that the error names the first bad value as `args[0].list[123456].onDone`.
+ */
+function locate(root: unknown, rootPath: string): never {
   const seen = new Set<object>();
   const stack: Array<[unknown, string]> = [[root, rootPath]];
   while (stack.length) {
     const [value, path] = stack.pop()!;
-    if (typeof value === 'number') {
-      if (value === 0 && 1 / value < 0) state.needsRewrite = true;
-      continue;
-    }
     if (value === null || typeof value !== 'object') {
       const bad = describe(value);
       if (bad) throw unclonable(path, bad);
@@ -254,24 +315,17 @@ function inspect(root: unknown, rootPath: string, withBlobs = false): Inspection
     }
     if (seen.has(value)) continue;
     seen.add(value);
-    if (ArrayBuffer.isView(value)) {
-      if (withBlobs && isBlobCandidate(value)) state.needsRewrite = true;
+    if (ArrayBuffer.isView(value)) continue;
+    if (Array.isArray(value)) {
+      const n = value.length;
+      if (n > MAX_SPARSE_LENGTH && !isDense(value)) throw sparseTooLong(path, n);
+      for (let i = n - 1; i >= 0; i--) if (i in value) stack.push([value[i], `${path}[${i}]`]);
       continue;
     }
     if (value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp) continue;
     const bad = describe(value);
     if (bad) throw unclonable(path, bad);
-    if (Array.isArray(value)) {
-      const n = value.length;
-      if (n > MAX_SPARSE_LENGTH && !isDense(value)) throw sparseTooLong(path, n);
-      for (let i = n - 1; i >= 0; i--) {
-        if (!(i in value)) {
-          state.needsRewrite = true;
-          continue;
-        }
-        stack.push([value[i], `${path}[${i}]`]);
-      }
-    } else if (value instanceof Map) {
+    if (value instanceof Map) {
       let i = 0;
       for (const [k, v] of value) {
         stack.push([k, `${path}.<key ${i}>`], [v, `${path}.get(${typeof k === 'string' ? JSON.stringify(k) : `<key ${i}>`})`]);
@@ -281,11 +335,11 @@ function inspect(root: unknown, rootPath: string, withBlobs = false): Inspection
       let i = 0;
       for (const v of value) stack.push([v, `${path}.<entry ${i++}>`]);
     } else {
-      if (Object.prototype.hasOwnProperty.call(value, '__proto__') && !(value instanceof Error)) state.needsRewrite = true;
       for (const key of Object.keys(value)) stack.push([(value as Record<string, unknown>)[key], propPath(path, key)]);
     }
   }
-  return state;
+  // inspect found something this walk did not: a getter or a proxy answering differently the second time.
+  throw makeError('ERR_IPC_UNCLONABLE', `${CLONE_ERROR_TEXT} ${rootPath} changed while it was being inspected.`, { path: rootPath });
 }
 
 /**
@@ -384,7 +438,8 @@ export function encodeValue(value: unknown, what: string, withBlobs = false, pat
   const blobs: Uint8Array[] | null = withBlobs ? [] : null;
   const memo = new Map<object, unknown>();
   const rewritten = pathFrom === 1 ? [(value as unknown[])[0], rewrite(inner, memo, blobs)] : rewrite(value, memo, blobs);
-  return { payload: pack(rewritten), blobs: blobs ?? NO_BLOBS };
+  // The rewrite keeps identity (one copy per original), so a value with no repeated object still has none.
+  return { payload: pack(rewritten, flat === true), blobs: blobs ?? NO_BLOBS };
 }
 
 /**
