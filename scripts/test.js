@@ -7,6 +7,10 @@
 //
 //   node scripts/test.js [vitest arguments…]      e.g. `npm test -- test/framing.test.ts`
 //
+// The compile-time tests (test/types: typed channel maps, the public .d.ts) are `tsc --noEmit -p test/types`
+// against the built declarations, counted as one test; they run with the whole suite (no arguments) or when an
+// argument names test/types (`npm test -- test/types` runs only them).
+//
 // Environment: IPCWIRE_NATIVE_PATH (a specific addon build: nothing native is built), IPCWIRE_TEST_NO_BUILD=1
 // (build nothing), IPCWIRE_TEST_REPORT (where the JSON report goes; default .tmp/vitest-report.json).
 const { spawnSync } = require('node:child_process');
@@ -44,6 +48,16 @@ function count(reportPath, vitestStatus) {
   return c;
 }
 
+/** `tsc --noEmit -p test/types`: 1 passed or 1 failed (its diagnostics shown). */
+function typeTests() {
+  const tsc = path.join(path.dirname(require.resolve('typescript/package.json', { paths: [root] })), 'bin', 'tsc');
+  console.log('> tsc --noEmit -p test/types');
+  const r = spawnSync(process.execPath, [tsc, '--noEmit', '-p', path.join('test', 'types')], { cwd: root, stdio: 'inherit' });
+  const ok = r.status === 0;
+  console.log(`test/types: ${ok ? 'compile-time tests passed' : 'compile-time tests FAILED'}`);
+  return ok ? { passed: 1, failed: 0 } : { passed: 0, failed: 1 };
+}
+
 function main() {
   const noBuild = process.env.IPCWIRE_TEST_NO_BUILD === '1';
   let buildFailures = 0;
@@ -51,19 +65,29 @@ function main() {
     if (!ensureNative()) buildFailures += 1;
     if (!ensureTs()) buildFailures += 1;
   }
+  const args = process.argv.slice(2);
+  const isTypesArg = (a) => /(^|\/)test\/types\/?$|^test\/types\//.test(a);
+  const types = args.length === 0 || args.some(isTypesArg) ? typeTests() : { passed: 0, failed: 0 };
+  const vitestArgs = args.filter((a) => !isTypesArg(a));
+  if (args.length > 0 && vitestArgs.length === 0) {
+    console.log(`${types.passed} passed, ${types.failed + buildFailures} failed`);
+    process.exitCode = types.failed + buildFailures > 0 ? 1 : 0;
+    return;
+  }
   const reportPath = path.resolve(root, process.env.IPCWIRE_TEST_REPORT || path.join('.tmp', 'vitest-report.json'));
   fs.mkdirSync(path.dirname(reportPath), { recursive: true });
   fs.rmSync(reportPath, { force: true });
 
   const vitest = path.join(path.dirname(require.resolve('vitest/package.json', { paths: [root] })), 'vitest.mjs');
-  const args = [vitest, 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${reportPath}`];
-  console.log(`> vitest run ${process.argv.slice(2).join(' ')}`.trimEnd());
-  const r = spawnSync(process.execPath, [...args, ...process.argv.slice(2)], { cwd: root, stdio: 'inherit' });
+  const vitestCmd = [vitest, 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${reportPath}`];
+  console.log(`> vitest run ${vitestArgs.join(' ')}`.trimEnd());
+  const r = spawnSync(process.execPath, [...vitestCmd, ...vitestArgs], { cwd: root, stdio: 'inherit' });
   const status = r.status === null ? 1 : r.status;
   if (r.signal) console.error(`test: vitest was killed by ${r.signal}`);
 
   const c = count(reportPath, status);
-  c.failed += buildFailures;
+  c.failed += buildFailures + types.failed;
+  c.passed += types.passed;
   if (c.passed + c.failed === 0) console.error('test: no test ran');
   console.log(`${c.passed} passed, ${c.failed} failed${c.skipped ? `, ${c.skipped} skipped` : ''}`);
   process.exitCode = c.failed > 0 || c.passed === 0 ? 1 : 0;

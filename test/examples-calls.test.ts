@@ -28,4 +28,14 @@ describe('examples-calls', () => {
       "main: search('slow') abandoned by the renderer (AbortError)",
     ]);
   });
+
+  test('examples-calls: examples/typed runs (its types are checked by test/types) and its disposer removes the listener', { timeout: 40_000 }, async () => {
+    const lines = await runExample('typed');
+    expect(lines.filter((l) => l.startsWith('renderer:'))).toEqual([
+      'renderer: hello typed world',
+      'renderer: tick 1 from main',
+      'renderer: add(2, 3) = 5.0',
+    ]);
+    expect(lines.filter((l) => l.startsWith('main:'))).toEqual(['main: tick 7']);
+  });
 });

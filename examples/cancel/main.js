@@ -16,5 +16,5 @@ ipcMain.handle('search', (event, query) => new Promise((resolve, reject) => {
 const child = fork(path.join(__dirname, 'renderer.js'));
 child.on('exit', (code) => {
   ipcMain.close();
-  process.exitCode = code;
+  process.exitCode = code ?? 1;
 });

@@ -29,8 +29,8 @@ export type IpcErrorCode =
 
 /** An error raised by ipcwire itself; `code` is one of {@link IpcErrorCode}. */
 export class IpcError extends Error {
-  code: string;
-  constructor(code: string, message: string, props?: Record<string, unknown>) {
+  code: IpcErrorCode;
+  constructor(code: IpcErrorCode, message: string, props?: Record<string, unknown>) {
     super(message);
     this.code = code;
     if (props) Object.assign(this, props);
@@ -97,7 +97,7 @@ export function checkTimeout(value: unknown, name: string): number {
 
 /** Factory handed to the addon and used everywhere in TS. */
 export function makeError(code: string, message: string, props?: Record<string, unknown>): Error {
-  return new IpcError(code, message, props);
+  return new IpcError(code as IpcErrorCode, message, props);
 }
 
 /** `err.code` if it is an object with a string code. */

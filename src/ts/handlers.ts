@@ -1,3 +1,4 @@
+import type { ChannelArgs, ChannelResult } from './channels';
 /**
  * `handle` / `handleOnce` / `removeHandler`, shared by main (answering `ipcRenderer.invoke`) and renderers
  * (answering `peer.invoke`), with Electron's error texts.
@@ -5,6 +6,12 @@
 
 /** A handler for `invoke`: its return value (or what its promise resolves to) is the result. */
 export type InvokeHandler<E> = (event: E, ...args: any[]) => unknown;
+
+/** A handler of channel `K` in map `C`: its arguments, and its result (or a promise of it). */
+export type TypedHandler<E, C, K extends keyof C> = (
+  event: E,
+  ...args: ChannelArgs<C, K>
+) => ChannelResult<C, K> | PromiseLike<ChannelResult<C, K>>;
 
 export class HandlerRegistry<E> {
   private readonly map = new Map<string, InvokeHandler<E>>();

@@ -3,7 +3,7 @@
  * Main process: `ipcMain`, `IpcMain`, `fork`. Renderer processes: `ipcRenderer`, `IpcRenderer`.
  */
 export { ipcMain, IpcMain, IpcMainChannels, IpcMainEvent, Peer, PeerRegistry } from './main';
-export type { IpcMainOptions, IpcMainInvokeEvent } from './main';
+export type { IpcMainOptions, IpcMainInvokeEvent, MainListener } from './main';
 export { ipcRenderer, IpcRenderer } from './renderer';
 export type { IpcRendererOptions, IpcRendererEvent, IpcRendererInvokeEvent } from './renderer';
 export { fork } from './fork';
@@ -14,3 +14,7 @@ export { DEFAULT_MAX_MESSAGE_SIZE } from './link';
 export { MAX_ARGS, MAX_SPARSE_LENGTH } from './codec';
 export { PROTOCOL_VERSION } from './native';
 export { ADDRESS_ENV } from './address';
+export { typed } from './typed';
+export type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
+export type { TypedHandler } from './handlers';
+export type { SeedRenderer } from './seed';

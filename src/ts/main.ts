@@ -8,9 +8,10 @@ import * as fs from 'node:fs';
 import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCredentials, type NativeServer } from './native';
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
-import { HandlerRegistry, type InvokeHandler } from './handlers';
+import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import { DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner } from './link';
 import { checkPathLength, isWindows, resolveAddress } from './address';
+import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 
 /** Options of {@link IpcMain}. */
 export interface IpcMainOptions {
@@ -32,9 +33,9 @@ export interface IpcMainOptions {
 }
 
 /** The event a `send`/`sendSync` listener receives (`IpcMainEvent`). */
-export class IpcMainEvent {
+export class IpcMainEvent<C = AnyChannels, R = any> {
   /** The renderer that sent the message. */
-  readonly sender: Peer;
+  readonly sender: Peer<C>;
   /** The renderer's OS pid, from the kernel's peer credentials. */
   readonly processId: number;
   /** Electron compatibility: no frames here. */
@@ -42,27 +43,28 @@ export class IpcMainEvent {
   readonly ports: never[] = [];
 
   /** @internal */
-  constructor(sender: Peer) {
+  constructor(sender: Peer<C>) {
     this.sender = sender;
     this.processId = sender.pid;
   }
 
   /** Sends a message back to the renderer that sent this one. */
+  reply<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): void;
   reply(channel: string, ...args: unknown[]): void {
-    this.sender.send(channel, ...args);
+    (this.sender as Peer).send(channel, ...args);
   }
 
-  /** Only meaningful on `sendSync` messages; ignored here. */
-  set returnValue(_value: unknown) {
+  /** The answer of a `sendSync` (the first assignment is the reply); ignored on asynchronous messages. */
+  set returnValue(_value: R) {
     // Electron ignores returnValue on asynchronous messages too.
   }
-  get returnValue(): unknown {
-    return undefined;
+  get returnValue(): R {
+    return undefined as R;
   }
 }
 
 interface SyncTicket {
-  peer: Peer;
+  peer: Peer<any>;
   id: number;
   channel: string;
 }
@@ -81,26 +83,26 @@ function libraryError(code: string, message: string): WireError {
 }
 
 /** The event of a `sendSync` message: setting `returnValue` (once) answers the renderer. */
-class IpcMainSyncEvent extends IpcMainEvent {
+class IpcMainSyncEvent extends IpcMainEvent<any, any> {
   private done = false;
   private value: unknown;
 
   /** @internal */
   constructor(
-    sender: Peer,
+    sender: Peer<any>,
     private readonly id: number,
   ) {
     super(sender);
   }
 
-  override set returnValue(value: unknown) {
+  override set returnValue(value: any) {
     if (this.done) return; // the first assignment is the reply
     this.done = true;
     this.value = value;
     droppedSyncEvents.unregister(this);
     this.sender._replySync(this.id, [0, value]);
   }
-  override get returnValue(): unknown {
+  override get returnValue(): any {
     return this.value;
   }
 
@@ -117,9 +119,12 @@ class IpcMainSyncEvent extends IpcMainEvent {
   }
 }
 
+/** A main-side listener of channel `K` in map `C`; `event.returnValue` is what `sendSync` on it returns. */
+export type MainListener<C, K extends keyof C> = (event: IpcMainEvent<C, ChannelResult<C, K>>, ...args: ChannelArgs<C, K>) => void;
+
 /** The event an invoke handler receives (`IpcMainInvokeEvent`). */
-export interface IpcMainInvokeEvent {
-  readonly sender: Peer;
+export interface IpcMainInvokeEvent<C = AnyChannels> {
+  readonly sender: Peer<C>;
   readonly processId: number;
   /**
    * Aborts when the renderer abandons the call (its signal aborted or its timeout passed) or disconnects: pass
@@ -128,10 +133,10 @@ export interface IpcMainInvokeEvent {
   readonly signal: AbortSignal;
 }
 
-class MainInvokeEvent implements IpcMainInvokeEvent {
+class MainInvokeEvent implements IpcMainInvokeEvent<any> {
   readonly processId: number;
   constructor(
-    readonly sender: Peer,
+    readonly sender: Peer<any>,
     private readonly call: IncomingCall,
   ) {
     this.processId = sender.pid;
@@ -146,7 +151,7 @@ let nextPeerId = 1;
 /**
  * One connected renderer (Electron's `webContents`). Events: `'disconnect' (err | null)`, `'drain'`.
  */
-export class Peer extends EventEmitter {
+export class Peer<C = AnyChannels> extends EventEmitter {
   /** Unique in this process. */
   readonly id = nextPeerId++;
   readonly pid: number;
@@ -156,7 +161,7 @@ export class Peer extends EventEmitter {
    * Listeners and handlers for this renderer only (Electron's `webContents.ipc`): its messages are emitted here
    * first, then on `ipcMain`; a handler here takes precedence over `ipcMain.handle` for the same channel.
    */
-  readonly ipc = new IpcMainChannels();
+  readonly ipc: IpcMainChannels<C> = new IpcMainChannels<C>();
   /** @internal */
   readonly link: Link<IpcMainInvokeEvent>;
   private destroyed = false;
@@ -166,7 +171,7 @@ export class Peer extends EventEmitter {
 
   /** @internal */
   constructor(
-    private readonly main: IpcMain,
+    private readonly main: IpcMain<any>,
     conn: NativeConnection,
   ) {
     super();
@@ -194,6 +199,7 @@ export class Peer extends EventEmitter {
   }
 
   /** Sends an asynchronous message to this renderer's `ipcRenderer.on(channel)` listeners. */
+  send<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): void;
   send(channel: string, ...args: unknown[]): void {
     checkChannel(channel);
     this.link.send(channel, args);
@@ -203,13 +209,15 @@ export class Peer extends EventEmitter {
    * Electron's `webContents.postMessage(channel, message)`: one message, received as `(event, message)`.
    * Transferring MessagePorts between processes is not supported (`transfer` must be empty).
    */
+  postMessage<K extends ChannelName<C>>(channel: K, message: ChannelArgs<C, K>[0], transfer?: readonly unknown[]): void;
   postMessage(channel: string, message: unknown, transfer?: readonly unknown[]): void {
     checkNoTransfer(transfer);
-    this.send(channel, message);
+    (this as Peer).send(channel, message);
   }
 
   /** Calls the renderer's `ipcRenderer.handle(channel)` handler; resolves with its result. */
-  invoke(channel: string, ...args: unknown[]): Promise<unknown> {
+  invoke<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): Promise<ChannelResult<C, K>>;
+  invoke(channel: string, ...args: unknown[]): Promise<any> {
     try {
       checkChannel(channel);
     } catch (err) {
@@ -224,7 +232,8 @@ export class Peer extends EventEmitter {
    * reason, or ERR_IPC_TIMEOUT), the renderer's handler sees `event.signal` abort, and its late result is
    * dropped. `timeout` overrides the `invokeTimeout` option of `IpcMain`.
    */
-  invokeWith(options: CallOptions, channel: string, ...args: unknown[]): Promise<unknown> {
+  invokeWith<K extends ChannelName<C>>(options: CallOptions, channel: K, ...args: ChannelArgs<C, K>): Promise<ChannelResult<C, K>>;
+  invokeWith(options: CallOptions, channel: string, ...args: unknown[]): Promise<any> {
     let opts: CallOptions;
     try {
       opts = checkCallOptions(options, true);
@@ -348,30 +357,30 @@ export class Peer extends EventEmitter {
  * The connected renderers, and their lifecycle: `'connect' (peer)`, `'disconnect' (peer, err | null)`,
  * `'error' (err, peer | null)` for connection-level failures. Iterable over peers.
  */
-export class PeerRegistry extends EventEmitter {
-  private readonly byId = new Map<number, Peer>();
+export class PeerRegistry<C = AnyChannels> extends EventEmitter {
+  private readonly byId = new Map<number, Peer<C>>();
 
   get size(): number {
     return this.byId.size;
   }
-  get(id: number): Peer | undefined {
+  get(id: number): Peer<C> | undefined {
     return this.byId.get(id);
   }
-  list(): Peer[] {
+  list(): Peer<C>[] {
     return [...this.byId.values()];
   }
-  [Symbol.iterator](): IterableIterator<Peer> {
+  [Symbol.iterator](): IterableIterator<Peer<C>> {
     return this.byId.values();
   }
 
   /** @internal */
-  _add(peer: Peer): void {
+  _add(peer: Peer<C>): void {
     this.byId.set(peer.id, peer);
     this.emit('connect', peer);
   }
 
   /** @internal */
-  _remove(peer: Peer, err: Error | null): void {
+  _remove(peer: Peer<C>, err: Error | null): void {
     const known = this.byId.delete(peer.id);
     if (err && codeOf(err)?.startsWith('ERR_IPC_')) this._error(err, peer);
     if (known) {
@@ -381,7 +390,7 @@ export class PeerRegistry extends EventEmitter {
   }
 
   /** @internal Connection-level errors go to 'error' listeners, or become a process warning. */
-  _error(err: Error, peer: Peer | null): void {
+  _error(err: Error, peer: Peer<C> | null): void {
     if (this.listenerCount('error') > 0) this.emit('error', err, peer);
     else process.emitWarning(`ipcwire: ${err.message}`, { code: codeOf(err) });
   }
@@ -392,24 +401,73 @@ export class PeerRegistry extends EventEmitter {
  * `webContents.ipc`: listeners and handlers for that renderer only). A fresh instance has a no-op `'error'`
  * listener, so `'error'` is an ordinary channel.
  */
-export class IpcMainChannels extends EventEmitter {
+export class IpcMainChannels<C = AnyChannels> extends EventEmitter {
   /** @internal */ readonly _handlers = new HandlerRegistry<IpcMainInvokeEvent>();
 
   constructor() {
     super();
     // As Electron's ipcMain: a renderer may use the channel 'error' without crashing main.
-    this.on('error', () => {});
+    EventEmitter.prototype.on.call(this, 'error', () => {});
   }
 
   /** Registers the handler of `ipcRenderer.invoke(channel)`. */
+  handle<K extends ChannelName<C>>(channel: K, fn: TypedHandler<IpcMainInvokeEvent<C>, C, K>): void;
   handle(channel: string, fn: InvokeHandler<IpcMainInvokeEvent>): void {
     this._handlers.handle(channel, fn);
   }
+  handleOnce<K extends ChannelName<C>>(channel: K, fn: TypedHandler<IpcMainInvokeEvent<C>, C, K>): void;
   handleOnce(channel: string, fn: InvokeHandler<IpcMainInvokeEvent>): void {
     this._handlers.handleOnce(channel, fn);
   }
-  removeHandler(channel: string): void {
+  removeHandler(channel: ChannelName<C>): void {
     this._handlers.removeHandler(channel);
+  }
+
+  /**
+   * `on(channel, listener)` returning its own disposer, so a listener cannot be leaked by losing the function
+   * needed to remove it: `const stop = ipcMain.subscribe('log', onLog); … stop();`.
+   */
+  subscribe<K extends ChannelName<C>>(channel: K, listener: MainListener<C, K>): () => void {
+    this.on(channel, listener);
+    return () => {
+      this.removeListener(channel, listener);
+    };
+  }
+
+  override on<K extends ChannelName<C>>(channel: K, listener: MainListener<C, K>): this;
+  override on(event: symbol, listener: (...args: any[]) => void): this;
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.on(event, listener);
+  }
+  override addListener<K extends ChannelName<C>>(channel: K, listener: MainListener<C, K>): this;
+  override addListener(event: symbol, listener: (...args: any[]) => void): this;
+  override addListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.addListener(event, listener);
+  }
+  override prependListener<K extends ChannelName<C>>(channel: K, listener: MainListener<C, K>): this;
+  override prependListener(event: symbol, listener: (...args: any[]) => void): this;
+  override prependListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.prependListener(event, listener);
+  }
+  override once<K extends ChannelName<C>>(channel: K, listener: MainListener<C, K>): this;
+  override once(event: symbol, listener: (...args: any[]) => void): this;
+  override once(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.once(event, listener);
+  }
+  override prependOnceListener<K extends ChannelName<C>>(channel: K, listener: MainListener<C, K>): this;
+  override prependOnceListener(event: symbol, listener: (...args: any[]) => void): this;
+  override prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.prependOnceListener(event, listener);
+  }
+  override removeListener<K extends ChannelName<C>>(channel: K, listener: MainListener<C, K>): this;
+  override removeListener(event: symbol, listener: (...args: any[]) => void): this;
+  override removeListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.removeListener(event, listener);
+  }
+  override off<K extends ChannelName<C>>(channel: K, listener: MainListener<C, K>): this;
+  override off(event: symbol, listener: (...args: any[]) => void): this;
+  override off(event: string | symbol, listener: (...args: any[]) => void): this {
+    return super.off(event, listener);
   }
 }
 
@@ -417,9 +475,9 @@ export class IpcMainChannels extends EventEmitter {
  * The main process's endpoint. An EventEmitter whose event names are channels; listeners get
  * `(event, ...args)`. `ipcMain` is a ready instance.
  */
-export class IpcMain extends IpcMainChannels {
+export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
   /** Connected renderers and their lifecycle events. */
-  readonly peers = new PeerRegistry();
+  readonly peers: PeerRegistry<C> = new PeerRegistry<C>();
   /** @internal */ readonly _maxMessageSize: number;
   /** @internal */ readonly _handshakeTimeout: number;
   /** @internal */ readonly _allowPeer: ((credentials: NativeCredentials) => boolean) | undefined;
@@ -428,7 +486,7 @@ export class IpcMain extends IpcMainChannels {
   private readonly socketMode: number;
   private server: NativeServer | null = null;
   private socketInode: number | null = null;
-  private readonly pendingPeers = new Set<Peer>();
+  private readonly pendingPeers = new Set<Peer<C>>();
   private _address: string | null = null;
 
   constructor(options: IpcMainOptions = {}) {
@@ -528,6 +586,7 @@ export class IpcMain extends IpcMainChannels {
   }
 
   /** Sends one message to every connected renderer (encoded once). */
+  broadcast<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): void;
   broadcast(channel: string, ...args: unknown[]): void {
     checkChannel(channel);
     const encoded = encodeMessage(channel, args);
@@ -545,18 +604,18 @@ export class IpcMain extends IpcMainChannels {
       conn.close();
       return;
     }
-    const peer = new Peer(this, conn);
+    const peer = new Peer<C>(this as IpcMain<any>, conn);
     this.pendingPeers.add(peer);
   }
 
   /** @internal */
-  _addPeer(peer: Peer): void {
+  _addPeer(peer: Peer<C>): void {
     this.pendingPeers.delete(peer);
     this.peers._add(peer);
   }
 
   /** @internal */
-  _removePeer(peer: Peer, err: Error | null): void {
+  _removePeer(peer: Peer<C>, err: Error | null): void {
     this.pendingPeers.delete(peer);
     this.peers._remove(peer, err);
   }
@@ -578,7 +637,7 @@ function isStaleSocket(path: string): boolean {
   }
 }
 
-const listeningMains = new Set<IpcMain>();
+const listeningMains = new Set<IpcMain<any>>();
 let socketCleanupInstalled = false;
 
 /** A main that exits (normally or by process.exit) without close() leaves no socket file behind. */
@@ -591,4 +650,4 @@ function installSocketCleanup(): void {
 }
 
 /** The ready main-process endpoint. */
-export const ipcMain = new IpcMain();
+export const ipcMain: IpcMain = new IpcMain();

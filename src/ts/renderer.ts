@@ -6,9 +6,10 @@ import { EventEmitter } from 'node:events';
 import { Kind, PROTOCOL_VERSION, native } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
-import { HandlerRegistry, type InvokeHandler } from './handlers';
+import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import { DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner, type ReplyBody } from './link';
 import { ADDRESS_ENV, checkPathLength, resolveAddress } from './address';
+import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 
 /** Options of {@link IpcRenderer}. */
 export interface IpcRendererOptions {
@@ -28,22 +29,22 @@ export interface IpcRendererOptions {
 }
 
 /** The event a renderer listener receives (`IpcRendererEvent`). */
-export interface IpcRendererEvent {
-  readonly sender: IpcRenderer;
+export interface IpcRendererEvent<C = AnyChannels> {
+  readonly sender: IpcRenderer<C>;
   readonly senderId: number;
   readonly ports: never[];
 }
 
 /** The event a renderer's invoke handler receives (answering main's `peer.invoke`). */
-export interface IpcRendererInvokeEvent {
-  readonly sender: IpcRenderer;
+export interface IpcRendererInvokeEvent<C = AnyChannels> {
+  readonly sender: IpcRenderer<C>;
   /** Aborts when main abandons the call (its signal aborted or its timeout passed) or the connection goes. */
   readonly signal: AbortSignal;
 }
 
-class RendererInvokeEvent implements IpcRendererInvokeEvent {
+class RendererInvokeEvent implements IpcRendererInvokeEvent<any> {
   constructor(
-    readonly sender: IpcRenderer,
+    readonly sender: IpcRenderer<any>,
     private readonly call: IncomingCall,
   ) {}
   get signal(): AbortSignal {
@@ -59,7 +60,7 @@ const stillAlive = () => {};
  * A renderer's endpoint. An EventEmitter whose event names are channels (listener `(event, ...args)`), plus
  * `send`, `sendSync`, `invoke` and `handle`. Connection events are on `link`.
  */
-export class IpcRenderer extends EventEmitter {
+export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   /** Connection events: `'connect'`, `'disconnect' (err | null)`, `'error' (err)`, `'drain'`. */
   readonly link = new EventEmitter();
   /** Milliseconds a `sendSync` waits before ERR_IPC_TIMEOUT; 0 or undefined waits for ever. */
@@ -140,6 +141,7 @@ export class IpcRenderer extends EventEmitter {
   }
 
   /** Sends an asynchronous message to main's `ipcMain.on(channel)` listeners. */
+  send<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): void;
   send(channel: string, ...args: unknown[]): void {
     checkChannel(channel);
     this.ensure().send(channel, args);
@@ -149,15 +151,17 @@ export class IpcRenderer extends EventEmitter {
    * Electron's `ipcRenderer.postMessage(channel, message)`: one message, received in main as `(event, message)`.
    * Transferring MessagePorts between processes is not supported (`transfer` must be empty).
    */
+  postMessage<K extends ChannelName<C>>(channel: K, message: ChannelArgs<C, K>[0], transfer?: readonly unknown[]): void;
   postMessage(channel: string, message: unknown, transfer?: readonly unknown[]): void {
     checkNoTransfer(transfer);
-    this.send(channel, message);
+    (this as IpcRenderer).send(channel, message);
   }
 
   /**
    * Sends a message and blocks this thread until main sets `event.returnValue`; returns it. Messages main
    * sends meanwhile are emitted after this returns, in order.
    */
+  sendSync<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): ChannelResult<C, K>;
   sendSync(channel: string, ...args: unknown[]): any {
     return this.syncCall(this.syncTimeout, channel, args);
   }
@@ -166,6 +170,7 @@ export class IpcRenderer extends EventEmitter {
    * `sendSync` with per-call options: `{ timeout }` in ms (0 waits for ever) instead of `syncTimeout`.
    * `sendSyncWith({ timeout: 500 }, 'config:get', key)`.
    */
+  sendSyncWith<K extends ChannelName<C>>(options: Pick<CallOptions, 'timeout'>, channel: K, ...args: ChannelArgs<C, K>): ChannelResult<C, K>;
   sendSyncWith(options: Pick<CallOptions, 'timeout'>, channel: string, ...args: unknown[]): any {
     const { timeout } = checkCallOptions(options, false);
     return this.syncCall(timeout ?? this.syncTimeout, channel, args);
@@ -210,6 +215,7 @@ export class IpcRenderer extends EventEmitter {
   }
 
   /** Calls main's `ipcMain.handle(channel)` handler; resolves with its result. */
+  invoke<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): Promise<ChannelResult<C, K>>;
   invoke(channel: string, ...args: unknown[]): Promise<any> {
     let wire: Link<IpcRendererInvokeEvent>;
     try {
@@ -227,6 +233,7 @@ export class IpcRenderer extends EventEmitter {
    * promise rejects at once (an AbortError whose `cause` is the signal's reason, or ERR_IPC_TIMEOUT), main's
    * handler sees `event.signal` abort, and its late result is dropped. `timeout` overrides `invokeTimeout`.
    */
+  invokeWith<K extends ChannelName<C>>(options: CallOptions, channel: K, ...args: ChannelArgs<C, K>): Promise<ChannelResult<C, K>>;
   invokeWith(options: CallOptions, channel: string, ...args: unknown[]): Promise<any> {
     let wire: Link<IpcRendererInvokeEvent>;
     let opts: CallOptions;
@@ -241,17 +248,30 @@ export class IpcRenderer extends EventEmitter {
   }
 
   /** Answers main's `peer.invoke(channel)`. */
+  handle<K extends ChannelName<C>>(channel: K, fn: TypedHandler<IpcRendererInvokeEvent<C>, C, K>): void;
   handle(channel: string, fn: InvokeHandler<IpcRendererInvokeEvent>): void {
     this.handlers.handle(channel, fn);
     this.afterListenerChange(true);
   }
+  handleOnce<K extends ChannelName<C>>(channel: K, fn: TypedHandler<IpcRendererInvokeEvent<C>, C, K>): void;
   handleOnce(channel: string, fn: InvokeHandler<IpcRendererInvokeEvent>): void {
     this.handlers.handleOnce(channel, fn);
     this.afterListenerChange(true);
   }
-  removeHandler(channel: string): void {
+  removeHandler(channel: ChannelName<C>): void {
     this.handlers.removeHandler(channel);
     this.afterListenerChange(false);
+  }
+
+  /**
+   * `on(channel, listener)` returning its own disposer, so a listener cannot be leaked by losing the function
+   * needed to remove it: `const stop = ipcRenderer.subscribe('progress', onProgress); … stop();`.
+   */
+  subscribe<K extends ChannelName<C>>(channel: K, listener: (event: IpcRendererEvent<C>, ...args: ChannelArgs<C, K>) => void): () => void {
+    this.on(channel, listener);
+    return () => {
+      this.removeListener(channel, listener);
+    };
   }
 
   /** Disconnects after flushing what `send` accepted. Idempotent. Later calls throw ERR_IPC_DISCONNECTED. */
@@ -260,37 +280,55 @@ export class IpcRenderer extends EventEmitter {
     this.wire?.end();
   }
 
+  override on<K extends ChannelName<C>>(channel: K, listener: (event: IpcRendererEvent<C>, ...args: ChannelArgs<C, K>) => void): this;
+  override on(event: symbol, listener: (...args: any[]) => void): this;
   override on(event: string | symbol, listener: (...args: any[]) => void): this {
     super.on(event, listener);
     this.afterListenerChange(true);
     return this;
   }
+  override addListener<K extends ChannelName<C>>(channel: K, listener: (event: IpcRendererEvent<C>, ...args: ChannelArgs<C, K>) => void): this;
+  override addListener(event: symbol, listener: (...args: any[]) => void): this;
   override addListener(event: string | symbol, listener: (...args: any[]) => void): this {
-    return this.on(event, listener);
+    (this as IpcRenderer).on(event as string, listener);
+    return this;
   }
+  override prependListener<K extends ChannelName<C>>(channel: K, listener: (event: IpcRendererEvent<C>, ...args: ChannelArgs<C, K>) => void): this;
+  override prependListener(event: symbol, listener: (...args: any[]) => void): this;
   override prependListener(event: string | symbol, listener: (...args: any[]) => void): this {
     super.prependListener(event, listener);
     this.afterListenerChange(true);
     return this;
   }
+  override once<K extends ChannelName<C>>(channel: K, listener: (event: IpcRendererEvent<C>, ...args: ChannelArgs<C, K>) => void): this;
+  override once(event: symbol, listener: (...args: any[]) => void): this;
   override once(event: string | symbol, listener: (...args: any[]) => void): this {
     super.once(event, listener);
     this.afterListenerChange(true);
     return this;
   }
+  override prependOnceListener<K extends ChannelName<C>>(channel: K, listener: (event: IpcRendererEvent<C>, ...args: ChannelArgs<C, K>) => void): this;
+  override prependOnceListener(event: symbol, listener: (...args: any[]) => void): this;
   override prependOnceListener(event: string | symbol, listener: (...args: any[]) => void): this {
     super.prependOnceListener(event, listener);
     this.afterListenerChange(true);
     return this;
   }
+  override removeListener<K extends ChannelName<C>>(channel: K, listener: (event: IpcRendererEvent<C>, ...args: ChannelArgs<C, K>) => void): this;
+  override removeListener(event: symbol, listener: (...args: any[]) => void): this;
   override removeListener(event: string | symbol, listener: (...args: any[]) => void): this {
     super.removeListener(event, listener);
     this.afterListenerChange(false);
     return this;
   }
+  override off<K extends ChannelName<C>>(channel: K, listener: (event: IpcRendererEvent<C>, ...args: ChannelArgs<C, K>) => void): this;
+  override off(event: symbol, listener: (...args: any[]) => void): this;
   override off(event: string | symbol, listener: (...args: any[]) => void): this {
-    return this.removeListener(event, listener);
+    (this as IpcRenderer).removeListener(event as string, listener);
+    return this;
   }
+  override removeAllListeners(channel?: ChannelName<C>): this;
+  override removeAllListeners(event?: string | symbol): this;
   override removeAllListeners(event?: string | symbol): this {
     // Node's EventEmitter tells "all events" from an explicit undefined by arguments.length.
     if (event === undefined) super.removeAllListeners();
@@ -334,7 +372,7 @@ export class IpcRenderer extends EventEmitter {
     switch (kind) {
       case Kind.MESSAGE: {
         const { channel, args } = decodeMessage(src, blobs, start, end);
-        const event: IpcRendererEvent = { sender: this, senderId: 0, ports: [] };
+        const event: IpcRendererEvent<C> = { sender: this, senderId: 0, ports: [] };
         try {
           this.emit(channel, event, ...args);
         } finally {
@@ -373,4 +411,4 @@ export class IpcRenderer extends EventEmitter {
 }
 
 /** The ready renderer endpoint of this thread; connects to `IPCWIRE_ADDRESS` on first use. */
-export const ipcRenderer = new IpcRenderer();
+export const ipcRenderer: IpcRenderer = new IpcRenderer();
