@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Proves the package as users get it (STYLE.md habit 9):
-#   1. `npm pack --dry-run` ships only dist/, prebuilds/, src/native/, binding.gyp, package.json, README.md, LICENSE
+#   1. `npm pack --dry-run` ships only dist/, prebuilds/, src/native/, binding.gyp, scripts/install.js, package.json,
+#      README.md, LICENSE
 #      and everything the entry points need;
 #   2. the tarball, installed into a fresh folder with --ignore-scripts and a PATH holding node and npm only
 #      (no cc, g++, make, python3), loads its prebuilt binary and runs a two-process round trip (sendSync, send,
@@ -34,7 +35,7 @@ const fs = require('node:fs');
 const [, , file, platform] = process.argv;
 const [info] = JSON.parse(fs.readFileSync(file, 'utf8'));
 const paths = info.files.map((f) => f.path).sort();
-const allowed = [/^dist\//, /^prebuilds\//, /^src\/native\//, /^binding\.gyp$/, /^package\.json$/, /^README\.md$/, /^LICENSE$/];
+const allowed = [/^dist\//, /^prebuilds\//, /^src\/native\//, /^scripts\/install\.js$/, /^binding\.gyp$/, /^package\.json$/, /^README\.md$/, /^LICENSE$/];
 const stray = paths.filter((p) => !allowed.some((re) => re.test(p)));
 const required = [
   'package.json', 'README.md', 'LICENSE', 'binding.gyp',

@@ -9,6 +9,7 @@
  * The 5-byte body header lets the addon recognise the reply to a blocking call (kind SYNC_REPLY, same id)
  * without decoding msgpack.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { makeError } from './errors';
 
@@ -129,19 +130,61 @@ export interface NativeBinding {
 
 let binding: NativeBinding | undefined;
 
-/** Load the addon once per environment (prebuilt binary first, then a local build). */
+/** What `addonFile` needs to know about the running process; tests pass a made-up one. */
+export interface AddonHost {
+  platform: string;
+  arch: string;
+  /** Linux only: the C library the process runs on. */
+  libc: 'glibc' | 'musl' | undefined;
+  /** Skip local builds (build/Release, build/Debug), as node-gyp-build does under PREBUILDS_ONLY. */
+  prebuildsOnly: boolean;
+  exists(file: string): boolean;
+}
+
+/** The running process, as `addonFile` sees it. */
+export function currentHost(): AddonHost {
+  return {
+    platform: process.platform,
+    arch: process.arch,
+    libc: process.platform === 'linux' ? libcOf(processReport()) : undefined,
+    prebuildsOnly: !!process.env.PREBUILDS_ONLY,
+    exists: (file) => fs.existsSync(file),
+  };
+}
+
+/**
+ * The addon file to load from the package folder `root`, or undefined when none fits: a local build first
+ * (build/Release, then build/Debug: what `npm rebuild ipcwire` or a checkout's `npm run build` made), then
+ * `prebuilds/<platform>-<arch>/ipcwire.node`, on Linux `ipcwire.glibc.node` or `ipcwire.musl.node` after the C
+ * library the process runs on. node-gyp-build knows musl only by `/etc/alpine-release`, so on any other musl
+ * system (Void, Chimera, distroless musl images) it would pick the glibc binary, which cannot load there.
+ */
+export function addonFile(root: string, host: AddonHost = currentHost()): string | undefined {
+  const candidates: string[] = [];
+  if (!host.prebuildsOnly) {
+    candidates.push(path.join(root, 'build', 'Release', 'ipcwire.node'), path.join(root, 'build', 'Debug', 'ipcwire.node'));
+  }
+  const dir = path.join(root, 'prebuilds', `${host.platform}-${host.arch}`);
+  candidates.push(path.join(dir, host.platform === 'linux' ? `ipcwire.${host.libc ?? 'glibc'}.node` : 'ipcwire.node'));
+  return candidates.find((file) => host.exists(file));
+}
+
+/** Load the addon once per environment (a local build first, then the prebuilt binary for this platform). */
 export function native(): NativeBinding {
   if (binding) return binding;
   const root = path.join(__dirname, '..', '..');
   // IPCWIRE_NATIVE_PATH points at a specific build (sanitizer builds, the cmake-js build) for tests.
   const override = process.env.IPCWIRE_NATIVE_PATH;
   try {
-    binding = (override ? require(override) : require('node-gyp-build')(root)) as NativeBinding;
+    // node-gyp-build is the fallback for layouts addonFile does not know (its <NAME>_PREBUILD variable, prebuilds
+    // beside the node executable); it also words the error when nothing at all is there.
+    const file = override ?? addonFile(root);
+    binding = (file ? require(file) : require('node-gyp-build')(root)) as NativeBinding;
     binding.setErrorFactory(makeError);
   } catch (cause) {
+    const libc = process.platform === 'linux' ? libcOf(processReport()) : 'native libc';
     const err = new Error(
-      `ipcwire: no native addon for ${process.platform}-${process.arch} ` +
-        `(Node-API 8, ${process.platform === 'linux' ? (isMusl() ? 'musl' : 'glibc') : 'native libc'}). ` +
+      `ipcwire: no native addon for ${process.platform}-${process.arch} (Node-API 8, ${libc}). ` +
         (override
           ? `Looked at ${override} (IPCWIRE_NATIVE_PATH). `
           : `Looked in ${path.join(root, 'prebuilds', `${process.platform}-${process.arch}`)} and ${path.join(root, 'build', 'Release')}. `) +
@@ -154,11 +197,29 @@ export function native(): NativeBinding {
   return binding;
 }
 
-function isMusl(): boolean {
+/** The header of Node's diagnostic report (which says which glibc the process runs on), or undefined. */
+function processReport(): { header?: { glibcVersionRuntime?: string } } | undefined {
+  const report = process.report as (NodeJS.ProcessReport & { excludeNetwork?: boolean }) | undefined;
+  if (!report) return undefined;
+  // The network part of a report can mean DNS lookups for the process's TCP handles: not wanted here.
+  const excludeNetwork = report.excludeNetwork;
+  const settable = typeof excludeNetwork === 'boolean'; // Node >= 20.13
   try {
-    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
-    return !report?.header?.glibcVersionRuntime;
+    if (settable) report.excludeNetwork = true;
+    return report.getReport() as { header?: { glibcVersionRuntime?: string } };
   } catch {
-    return false;
+    return undefined;
+  } finally {
+    if (settable) report.excludeNetwork = excludeNetwork;
   }
+}
+
+/**
+ * The C library of a Linux process from its diagnostic report: Node fills `header.glibcVersionRuntime` only when
+ * it runs on glibc, so a report without it means musl. No report at all (reports disabled) is taken as glibc,
+ * the common case.
+ */
+export function libcOf(report: { header?: { glibcVersionRuntime?: string } } | undefined): 'glibc' | 'musl' {
+  if (!report?.header) return 'glibc';
+  return report.header.glibcVersionRuntime ? 'glibc' : 'musl';
 }
