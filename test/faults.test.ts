@@ -186,3 +186,94 @@ describe('faults: error replies that do not fit', () => {
     await exitsCleanly(child);
   });
 });
+
+describe('faults: a peer that does not read', () => {
+  test('faults: a raw client pipelining sendSync and never reading: main\'s queue stops at maxQueuedBytes, ERR_IPC_PEER_NOT_READING, others keep working', { timeout: 60_000 }, async () => {
+    const MiB = 1024 * 1024;
+    const limit = 4 * MiB;
+    const main = makeMain({ maxQueuedBytes: limit });
+    const reply = 'r'.repeat(1024);
+    let asked = 0;
+    let maxQueued = 0;
+    const sampled = new Set<Any>();
+    main.on('q', (e: Any) => {
+      asked++;
+      sampled.add(e.sender);
+      maxQueued = Math.max(maxQueued, e.sender.bufferedAmount);
+      e.returnValue = reply;
+    });
+    const errors: Any[] = [];
+    const disconnects: Any[] = [];
+    main.peers.on('error', (err: Any, peer: Any) => errors.push({ err, peer }));
+    main.peers.on('disconnect', (peer: Any, err: Any) => disconnects.push({ peer, err }));
+    const hello = await captureHello(main);
+    const good = runNode(GOOD_RENDERER, { address: main.address });
+    const [event] = await once(main, 'up');
+    const goodPeer = event.sender;
+
+    // 40,000 sendSync requests (fixarray(2), "q", no arguments) in one write: 40 MiB of replies if all were queued.
+    const request = Buffer.from([0x92, 0xa1, 0x71, 0x90]);
+    const frames: Buffer[] = [hello];
+    for (let id = 1; id <= 40_000; id++) frames.push(frame(KIND.SYNC, id, request));
+    const raw = rawClient(main.address);
+    await raw.connected;
+    raw.socket.pause(); // never reads
+    raw.socket.write(Buffer.concat(frames));
+    await waitUntil(() => errors.length === 1, 30_000, 'ERR_IPC_PEER_NOT_READING');
+    const { err, peer } = errors[0];
+    expect(err.code).toBe('ERR_IPC_PEER_NOT_READING');
+    expect(err.limit).toBe(limit);
+    expect(err.queued).toBeGreaterThan(limit);
+    await waitUntil(() => disconnects.some((d) => d.peer === peer), 10_000, 'the disconnect');
+    expect(disconnects.find((d) => d.peer === peer).err).toBe(err);
+    expect(peer.isDestroyed()).toBe(true);
+    // Bounded: at most the limit plus one reply frame was ever queued, and main stopped answering.
+    const replyFrame = 9 + 3 + 1024 + 5;
+    expect(maxQueued).toBeLessThanOrEqual(limit + replyFrame);
+    expect(maxQueued).toBeGreaterThan(limit - 64 * 1024);
+    expect(asked).toBeLessThan(40_000);
+    expect(peer.bufferedAmount).toBe(0);
+    // The good renderer was never affected.
+    expect(await goodPeer.invoke('ping', 'still')).toBe('pong still');
+    raw.socket.destroy();
+    goodPeer.send('bye');
+    await exitsCleanly(good);
+  });
+
+  test('faults: a renderer sending to a main that never reads throws ERR_IPC_PEER_NOT_READING past maxQueuedBytes', { timeout: 30_000 }, async () => {
+    // A fake main that accepts and never reads.
+    const address = sockPath();
+    const sockets: net.Socket[] = [];
+    const server = trackRaw(net.createServer({ pauseOnConnect: true }, (s) => {
+      s.on('error', () => {});
+      sockets.push(s);
+    }));
+    await new Promise<void>((r) => server.listen(address, r));
+    const child = runNode(`
+      const MiB = 1024 * 1024;
+      const r = new ipcwire.IpcRenderer({ address: ${JSON.stringify(address)}, maxQueuedBytes: 2 * MiB });
+      const errs = [];
+      r.link.on('error', (e) => errs.push(e.code));
+      const gone = new Promise((res) => r.link.once('disconnect', (e) => res(e && e.code)));
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      let sent = 0, maxQueued = 0, threw = null;
+      try {
+        for (; sent < 1000; sent++) { r.send('x', chunk); maxQueued = Math.max(maxQueued, r.bufferedAmount); }
+      } catch (e) { threw = e.code; }
+      let after = null;
+      try { r.send('x', 1); } catch (e) { after = e.code; }
+      out('r', { threw, sent, maxQueued, after, closeCode: await gone, errs });
+    `);
+    const r = await child.msg('r');
+    expect(r.threw).toBe('ERR_IPC_PEER_NOT_READING');
+    expect(r.sent).toBeGreaterThan(16);
+    expect(r.sent).toBeLessThan(1000);
+    expect(r.maxQueued).toBeLessThanOrEqual(2 * 1024 * 1024 + 64 * 1024 + 64);
+    expect(r.after).toBe('ERR_IPC_DISCONNECTED');
+    expect(r.closeCode).toBe('ERR_IPC_PEER_NOT_READING');
+    expect(r.errs).toEqual(['ERR_IPC_PEER_NOT_READING']);
+    await exitsCleanly(child);
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+});

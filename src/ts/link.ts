@@ -10,6 +10,13 @@ import type { InvokeHandler } from './handlers';
 
 /** Largest frame body accepted by default (bytes). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024 * 1024;
+/**
+ * Default bound on the bytes queued for one peer that are not yet taken by the kernel (maxQueuedBytes). A
+ * message is refused, and the connection closed with ERR_IPC_PEER_NOT_READING, when more than this is already
+ * queued: what one connection can hold is this plus one message. A producer that honours `bufferedAmount` and
+ * 'drain' never gets near it.
+ */
+export const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024;
 /** The largest frame body the u32 length prefix can declare. */
 export const MAX_FRAME_BODY = 0xffffffff;
 
@@ -119,6 +126,7 @@ export class Link<E> {
     readonly conn: NativeConnection,
     private readonly owner: LinkOwner<E>,
     maxFrameSize: number,
+    private readonly maxQueuedBytes: number = DEFAULT_MAX_QUEUED_BYTES,
   ) {
     conn.maxFrameSize = maxFrameSize;
     liveLinks.add(this as Link<unknown>);
@@ -175,6 +183,7 @@ export class Link<E> {
   write(kind: Kind, id: number, payload: Uint8Array | null): void {
     this.assertOpen();
     this.checkSize(payload);
+    this.checkQueue();
     this.writeFrame(kind, id, payload);
   }
 
@@ -258,6 +267,7 @@ export class Link<E> {
   writeEncoded(kind: Kind, id: number, encoded: Encoded): void {
     this.assertOpen();
     this.checkSize(encoded.payload, encoded.blobs);
+    this.checkQueue();
     for (const blob of encoded.blobs) this.writeFrame(Kind.BLOB, 0, blob);
     this.writeFrame(kind, id, encoded.payload);
   }
@@ -266,9 +276,30 @@ export class Link<E> {
    * The blocking call behind `sendSync` (see NativeConnection.call): batched frames go first, so the request
    * follows every message sent before it.
    */
-  call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void): Buffer | Buffer[] {
+  call(id: number, payload: Uint8Array, blobs: readonly Uint8Array[], timeoutMs: number, alive: () => void): Buffer | Buffer[] {
+    this.assertOpen();
+    this.checkQueue();
+    // Large byte arrays go first as BLOB frames (queued in order); the blocking call flushes them before the request.
+    for (const blob of blobs) this.writeFrame(Kind.BLOB, 0, blob);
     this.flushBatch();
     return this.conn.call(id, payload, timeoutMs, alive);
+  }
+
+  /**
+   * A peer that does not read must not make this process hold an unbounded queue (a renderer pipelining
+   * sendSync requests and never reading the replies grew main by 216 MiB). When more than maxQueuedBytes wait
+   * for it, the connection is closed with ERR_IPC_PEER_NOT_READING (reported as its close reason) and the
+   * message being written is refused with that error.
+   */
+  private checkQueue(): void {
+    const queued = this.bufferedAmount;
+    if (queued <= this.maxQueuedBytes) return;
+    const err = makeError('ERR_IPC_PEER_NOT_READING',
+      `The peer is not reading: ${queued} bytes are queued for it, more than maxQueuedBytes ` +
+        `(${this.maxQueuedBytes}); the connection is closed`,
+      { queued, limit: this.maxQueuedBytes });
+    this.fail(err);
+    throw err;
   }
 
   /** Throws ERR_IPC_MESSAGE_TOO_LARGE if the message (with its blobs) exceeds what the peer accepts. */

@@ -9,7 +9,7 @@ import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCrede
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner } from './link';
+import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner } from './link';
 import { checkPathLength, isWindows, resolveAddress } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 
@@ -17,6 +17,12 @@ import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './cha
 export interface IpcMainOptions {
   /** Largest frame (bytes) accepted from a renderer; bigger ones close that connection. Default 512 MiB. */
   maxMessageSize?: number;
+  /**
+   * Bytes that may wait, per renderer, for a renderer that does not read. A message written when more than this
+   * is queued is refused and that renderer's connection is closed with ERR_IPC_PEER_NOT_READING (on
+   * `ipcMain.peers` 'error' and 'disconnect'). Default 256 MiB; one connection holds at most this plus one message.
+   */
+  maxQueuedBytes?: number;
   /** A connection that has not said hello after this many ms is closed. Default 5000. */
   handshakeTimeout?: number;
   /** Refuse a renderer by its kernel credentials: return false to refuse. */
@@ -188,7 +194,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
       invokeEvent: (call) => new MainInvokeEvent(this, call),
       refusal: () => this.refusal,
     };
-    this.link = new Link(conn, owner, main._maxMessageSize);
+    this.link = new Link(conn, owner, main._maxMessageSize, main._maxQueuedBytes);
     this.link.updateRef();
     this.handshakeTimer = setTimeout(() => {
       if (this.handshaken) return;
@@ -480,6 +486,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
   readonly peers: PeerRegistry<C> = new PeerRegistry<C>();
   /** @internal */ readonly _maxMessageSize: number;
   /** @internal */ readonly _handshakeTimeout: number;
+  /** @internal */ readonly _maxQueuedBytes: number;
   /** @internal */ readonly _allowPeer: ((credentials: NativeCredentials) => boolean) | undefined;
   /** @internal */ readonly _invokeTimeout: number;
   private readonly backlog: number;
@@ -493,6 +500,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     super();
     this._maxMessageSize = positiveInt(options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE, 'maxMessageSize', MAX_FRAME_BODY);
     this._handshakeTimeout = positiveInt(options.handshakeTimeout, 5000, 'handshakeTimeout');
+    this._maxQueuedBytes = positiveInt(options.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES, 'maxQueuedBytes');
     this.backlog = positiveInt(options.backlog, 511, 'backlog');
     this.socketMode = options.socketMode ?? 0o600;
     if (options.allowPeer !== undefined && typeof options.allowPeer !== 'function') {

@@ -7,7 +7,7 @@ import { Kind, PROTOCOL_VERSION, native } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner, type ReplyBody } from './link';
+import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner, type ReplyBody } from './link';
 import { ADDRESS_ENV, checkPathLength, resolveAddress } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 
@@ -26,6 +26,12 @@ export interface IpcRendererOptions {
   connectTimeout?: number;
   /** Largest frame (bytes) accepted from main. Default 512 MiB. */
   maxMessageSize?: number;
+  /**
+   * Bytes that may wait for a main that does not read. A message written when more than this is queued throws
+   * ERR_IPC_PEER_NOT_READING and the connection is closed with that error (`link` 'error' and 'disconnect').
+   * Default 256 MiB.
+   */
+  maxQueuedBytes?: number;
 }
 
 /** The event a renderer listener receives (`IpcRendererEvent`). */
@@ -78,6 +84,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     super();
     positiveInt(options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE, 'maxMessageSize', MAX_FRAME_BODY);
     positiveInt(options.connectTimeout, 5000, 'connectTimeout');
+    positiveInt(options.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES, 'maxQueuedBytes');
     if (options.syncTimeout !== undefined) positiveInt(options.syncTimeout, 0, 'syncTimeout');
     this.options = options;
     this.syncTimeout = options.syncTimeout;
@@ -128,7 +135,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
       invokeEvent: (call) => new RendererInvokeEvent(this, call),
     };
     const maxFrame = this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    const wire = new Link(conn, owner, maxFrame);
+    const wire = new Link(conn, owner, maxFrame, this.options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES);
     this.wire = wire;
     this.closedByUser = false;
     // syncBlobs: this addon's blocking call returns BLOB frames with the reply, so main may send a sendSync
@@ -181,13 +188,11 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     const wire = this.ensure();
     const { payload, blobs } = encodeMessage(channel, args);
     wire.checkSize(payload, blobs);
-    // Large byte arrays go first as BLOB frames (queued in order); call() flushes them before the request.
-    for (const blob of blobs) wire.write(Kind.BLOB, 0, blob);
     const id = wire.allocId();
     const timeout = timeoutMs && timeoutMs > 0 ? timeoutMs : 0;
     let raw: Buffer | Buffer[];
     try {
-      raw = wire.call(id, payload, timeout, stillAlive);
+      raw = wire.call(id, payload, blobs, timeout, stillAlive);
     } catch (err) {
       const code = codeOf(err);
       if (code === 'ERR_IPC_DISCONNECTED') {
