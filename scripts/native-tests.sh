@@ -2,7 +2,7 @@
 # Builds the addon, native tests, fuzz replay and benchmark with cmake-js into build-cmake/ (Node-API
 # mode: headers from node-api-headers, nothing downloaded), then runs ctest (decoder and block-pool tests + corpus
 # replay) and the addon's plain-JS tests (test/native/js/run.js; NATIVE_JS=0 skips them).
-# Prints "native: N passed, N failed" and exits non-zero on any failure.
+# Prints "native: N passed, N failed" (", N skipped" when a test could not run here) and exits non-zero on any failure.
 #   Outputs: build-cmake/Release/ipcwire.node, build-cmake/{frame_decoder_test,block_pool_test,fuzz_frame_decoder_replay,pingpong}
 set -u
 cd "$(dirname "$0")/.."
@@ -11,6 +11,7 @@ JOBS=${JOBS:-2}
 
 passed=0
 failed=0
+skipped=0
 step() {  # step NAME CMD...
   local name=$1; shift
   if "$@"; then passed=$((passed + 1)); echo "ok   $name"; else failed=$((failed + 1)); echo "FAIL $name"; fi
@@ -35,9 +36,11 @@ if [ "$failed" -eq 0 ]; then
     summary=$(echo "$js_log" | grep '^native-js:' | tail -1)
     j_pass=$(echo "$summary" | sed -n 's/.* \([0-9]*\) passed.*/\1/p')
     j_fail=$(echo "$summary" | sed -n 's/.* \([0-9]*\) failed.*/\1/p')
+    j_skip=$(echo "$summary" | sed -n 's/.* \([0-9]*\) skipped.*/\1/p')
     passed=$((passed + ${j_pass:-0}))
+    skipped=$((skipped + ${j_skip:-0}))
     failed=$((failed + ${j_fail:-1}))
   fi
 fi
-echo "native: $passed passed, $failed failed"
+echo "native: $passed passed, $failed failed$([ "$skipped" -eq 0 ] || echo ", $skipped skipped")"
 [ "$failed" -eq 0 ]

@@ -4,7 +4,7 @@
  * `useHarness()` checks after each test that nothing was left behind: no child process still running, no
  * socket file on disk, no extra file descriptor or active handle in this process.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once as eventsOnce, type EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
@@ -199,6 +199,8 @@ export interface SpawnOptions {
   gid?: number;
   /** Run through `sh -c` with this prefix (e.g. `ulimit -n 64;`). */
   shellPrefix?: string;
+  /** Run `run.cjs` / `run.mjs` from this directory instead of the checkout's test/fixtures (see `otherUserTree`). */
+  fixtures?: string;
 }
 
 function baseEnv(opts: SpawnOptions): NodeJS.ProcessEnv {
@@ -344,7 +346,8 @@ export function spawnNode(args: string[], opts: SpawnOptions = {}): Child {
  * `readLine()` and `waitMs` in scope.
  */
 export function runNode(code: string, opts: SpawnOptions & { esm?: boolean } = {}): Child {
-  return spawnNode([opts.esm ? RUN_MJS : RUN_CJS, code], opts);
+  const dir = opts.fixtures ?? FIXTURES;
+  return spawnNode([path.join(dir, opts.esm ? 'run.mjs' : 'run.cjs'), code], opts);
 }
 
 /** Direct children of `pid`, read from /proc. */
@@ -546,4 +549,78 @@ export async function within<T>(p: Promise<T>, ms: number, what: string): Promis
   } finally {
     clearTimeout(t);
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Running a child as another user
+// ---------------------------------------------------------------------------------------------------------
+
+/** The unprivileged user (`nobody`) a root test process starts a child as. */
+export const OTHER_UID = 65534;
+
+/** What a child started as {@link OTHER_UID} runs: the package and the fixtures, copied where that user can read. */
+export interface OtherUserTree {
+  /** Pass as `runNode(code, { fixtures, uid, gid, cwd, env })`. */
+  fixtures: string;
+  cwd: string;
+  uid: number;
+  gid: number;
+  env: Record<string, string>;
+}
+
+/**
+ * A copy of the built package (package.json, dist/, the addon, its runtime dependencies) and of the fixtures
+ * in a world-readable temp directory, so that a child running as another user can load them wherever this
+ * checkout lives (a private 0700 clone included). Returns the reason instead when this process cannot start a
+ * child as another user (not root, or the kernel refuses the switch, or that user cannot run node): the caller
+ * skips the test with it.
+ */
+export function otherUserTree(): OtherUserTree | string {
+  if (typeof process.getuid !== 'function') return 'no Unix users on this platform';
+  const uid = process.getuid();
+  if (uid !== 0) return `running as uid ${uid}, not root: cannot start a process as another user`;
+  const dir = tmpDir();
+  fs.chmodSync(dir, 0o755);
+  const copy = (from: string, to = from) => {
+    const src = path.isAbsolute(from) ? from : path.join(ROOT, from);
+    fs.cpSync(src, path.join(dir, to), { recursive: true, dereference: true });
+  };
+  copy('package.json');
+  copy('dist');
+  const env: Record<string, string> = {};
+  const override = process.env.IPCWIRE_NATIVE_PATH;
+  if (override) {
+    copy(override, 'ipcwire.node');
+    env.IPCWIRE_NATIVE_PATH = path.join(dir, 'ipcwire.node');
+  } else {
+    for (const d of ['build/Release/ipcwire.node', 'prebuilds']) if (fs.existsSync(path.join(ROOT, d))) copy(d);
+  }
+  for (const dep of ['msgpackr', 'node-gyp-build']) {
+    copy(path.join('node_modules', dep));
+  }
+  for (const f of ['run.cjs', 'run.mjs', 'lib.cjs', 'values.cjs']) copy(path.join(FIXTURES, f), path.join('test', 'fixtures', f));
+  const chmod = (p: string) => {
+    const st = fs.statSync(p);
+    fs.chmodSync(p, st.mode | (st.isDirectory() ? 0o755 : 0o444));
+    if (st.isDirectory()) for (const e of fs.readdirSync(p)) chmod(path.join(p, e));
+  };
+  chmod(dir);
+  const probe = spawnSync(process.execPath, ['-e', 'require("ipcwire")'], {
+    cwd: dir,
+    uid: OTHER_UID,
+    gid: OTHER_UID,
+    env: { ...process.env, ...env, NODE_OPTIONS: '' },
+    encoding: 'utf8',
+  });
+  if (probe.error || probe.status !== 0) {
+    const why = probe.error?.message ?? probe.stderr.split('\n').find((l) => /Error/.test(l)) ?? `exit status ${probe.status}`;
+    return `cannot run node as uid ${OTHER_UID} here: ${why}`;
+  }
+  return { fixtures: path.join(dir, 'test', 'fixtures'), cwd: dir, uid: OTHER_UID, gid: OTHER_UID, env };
+}
+
+/** Skips the running test with `reason`, also printed, since vitest's summary shows only that a test was skipped. */
+export function skipBecause(ctx: { skip(note?: string): never; task: { name: string } }, reason: string): never {
+  console.warn(`skipped: ${ctx.task.name}: ${reason}`);
+  return ctx.skip(reason);
 }

@@ -49,16 +49,6 @@ const s3 = binding.listen(exact, 16, 0o600, noop, noop);
 const c3 = binding.connect(exact, 100);
 c3.close(); s3.close(); fs.rmSync(exact);
 
-// EACCES on connect (as root: drop privileges in a child, RELIABILITY fact 8).
-if (process.getuid && process.getuid() === 0) {
-  fs.chmodSync(path.dirname(addr), 0o700);
-  const out = execFileSync(process.execPath, ['-e', `
-    const b = require(${JSON.stringify(require('./common').addonPath)});
-    try { b.connect(${JSON.stringify(addr)}, 100) } catch (e) { console.log(JSON.stringify({code: e.code, syscall: e.syscall, message: e.message})) }`],
-  { uid: 65534, gid: 65534 });
-  assert.deepStrictEqual(JSON.parse(out.toString()), { code: 'EACCES', syscall: 'connect', message: `connect EACCES ${addr}` });
-}
-
 // Fresh worker-less instance before setErrorFactory: plain Error with .code.
 const out = execFileSync(process.execPath, ['-e', `
   const b = require(${JSON.stringify(require('./common').addonPath)});
