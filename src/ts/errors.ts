@@ -26,7 +26,9 @@ export type IpcErrorCode =
   | 'ERR_IPC_LISTENER_THREW'
   | 'ERR_IPC_ALREADY_LISTENING'
   | 'ERR_IPC_NATIVE_LOAD'
-  | 'ERR_IPC_TRANSFER_UNSUPPORTED';
+  | 'ERR_IPC_TRANSFER_UNSUPPORTED'
+  | 'ERR_IPC_RECONNECT_QUEUE_FULL'
+  | 'ERR_IPC_RECONNECT_FAILED';
 
 /** An error raised by ipcwire itself; `code` is one of {@link IpcErrorCode}. */
 export class IpcError extends Error {

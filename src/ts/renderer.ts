@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Kind, PROTOCOL_VERSION, native } from './native';
-import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type WireError } from './codec';
+import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type Encoded, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner, type ReplyBody } from './link';
@@ -32,6 +32,88 @@ export interface IpcRendererOptions {
    * Default 256 MiB.
    */
   maxQueuedBytes?: number;
+  /**
+   * Reconnect when main goes away (for example a restart on the same address): `true` for the defaults, or
+   * the {@link ReconnectOptions}. Default: off (a lost connection stays lost, as in Electron).
+   */
+  reconnect?: boolean | ReconnectOptions;
+}
+
+/**
+ * How a renderer reconnects after losing main. Attempts wait `initialDelay`, then twice as long each time up to
+ * `maxDelay`; the renderer gives up after `maxAttempts` attempts or `timeout` ms since the connection was lost,
+ * whichever comes first.
+ */
+export interface ReconnectOptions {
+  /** Milliseconds before the first attempt. Default 50. */
+  initialDelay?: number;
+  /** Longest wait between attempts, in milliseconds. Default 2000. */
+  maxDelay?: number;
+  /** Attempts before giving up. Default: no limit (the `timeout` still applies). */
+  maxAttempts?: number;
+  /** Milliseconds after the loss of the connection after which no new attempt starts. Default 30000. */
+  timeout?: number;
+  /**
+   * Bytes of encoded `send` messages held while disconnected, delivered in order once reconnected. A `send`
+   * that would exceed it throws ERR_IPC_RECONNECT_QUEUE_FULL (nothing of it is queued). Default 1 MiB; 0
+   * queues nothing.
+   */
+  maxQueuedBytes?: number;
+}
+
+type ReconnectConfig = Required<ReconnectOptions>;
+
+function reconnectConfig(value: boolean | ReconnectOptions | undefined): ReconnectConfig | null {
+  if (value === undefined || value === false) return null;
+  if (value !== true && (typeof value !== 'object' || value === null)) {
+    throw makeError('ERR_INVALID_ARG_TYPE', 'reconnect must be a boolean or an object of options');
+  }
+  const o = value === true ? {} : value;
+  const nonNegative = (v: number | undefined, def: number, name: string): number => {
+    if (v === undefined) return def;
+    if (typeof v !== 'number' || !(v >= 0)) throw makeError('ERR_OUT_OF_RANGE', `reconnect.${name} must be a number >= 0; got ${String(v)}`);
+    return v;
+  };
+  const config: ReconnectConfig = {
+    initialDelay: nonNegative(o.initialDelay, 50, 'initialDelay'),
+    maxDelay: nonNegative(o.maxDelay, 2000, 'maxDelay'),
+    maxAttempts: nonNegative(o.maxAttempts, Infinity, 'maxAttempts'),
+    timeout: nonNegative(o.timeout, 30_000, 'timeout'),
+    maxQueuedBytes: nonNegative(o.maxQueuedBytes, 1024 * 1024, 'maxQueuedBytes'),
+  };
+  if (config.maxDelay < config.initialDelay) config.maxDelay = config.initialDelay;
+  return config;
+}
+
+/** A `send` accepted while disconnected, encoded when it was called. */
+interface QueuedSend {
+  channel: string;
+  encoded: Encoded;
+  bytes: number;
+}
+
+/** The time between losing main and the handshake of a new connection. */
+interface Gap {
+  since: number;
+  attempts: number;
+  timer: NodeJS.Timeout | null;
+  /** A new connection is open and waits for main's handshake reply. */
+  connecting: boolean;
+  lastError: Error | null;
+  queue: QueuedSend[];
+  queuedBytes: number;
+}
+
+/** What `link` emits with `'reconnecting'`: the attempt about to start and the wait before it. */
+export interface ReconnectingInfo {
+  attempt: number;
+  delay: number;
+}
+
+/** What `link` emits with `'reconnect'`: attempts it took, and how many queued `send`s were then written. */
+export interface ReconnectInfo {
+  attempts: number;
+  delivered: number;
 }
 
 /** The event a renderer listener receives (`IpcRendererEvent`). */
@@ -67,7 +149,11 @@ const stillAlive = () => {};
  * `send`, `sendSync`, `invoke` and `handle`. Connection events are on `link`.
  */
 export class IpcRenderer<C = AnyChannels> extends EventEmitter {
-  /** Connection events: `'connect'`, `'disconnect' (err | null)`, `'error' (err)`, `'drain'`. */
+  /**
+   * Connection events: `'connect'`, `'disconnect' (err | null)`, `'error' (err)`, `'drain'`; with `reconnect`,
+   * also `'reconnecting' (ReconnectingInfo)`, `'reconnect' (ReconnectInfo)` and `'reconnect-failed' (err)`.
+   * They live here, not on the renderer itself, whose event names are channels main sends on.
+   */
   readonly link = new EventEmitter();
   /** Milliseconds a `sendSync` waits before ERR_IPC_TIMEOUT; 0 or undefined waits for ever. */
   syncTimeout: number | undefined;
@@ -79,6 +165,12 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   private closedByUser = false;
   private peerIdValue: number | null = null;
   private readonly ready: boolean;
+  private reconnectOptions: ReconnectConfig | null;
+  /** The address of the last connect, for reconnecting. */
+  private target: string | null = null;
+  private gap: Gap | null = null;
+  /** Set when reconnecting gave up: later calls report it until connect() is called again. */
+  private gaveUp = false;
 
   constructor(options: IpcRendererOptions = {}) {
     super();
@@ -86,6 +178,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     positiveInt(options.connectTimeout, 5000, 'connectTimeout');
     positiveInt(options.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES, 'maxQueuedBytes');
     if (options.syncTimeout !== undefined) positiveInt(options.syncTimeout, 0, 'syncTimeout');
+    this.reconnectOptions = reconnectConfig(options.reconnect);
     this.options = options;
     this.syncTimeout = options.syncTimeout;
     if (options.invokeTimeout !== undefined) checkTimeout(options.invokeTimeout, 'invokeTimeout');
@@ -95,9 +188,27 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     this.ready = true;
   }
 
-  /** Whether a connection to main is open. */
+  /** Whether a connection to main is open (while reconnecting: only once main answered the handshake). */
   get connected(): boolean {
-    return this.wire !== null && !this.wire.isClosed;
+    return this.wire !== null && !this.wire.isClosed && (this.gap === null || !this.gap.connecting);
+  }
+
+  /** Whether the renderer lost main and is trying to reconnect (`send`s are queued meanwhile). */
+  get reconnecting(): boolean {
+    return this.gap !== null;
+  }
+
+  /**
+   * Changes options after construction, e.g. of the default `ipcRenderer`:
+   * `ipcRenderer.configure({ reconnect: { maxAttempts: 10 } })`. Applies from the next loss of the connection.
+   */
+  configure(options: Pick<IpcRendererOptions, 'reconnect' | 'syncTimeout'>): this {
+    if ('reconnect' in options) this.reconnectOptions = reconnectConfig(options.reconnect);
+    if ('syncTimeout' in options) {
+      if (options.syncTimeout !== undefined) positiveInt(options.syncTimeout, 0, 'syncTimeout');
+      this.syncTimeout = options.syncTimeout;
+    }
+    return this;
   }
 
   /** This renderer's id in main (`peer.id`), once the handshake completed. */
@@ -122,20 +233,35 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
         `ipcRenderer has no address to connect to: start this process with fork() from ipcwire in main, ` +
           `set ${ADDRESS_ENV}, or call ipcRenderer.connect(address)`);
     }
+    this.open(target, this.options.connectTimeout ?? 5000);
+    this.target = target;
+    this.gaveUp = false;
+    return this;
+  }
+
+  private open(target: string, connectTimeout: number): void {
     const binding = native();
     const resolved = resolveAddress(target);
     checkPathLength(resolved, binding.maxPathLength);
-    const conn = binding.connect(resolved, this.options.connectTimeout ?? 5000);
+    const conn = binding.connect(resolved, connectTimeout);
+    if (this.gap) {
+      // A connection made while reconnecting (by an attempt, or by the user) completes the gap on main's
+      // handshake reply; no further attempt is scheduled meanwhile.
+      if (this.gap.timer) clearTimeout(this.gap.timer);
+      this.gap.timer = null;
+      this.gap.connecting = true;
+    }
+    let wire: Link<IpcRendererInvokeEvent> | null = null;
     const owner: LinkOwner<IpcRendererInvokeEvent> = {
       onFrame: (kind, id, src, start, end, blobs) => this.onFrame(kind, id, src, start, end, blobs),
-      onClose: (err) => this.onClose(err),
+      onClose: (err) => this.onClose(wire!, err),
       onDrain: () => this.link.emit('drain'),
       wantsRef: () => this.wantsRef(),
       handlers: this.handlers,
       invokeEvent: (call) => new RendererInvokeEvent(this, call),
     };
     const maxFrame = this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    const wire = new Link(conn, owner, maxFrame, this.options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES);
+    wire = new Link(conn, owner, maxFrame, this.options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES);
     this.wire = wire;
     this.closedByUser = false;
     // syncBlobs: this addon's blocking call returns BLOB frames with the reply, so main may send a sendSync
@@ -144,14 +270,18 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     wire.write(Kind.HELLO, 0, encodeValue(hello, 'hello').payload);
     wire.updateRef();
     process.nextTick(() => this.link.emit('connect'));
-    return this;
   }
 
-  /** Sends an asynchronous message to main's `ipcMain.on(channel)` listeners. */
+  /**
+   * Sends an asynchronous message to main's `ipcMain.on(channel)` listeners. While reconnecting, the message
+   * is queued (see {@link ReconnectOptions.maxQueuedBytes}) and written once main answers the new handshake.
+   */
   send<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): void;
   send(channel: string, ...args: unknown[]): void {
     checkChannel(channel);
-    this.ensure().send(channel, args);
+    const gap = this.currentGap();
+    if (gap) this.enqueue(gap, channel, args);
+    else this.ensure().send(channel, args);
   }
 
   /**
@@ -282,6 +412,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   /** Disconnects after flushing what `send` accepted. Idempotent. Later calls throw ERR_IPC_DISCONNECTED. */
   close(): void {
     this.closedByUser = true;
+    this.giveUp(null, 'ipcRenderer.close() was called while reconnecting');
     this.wire?.end();
   }
 
@@ -346,6 +477,8 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   /** Listeners (other than the built-in no-op 'error' one) and handlers keep the process alive. */
   private wantsRef(): boolean {
     if (this.handlers.size > 0) return true;
+    // Sends queued while reconnecting hold the process until they are written (or reconnecting gives up).
+    if (this.gap && this.gap.queue.length > 0) return true;
     for (const name of this.eventNames()) {
       const count = this.listenerCount(name);
       if (count > (name === 'error' ? 1 : 0)) return true;
@@ -360,6 +493,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
       this.connect();
     }
     this.wire?.updateRef();
+    this.refGap();
   }
 
   /** The open connection, connecting on first use; throws ERR_IPC_DISCONNECTED once it is gone. */
@@ -368,9 +502,117 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
       if (this.closedByUser) throw disconnectedError('ipcRenderer.close() was called');
       this.connect();
     }
+    const gap = this.currentGap();
+    // A call is never queued nor retried (it must not run twice): until main answered a new handshake,
+    // invoke and sendSync fail.
+    if (gap) throw disconnectedError(`main went away; reconnecting (${gap.attempts} attempt(s) so far)`);
     const wire = this.wire!;
     wire.assertOpen();
     return wire;
+  }
+
+  /**
+   * The reconnect gap, begun here if the connection is already known dead (a `sendSync` saw main go) but
+   * its close has not been delivered yet; null when connected or not reconnecting.
+   */
+  private currentGap(): Gap | null {
+    if (this.gap) return this.gap;
+    if (this.reconnectOptions && !this.closedByUser && !this.gaveUp && this.wire && this.wire.isClosed) {
+      this.gap = { since: Date.now(), attempts: 0, timer: null, connecting: false, lastError: null, queue: [], queuedBytes: 0 };
+      return this.gap;
+    }
+    return null;
+  }
+
+  private enqueue(gap: Gap, channel: string, args: unknown[]): void {
+    const encoded = encodeMessage(channel, args);
+    // Byte arrays sent out of band are the caller's memory: copy them, as the message is what it was now.
+    if (encoded.blobs.length) encoded.blobs = encoded.blobs.map((b) => Buffer.from(b));
+    let bytes = encoded.payload.length;
+    for (const blob of encoded.blobs) bytes += blob.length;
+    const limit = this.reconnectOptions?.maxQueuedBytes ?? 0;
+    if (gap.queuedBytes + bytes > limit) {
+      throw makeError('ERR_IPC_RECONNECT_QUEUE_FULL',
+        `send('${channel}') while reconnecting to main: ${bytes} bytes would exceed the ${limit} bytes queued at most ` +
+          `(${gap.queue.length} message(s), ${gap.queuedBytes} bytes already queued); it was not queued`,
+        { channel, size: bytes, limit });
+    }
+    gap.queue.push({ channel, encoded, bytes });
+    gap.queuedBytes += bytes;
+    this.refGap();
+    this.wire?.updateRef(); // a new connection waiting for main's handshake
+  }
+
+  /** A reconnecting renderer keeps the process alive only if a connected one would, or sends are queued. */
+  private refGap(): void {
+    const gap = this.gap;
+    if (!gap || !gap.timer) return;
+    if (this.wantsRef()) gap.timer.ref();
+    else gap.timer.unref();
+  }
+
+  private scheduleAttempt(): void {
+    const gap = this.gap!;
+    const opts = this.reconnectOptions;
+    const elapsed = Date.now() - gap.since;
+    if (!opts || !this.target || gap.attempts >= opts.maxAttempts || elapsed >= opts.timeout) {
+      this.giveUp(gap.lastError);
+      return;
+    }
+    const delay = Math.min(opts.maxDelay, opts.initialDelay * 2 ** Math.min(gap.attempts, 30));
+    gap.attempts++;
+    gap.connecting = false;
+    gap.timer = setTimeout(() => this.attempt(), delay);
+    this.refGap();
+    this.link.emit('reconnecting', { attempt: gap.attempts, delay } satisfies ReconnectingInfo);
+  }
+
+  private attempt(): void {
+    const gap = this.gap;
+    if (!gap) return;
+    gap.timer = null;
+    try {
+      // No waiting inside connect: a full listen queue is one more failed attempt, not a blocked thread.
+      this.open(this.target!, 0);
+    } catch (err) {
+      gap.lastError = err as Error;
+      this.scheduleAttempt();
+    }
+  }
+
+  /** Main answered the handshake of a new connection: write what was queued, in order, then tell. */
+  private endGap(wire: Link<IpcRendererInvokeEvent>): void {
+    const gap = this.gap!;
+    this.gap = null;
+    let delivered = 0;
+    for (const item of gap.queue) {
+      try {
+        wire.checkSize(item.encoded.payload, item.encoded.blobs);
+        wire.writeEncoded(Kind.MESSAGE, 0, item.encoded);
+        delivered++;
+      } catch (err) {
+        // Main now accepts smaller messages than when this one was queued: reported, the rest still goes.
+        if (this.link.listenerCount('error') > 0) this.link.emit('error', err);
+      }
+    }
+    wire.updateRef();
+    this.link.emit('reconnect', { attempts: gap.attempts, delivered } satisfies ReconnectInfo);
+  }
+
+  /** Stops reconnecting; what was queued is reported as not sent. */
+  private giveUp(cause: Error | null, why?: string): void {
+    const gap = this.gap;
+    if (!gap) return;
+    this.gap = null;
+    if (gap.timer) clearTimeout(gap.timer);
+    this.gaveUp = true;
+    const ms = Date.now() - gap.since;
+    const err = makeError('ERR_IPC_RECONNECT_FAILED',
+      `${why ?? `Gave up reconnecting to main after ${gap.attempts} attempt(s) in ${ms} ms`}; ` +
+        `${gap.queue.length} queued message(s) were not sent${cause ? ` (last error: ${cause.message})` : ''}`,
+      { attempts: gap.attempts, unsent: gap.queue.length, unsentChannels: gap.queue.map((q) => q.channel), cause });
+    this.link.emit('reconnect-failed', err);
+    if (this.link.listenerCount('error') > 0) this.link.emit('error', err);
   }
 
   private onFrame(kind: number, id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
@@ -400,6 +642,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
         if (typeof welcome.maxFrame === 'number' && welcome.maxFrame > 0 && this.wire) {
           this.wire.peerMaxFrame = welcome.maxFrame;
         }
+        if (this.gap && this.wire && !this.wire.isClosed) this.endGap(this.wire);
         return;
       }
       case Kind.SYNC_REPLY:
@@ -409,9 +652,21 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     }
   }
 
-  private onClose(err: Error | null): void {
+  private onClose(wire: Link<IpcRendererInvokeEvent>, err: Error | null): void {
     if (err && this.link.listenerCount('error') > 0 && codeOf(err)?.startsWith('ERR_IPC_')) this.link.emit('error', err);
     this.link.emit('disconnect', err);
+    if (wire !== this.wire) return;
+    const code = codeOf(err);
+    if (code === 'ERR_IPC_PEER_REFUSED' || code === 'ERR_IPC_PROTOCOL_VERSION') {
+      // Main refused this renderer: trying again would be refused again.
+      this.gaveUp = true;
+      this.giveUp(err, 'Main refused the new connection');
+      return;
+    }
+    const gap = this.currentGap();
+    if (!gap) return;
+    if (err) gap.lastError = err;
+    if (!gap.timer) this.scheduleAttempt();
   }
 }
 
