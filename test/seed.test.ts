@@ -3,14 +3,32 @@
  * CommonJS and from ESM; and the README's modern example.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { childPids, exitsCleanly, FIXTURES, isAlive, makeMain, runNode, spawnNode, trackPid, useHarness, waitUntil } from './helpers';
+import { childPids, exitsCleanly, FIXTURES, HAS_PROC, isAlive, makeMain, runNode, spawnNode, trackPid, useHarness, waitUntil } from './helpers';
 
 useHarness();
 
 function count(lines: string[], word: string): number {
   return lines.filter((l) => l === word).length;
+}
+
+/** The IPCWIRE_ADDRESS a process was started with (Linux: /proc/<pid>/environ). */
+function addressInEnvironment(pid: number): string | undefined {
+  const env = fs.readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+  return env.find((e) => e.startsWith('IPCWIRE_ADDRESS='))?.slice('IPCWIRE_ADDRESS='.length);
+}
+
+/**
+ * Without /proc (macOS) another process's environment is out of reach: the fresh private address `fork` made
+ * main listen on is found by its name instead (`<main's pid>-<random>.sock` in the per-user directory).
+ */
+function privateAddressOf(mainPid: number): string | undefined {
+  const base = process.env.XDG_RUNTIME_DIR;
+  const dir = base && path.isAbsolute(base) ? path.join(base, 'ipcwire') : path.join(os.tmpdir(), `ipcwire-${process.getuid!()}`);
+  const names = fs.readdirSync(dir).filter((f) => f.startsWith(`${mainPid}-`) && f.endsWith('.sock'));
+  return names.length === 1 ? path.join(dir, names[0]) : undefined;
 }
 
 /**
@@ -26,16 +44,16 @@ async function runSeed(mainScript: string, done: (lines: string[]) => boolean) {
   expect(main.done, `main exited early: ${main.stderr}`).toBe(false);
   const renderers = childPids(main.pid);
   expect(renderers).toHaveLength(1);
-  const env = fs.readFileSync(`/proc/${renderers[0]}/environ`, 'utf8').split('\0');
-  const address = env.find((e) => e.startsWith('IPCWIRE_ADDRESS='))?.slice('IPCWIRE_ADDRESS='.length);
+  const address = HAS_PROC ? addressInEnvironment(renderers[0]) : privateAddressOf(main.pid);
   expect(address, 'fork puts the address in the renderer environment').toBeTruthy();
   renderers.forEach(trackPid);
   main.kill('SIGKILL');
   await main.waitExit();
   // The renderer has a listener, so it lived on its connection; with main gone it must end by itself.
   await waitUntil(() => !isAlive(renderers[0]), 5000, 'the renderer to exit after main died');
-  // A SIGKILLed main cannot remove its socket file: that stale file is this test's to clean.
+  // A SIGKILLed main cannot remove its socket file and lock file: those stale files are this test's to clean.
   fs.rmSync(address!, { force: true });
+  fs.rmSync(`${address}.lock`, { force: true });
   return { lines: main.lines(), stderr: main.stderr };
 }
 

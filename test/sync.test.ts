@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { childPids, exitsCleanly, makeMain, runNode, sha256, sockPath, tmpDir, trackPath, useHarness } from './helpers';
+import { childPids, exitsCleanly, makeMain, runNode, sha256, sockPath, threadCount, tmpDir, trackPath, useHarness } from './helpers';
 
 useHarness();
 
@@ -110,7 +110,7 @@ describe('sync', () => {
       // Observe the renderer from outside while it is blocked, then answer after a second.
       const pid = event.processId;
       setTimeout(() => {
-        during = { threads: fs.readdirSync(`/proc/${pid}/task`).length, children: childPids(pid).length };
+        during = { threads: threadCount(pid), children: childPids(pid).length };
         setTimeout(() => (event.returnValue = 'released'), 800);
       }, 200);
     });
@@ -119,7 +119,11 @@ describe('sync', () => {
       const r = ipcwire.ipcRenderer;
       r.connect();
       await r.invoke('warm-up').catch(() => {});
-      const threads = require('node:fs').readdirSync('/proc/self/task').length;
+      const fs = require('node:fs');
+      // Linux: /proc; macOS: ps -M (one line per thread, after a header).
+      const threads = fs.existsSync('/proc/self/task')
+        ? fs.readdirSync('/proc/self/task').length
+        : require('node:child_process').execFileSync('ps', ['-M', '-p', String(process.pid)], { encoding: 'utf8' }).trim().split('\\n').length - 1;
       const cpu0 = process.cpuUsage();
       const t0 = Date.now();
       const v = r.sendSync('hold');

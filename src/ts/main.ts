@@ -4,7 +4,6 @@
  * on `ipcMain` itself, so no lifecycle event can collide with a channel name.
  */
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
 import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCredentials, type NativeServer } from './native';
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
@@ -492,7 +491,6 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
   private readonly backlog: number;
   private readonly socketMode: number;
   private server: NativeServer | null = null;
-  private socketInode: number | null = null;
   private readonly pendingPeers = new Set<Peer<C>>();
   private _address: string | null = null;
 
@@ -522,8 +520,9 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
 
   /**
    * Listens synchronously on a bare name, an absolute socket path (`\\.\pipe\name` on Windows), or, with no
-   * argument, a fresh private address. Returns the address. A stale socket file left by a dead server is
-   * replaced; one held by a live server fails with EADDRINUSE.
+   * argument, a fresh private address. Returns the address. Claiming a path is atomic (a lock file,
+   * `<path>.lock`, is held for the server's life): a path a live server holds fails with EADDRINUSE, a socket
+   * file left by a dead server is replaced, any other file at the path is never touched (EADDRINUSE).
    */
   listen(address?: string): string {
     if (this.server) {
@@ -532,28 +531,12 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     const binding = native();
     const resolved = resolveAddress(address);
     checkPathLength(resolved, binding.maxPathLength);
-    const open = () =>
-      binding.listen(resolved, this.backlog, this.socketMode,
-        (conn) => this.onConnection(conn),
-        (err) => this.peers._error(err, null));
-    try {
-      this.server = open();
-    } catch (err) {
-      if (codeOf(err) !== 'EADDRINUSE' || isWindows || !isStaleSocket(resolved)) throw err;
-      try {
-        fs.unlinkSync(resolved);
-      } catch (unlinkErr) {
-        if (codeOf(unlinkErr) !== 'ENOENT') throw err;
-      }
-      this.server = open();
-    }
+    this.server = binding.listen(resolved, this.backlog, this.socketMode,
+      (conn) => this.onConnection(conn),
+      (err) => this.peers._error(err, null));
     this._address = resolved;
     if (!isWindows) {
-      try {
-        this.socketInode = fs.statSync(resolved).ino;
-      } catch {
-        this.socketInode = null;
-      }
+      // A named pipe goes with its process; a socket file and its lock would stay.
       listeningMains.add(this);
       installSocketCleanup();
     }
@@ -565,22 +548,15 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     const server = this.server;
     if (!server) return;
     this.server = null;
-    server.close();
+    listeningMains.delete(this);
+    server.close(); // also removes the socket file and its lock
     for (const peer of [...this.peers, ...this.pendingPeers]) peer.link.end();
-    this._removeSocketFile();
   }
 
-  /** @internal Removes the socket file if it is still ours (another server may have replaced it). */
-  _removeSocketFile(): void {
+  /** @internal At process exit: give up the address (socket file and lock) without the rest of close(). */
+  _releaseAddress(): void {
     listeningMains.delete(this);
-    if (!isWindows && this._address && this.socketInode !== null) {
-      try {
-        if (fs.statSync(this._address).ino === this.socketInode) fs.unlinkSync(this._address);
-      } catch {
-        // already gone
-      }
-    }
-    this.socketInode = null;
+    this.server?.close();
   }
 
   /** Keeps (default) or stops keeping the process alive through the listening socket. */
@@ -630,21 +606,6 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
 }
 
 
-/** A socket file nobody listens on any more (connect is refused). Never true for a non-socket file. */
-function isStaleSocket(path: string): boolean {
-  try {
-    if (!fs.lstatSync(path).isSocket()) return false;
-  } catch {
-    return true; // vanished meanwhile: retrying is right
-  }
-  try {
-    native().connect(path, 0).close();
-    return false;
-  } catch (err) {
-    return codeOf(err) === 'ECONNREFUSED';
-  }
-}
-
 const listeningMains = new Set<IpcMain<any>>();
 let socketCleanupInstalled = false;
 
@@ -653,7 +614,7 @@ function installSocketCleanup(): void {
   if (socketCleanupInstalled) return;
   socketCleanupInstalled = true;
   process.on('exit', () => {
-    for (const main of listeningMains) main._removeSocketFile();
+    for (const main of listeningMains) main._releaseAddress();
   });
 }
 

@@ -96,7 +96,7 @@ export interface NativeConnection {
 }
 
 export interface NativeServer {
-  /** Idempotent: stop accepting, close the listening fd (the socket file is removed by TS). */
+  /** Idempotent: stop accepting, close the listening fd, remove the socket file it bound, release the lock. */
   close(): void;
   ref(): void;
   unref(): void;
@@ -106,7 +106,8 @@ export interface NativeBinding {
   /**
    * Bind and listen on a Unix socket path (synchronously). Sets the socket file's mode to `mode` between bind
    * and listen. Throws Node-shaped system errors (code, errno, syscall, address): EADDRINUSE, EACCES, …
-   * The caller handles stale files (connect probe + unlink) before retrying.
+   * Claims the path atomically first: `<address>.lock`, flock'ed for the server's life (EADDRINUSE while
+   * another server holds it); with the lock held, a socket file nobody accepts on is replaced.
    */
   listen(
     address: string,

@@ -4,7 +4,7 @@
  * `useHarness()` checks after each test that nothing was left behind: no child process still running, no
  * socket file on disk, no extra file descriptor or active handle in this process.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once as eventsOnce, type EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
@@ -350,9 +350,31 @@ export function runNode(code: string, opts: SpawnOptions & { esm?: boolean } = {
   return spawnNode([path.join(dir, opts.esm ? 'run.mjs' : 'run.cjs'), code], opts);
 }
 
-/** Direct children of `pid`, read from /proc. */
-export function childPids(pid: number): number[] {
+/**
+ * Whether this system has a Linux-style /proc. Where it has not (macOS), the helpers below ask `ps` instead,
+ * and file descriptors are counted in /dev/fd.
+ */
+export const HAS_PROC = fs.existsSync('/proc/self/stat');
+
+/** `ps` output lines for the given options (macOS and the BSDs; also works on Linux with procps). */
+function ps(args: string[]): string[] {
+  try {
+    return execFileSync('ps', args, { encoding: 'utf8' }).split('\n').map((l) => l.trim()).filter(Boolean);
+  } catch {
+    return []; // ps exits 1 when no process matched
+  }
+}
+
+/** Direct children of `pid` (/proc, else `ps`). */
+export function childPids(pid: number, useProc = HAS_PROC): number[] {
   const out: number[] = [];
+  if (!useProc) {
+    for (const line of ps(['-A', '-o', 'pid=,ppid='])) {
+      const [child, parent] = line.split(/\s+/).map(Number);
+      if (parent === pid) out.push(child);
+    }
+    return out;
+  }
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
@@ -366,13 +388,43 @@ export function childPids(pid: number): number[] {
   return out;
 }
 
-export function isAlive(pid: number): boolean {
+/** Whether `pid` runs and is not a zombie (/proc, else `process.kill(pid, 0)` and `ps` for the state). */
+export function isAlive(pid: number, useProc = HAS_PROC): boolean {
+  if (!useProc) {
+    try {
+      process.kill(pid, 0);
+    } catch (e) {
+      // EPERM: it exists but belongs to another user.
+      if ((e as NodeJS.ErrnoException).code !== 'EPERM') return false;
+    }
+    const state = ps(['-o', 'stat=', '-p', String(pid)])[0];
+    return state !== undefined && !state.startsWith('Z');
+  }
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
   } catch {
     return false;
   }
+}
+
+/** Threads of process `pid` (/proc, else `ps -M` on macOS, `ps -T` elsewhere: one line per thread). */
+export function threadCount(pid: number, useProc = HAS_PROC): number {
+  if (useProc) return fs.readdirSync(`/proc/${pid}/task`).length;
+  const lines = process.platform === 'darwin' ? ps(['-M', '-p', String(pid)]) : ps(['-T', '-p', String(pid)]);
+  return lines.length - 1; // the header
+}
+
+/** This process's open file descriptors (/proc/self/fd, else /dev/fd), with what they point to where known. */
+export function openFds(): string[] {
+  const dir = HAS_PROC ? '/proc/self/fd' : '/dev/fd';
+  return fs.readdirSync(dir).map((f) => {
+    try {
+      return `${f}->${fs.readlinkSync(`${dir}/${f}`)}`;
+    } catch {
+      return f;
+    }
+  });
 }
 
 /** Stray processes not spawned by the harness (grandchildren) that a test must see gone. */
@@ -404,7 +456,7 @@ function listRuntimeDir(): string[] {
 const childrenSeen = new Set<number>();
 
 function fdCount(): number {
-  return fs.readdirSync('/proc/self/fd').length;
+  return fs.readdirSync(HAS_PROC ? '/proc/self/fd' : '/dev/fd').length;
 }
 
 function resources(): Map<string, number> {
@@ -506,6 +558,9 @@ export function useHarness(): void {
         leaks.push(`socket file left behind: ${p}`);
         fs.rmSync(p, { force: true });
       }
+      // A killed main leaves its lock file as well as its socket; close() removing both is tested where it
+      // matters (claim.test.ts), so here it is only tidied away.
+      fs.rmSync(`${p}.lock`, { force: true });
     }
     socketPaths.clear();
     for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
@@ -514,14 +569,7 @@ export function useHarness(): void {
     const end = Date.now() + 2000;
     while ((fdCount() > baseFds || extraResources(baseRes).length) && Date.now() < end) await sleep(10);
     if (fdCount() > baseFds) {
-      const fds = fs.readdirSync('/proc/self/fd').map((f) => {
-        try {
-          return `${f}->${fs.readlinkSync(`/proc/self/fd/${f}`)}`;
-        } catch {
-          return f;
-        }
-      });
-      leaks.push(`file descriptors: ${baseFds} before, ${fdCount()} after (${fds.join(', ')})`);
+      leaks.push(`file descriptors: ${baseFds} before, ${fdCount()} after (${openFds().join(', ')})`);
     }
     const extra = extraResources(baseRes);
     if (extra.length) leaks.push(`active handles left: ${extra.join(', ')}`);

@@ -14,6 +14,7 @@ namespace {
 
 struct ServerInit {
   int fd;
+  const PathClaim* claim;
   const std::string* address;
   bool taken;
 };
@@ -33,6 +34,19 @@ int OpenSpare() {
 
 }  // namespace
 
+void ReleaseClaim(const std::string& address, PathClaim* claim) {
+  if (claim->has_socket) {
+    claim->has_socket = false;
+    dev_t dev;
+    ino_t ino;
+    if (sys::FileId(address, &dev, &ino) && dev == claim->dev && ino == claim->ino) unlink(address.c_str());
+  }
+  if (claim->lock_fd >= 0) {
+    sys::UnlockPath(claim->lock_path, claim->lock_fd);
+    claim->lock_fd = -1;
+  }
+}
+
 Napi::Function Server::Define(Napi::Env env) {
   return DefineClass(env, "Server",
                      {
@@ -42,9 +56,9 @@ Napi::Function Server::Define(Napi::Env env) {
                      });
 }
 
-Napi::Object Server::NewInstance(Napi::Env env, int fd, const std::string& address, Napi::Function on_connection,
-                                 Napi::Function on_error) {
-  ServerInit init{fd, &address, false};
+Napi::Object Server::NewInstance(Napi::Env env, int fd, const PathClaim& claim, const std::string& address,
+                                 Napi::Function on_connection, Napi::Function on_error) {
+  ServerInit init{fd, &claim, &address, false};
   Addon* addon = Addon::Get(env);
   Napi::Object obj;
   addon->construct_args = &init;
@@ -53,7 +67,11 @@ Napi::Object Server::NewInstance(Napi::Env env, int fd, const std::string& addre
     addon->construct_args = nullptr;
   } catch (...) {
     addon->construct_args = nullptr;
-    if (!init.taken) sys::CloseFd(fd);
+    if (!init.taken) {
+      sys::CloseFd(fd);
+      PathClaim unused = claim;
+      ReleaseClaim(address, &unused);
+    }
     throw;
   }
   Server* self = Server::Unwrap(obj);
@@ -86,6 +104,7 @@ Server::Server(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Server>(info),
   init->taken = true;
   fd_ = init->fd;
   address_ = *init->address;
+  claim_ = *init->claim;
   tracker_ = addon->tracker();
   h->poll.data = h;
   h->backoff.data = h;
@@ -117,10 +136,13 @@ Server::~Server() {
       sys::CloseFd(handles_->fd);
       sys::CloseFd(handles_->spare_fd);
       handles_->fd = handles_->spare_fd = -1;
+      CloseFiles();
     }
     handles_ = nullptr;
   }
 }
+
+void Server::CloseFiles() { ReleaseClaim(address_, &claim_); }
 
 void Server::CloseForTeardown() { DoClose(); }
 
@@ -168,6 +190,8 @@ void Server::DoClose() {
     handles_->fd = handles_->spare_fd = -1;
     fd_ = -1;
   }
+  // The socket file goes before the lock: once the lock is free, a new server may bind the path at once.
+  CloseFiles();
 }
 
 void Server::OnHandleClosed(uv_handle_t* handle) {

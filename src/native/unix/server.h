@@ -15,6 +15,20 @@ namespace ipcwire {
 
 class Server;
 
+// What a server holds on its socket path besides the listening fd: the path's lock and the identity of the
+// socket file it bound, so that closing removes exactly that file (never a successor's) and then the lock.
+struct PathClaim {
+  int lock_fd = -1;
+  std::string lock_path;
+  bool has_socket = false;
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+// Removes the socket file at `address` if it is still the one the claim bound, then releases the lock.
+// Idempotent.
+void ReleaseClaim(const std::string& address, PathClaim* claim);
+
 struct ServerHandles {
   uv_poll_t poll;
   uv_timer_t backoff;  // resumes accepting after a pause (fd exhaustion without a spare fd, accept errors)
@@ -28,9 +42,10 @@ struct ServerHandles {
 class Server : public Napi::ObjectWrap<Server>, public Resource {
  public:
   static Napi::Function Define(Napi::Env env);
-  // Wraps a listening fd (ownership passes to the Server) and starts accepting.
-  static Napi::Object NewInstance(Napi::Env env, int fd, const std::string& address, Napi::Function on_connection,
-                                  Napi::Function on_error);
+  // Wraps a listening fd and its path claim (ownership of both passes to the Server, also when this throws)
+  // and starts accepting.
+  static Napi::Object NewInstance(Napi::Env env, int fd, const PathClaim& claim, const std::string& address,
+                                  Napi::Function on_connection, Napi::Function on_error);
 
   explicit Server(const Napi::CallbackInfo& info);
   ~Server() override;
@@ -53,12 +68,14 @@ class Server : public Napi::ObjectWrap<Server>, public Resource {
   void OnClosed();
   void ReportError(int errnum);
   void UpdateRef();
+  void CloseFiles();
 
   Napi::Env env_;
   std::shared_ptr<LoopTracker> tracker_;
   ServerHandles* handles_ = nullptr;
   int fd_ = -1;
   std::string address_;
+  PathClaim claim_;
   Napi::FunctionReference on_connection_, on_error_;
   std::unique_ptr<Napi::AsyncContext> async_context_;
   bool user_ref_ = true;  // like net.Server: a listening server keeps the process alive

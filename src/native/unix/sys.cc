@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -105,7 +106,102 @@ Credentials PeerCredentials(int fd) {
   return c;
 }
 
+int LockPath(const std::string& lock_path, int* out) {
+  // Each retry means another holder released (and unlinked) the file between our open and our flock; a
+  // hundred in a row would take a hundred servers coming and going on this one path meanwhile.
+  int busy_retries = 2;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    int r;
+    do {
+      r = flock(fd, LOCK_EX | LOCK_NB);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EWOULDBLOCK || errno == EAGAIN) && busy_retries > 0) {
+      // Possibly a renderer's momentary shared lock (LockHeld), not a server: look again shortly.
+      --busy_retries;
+      close(fd);
+      SleepMs(1);
+      continue;
+    }
+    if (r < 0) {
+      int err = errno;
+      close(fd);
+      return (err == EWOULDBLOCK || err == EAGAIN) ? EADDRINUSE : err;
+    }
+    struct stat held, at_path;
+    if (fstat(fd, &held) == 0 && lstat(lock_path.c_str(), &at_path) == 0 && held.st_dev == at_path.st_dev &&
+        held.st_ino == at_path.st_ino) {
+      *out = fd;
+      return 0;
+    }
+    close(fd);
+  }
+  return EADDRINUSE;
+}
+
+void UnlockPath(const std::string& lock_path, int fd) {
+  if (fd < 0) return;
+  // Unlink before closing: whoever opened this file meanwhile finds it gone once the lock is theirs, and
+  // retries on a fresh one (LockPath).
+  struct stat held, at_path;
+  if (fstat(fd, &held) == 0 && lstat(lock_path.c_str(), &at_path) == 0 && held.st_dev == at_path.st_dev &&
+      held.st_ino == at_path.st_ino) {
+    unlink(lock_path.c_str());
+  }
+  close(fd);
+}
+
+int RemoveStaleSocket(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) < 0) return errno == ENOENT ? 0 : errno;
+  if (!S_ISSOCK(st.st_mode)) return 0;
+  sockaddr_un addr;
+  socklen_t addr_len;
+  if (int err = FillAddress(path, &addr, &addr_len)) return err;
+  int probe;
+  if (int err = NewSocket(&probe)) return err;
+  int err = 0;
+  if (connect(probe, reinterpret_cast<sockaddr*>(&addr), addr_len) < 0) err = errno;
+  close(probe);
+  // Connected, in progress or a full queue (EAGAIN on Linux): someone accepts there.
+  if (err != ECONNREFUSED && err != ENOENT) return EADDRINUSE;
+  if (unlink(path.c_str()) < 0 && errno != ENOENT) return errno;
+  return 0;
+}
+
+bool LockHeld(const std::string& lock_path) {
+  int fd = open(lock_path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  int r;
+  do {
+    r = flock(fd, LOCK_SH | LOCK_NB);
+  } while (r < 0 && errno == EINTR);
+  bool held = r < 0 && (errno == EWOULDBLOCK || errno == EAGAIN);
+  close(fd);  // also drops the shared lock if we got it
+  return held;
+}
+
+bool RetryConnect(int err, const std::string& path) {
+  if (err == EAGAIN || err == EWOULDBLOCK) return true;
+  return err == ECONNREFUSED && path[0] != '\0' && LockHeld(path + ".lock");
+}
+
+bool FileId(const std::string& path, dev_t* dev, ino_t* ino) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) < 0) return false;
+  *dev = st.st_dev;
+  *ino = st.st_ino;
+  return true;
+}
+
 ssize_t WriteV(int fd, const iovec* iov, int iovcnt) {
+  // Linux and macOS (whose SDK defines MSG_NOSIGNAL too) take the sendmsg branch; SO_NOSIGPIPE, set on every
+  // socket where it exists (macOS, the BSDs), covers both branches. The writev branch is for systems with
+  // neither, where only Node's own ignoring of SIGPIPE protects the process.
 #if defined(MSG_NOSIGNAL)
   msghdr msg;
   memset(&msg, 0, sizeof(msg));
@@ -113,7 +209,7 @@ ssize_t WriteV(int fd, const iovec* iov, int iovcnt) {
   msg.msg_iovlen = iovcnt;
   return sendmsg(fd, &msg, MSG_NOSIGNAL);
 #else
-  return writev(fd, iov, iovcnt);  // SO_NOSIGPIPE is set on every socket we make
+  return writev(fd, iov, iovcnt);
 #endif
 }
 

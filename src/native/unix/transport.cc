@@ -55,6 +55,14 @@ int WaitConnected(int fd, double deadline) {
   }
 }
 
+// Undoes what listen() claimed so far, then throws. Node reports failures to take a pipe server's path as
+// 'listen' errors (EADDRINUSE, EACCES).
+[[noreturn]] void FailListen(Napi::Env env, const std::string& address, PathClaim* claim, int err,
+                             const char* syscall) {
+  ReleaseClaim(address, claim);
+  ThrowError(env, ErrorInfo::System(err, syscall, address));
+}
+
 }  // namespace
 
 void Init(Napi::Env env, Addon* addon) {
@@ -77,29 +85,36 @@ Napi::Value Listen(const Napi::CallbackInfo& info) {
   sockaddr_un addr;
   socklen_t addr_len;
   if (int err = sys::FillAddress(address, &addr, &addr_len)) ThrowError(env, ErrorInfo::System(err, "listen", address));
-  int fd;
-  if (int err = sys::NewSocket(&fd)) ThrowError(env, ErrorInfo::System(err, "listen", address));
+  bool has_file = address[0] != '\0';  // Linux abstract names have no file and are claimed by bind() itself
+  PathClaim claim;
+  auto fail = [&](int err, const char* syscall) { FailListen(env, address, &claim, err, syscall); };
+  if (has_file) {
+    // Claiming the path is atomic: whoever holds the lock owns the path; anyone else gets EADDRINUSE. With
+    // the lock held, a socket file at the path is a dead server's and is replaced.
+    claim.lock_path = address + ".lock";
+    if (int err = sys::LockPath(claim.lock_path, &claim.lock_fd)) fail(err, "listen");
+    if (int err = sys::RemoveStaleSocket(address)) fail(err, "listen");
+  }
+  int fd = -1;
+  if (int err = sys::NewSocket(&fd)) fail(err, "listen");
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) < 0) {
     int err = errno;
     sys::CloseFd(fd);
-    // Node reports bind failures of a pipe server as 'listen' errors (EADDRINUSE, EACCES).
-    ThrowError(env, ErrorInfo::System(err, "listen", address));
+    fail(err, "listen");
   }
-  bool has_file = address[0] != '\0';
+  if (has_file) claim.has_socket = sys::FileId(address, &claim.dev, &claim.ino);
   // Permissions are set before listen(): no peer can connect while the file still has umask's mode.
   if (has_file && chmod(address.c_str(), mode) < 0) {
     int err = errno;
     sys::CloseFd(fd);
-    unlink(address.c_str());
-    ThrowError(env, ErrorInfo::System(err, "chmod", address));
+    fail(err, "chmod");
   }
   if (listen(fd, backlog) < 0) {
     int err = errno;
     sys::CloseFd(fd);
-    if (has_file) unlink(address.c_str());
-    ThrowError(env, ErrorInfo::System(err, "listen", address));
+    fail(err, "listen");
   }
-  return Server::NewInstance(env, fd, address, info[3].As<Napi::Function>(), info[4].As<Napi::Function>());
+  return Server::NewInstance(env, fd, claim, address, info[3].As<Napi::Function>(), info[4].As<Napi::Function>());
 }
 
 Napi::Value Connect(const Napi::CallbackInfo& info) {
@@ -124,10 +139,11 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
     if (err == 0) break;
     sys::CloseFd(fd);
     fd = -1;
-    // A full listen queue fails a non-blocking AF_UNIX connect at once with EAGAIN: retry with backoff
-    // (1 ms doubling to 50 ms) until the deadline.
+    // A full listen queue fails a non-blocking AF_UNIX connect at once (EAGAIN on Linux, ECONNREFUSED on
+    // macOS and the BSDs, where only the lock tells a busy server from a dead one): retry with backoff (1 ms
+    // doubling to 50 ms) until the deadline.
     double left = deadline - sys::NowMs();
-    if ((err == EAGAIN || err == EWOULDBLOCK) && left > 0) {
+    if (left > 0 && sys::RetryConnect(err, address)) {
       sys::SleepMs(std::min(backoff_ms, left));
       backoff_ms = std::min(backoff_ms * 2, 50.0);
       continue;

@@ -45,7 +45,7 @@ if (process.argv[2] === 'child') {
   child.on('message', (m) => msgs.push(m));
   child.on('exit', (code) => {
     server.close();
-    fs.rmSync(addr);
+    assert.ok(!fs.existsSync(addr) && !fs.existsSync(addr + '.lock'), 'close() removes the socket and lock files');
     assert.strictEqual(code, 0);
     assert.strictEqual(conns, 1);
     const { rtt_us, creds } = msgs[0];

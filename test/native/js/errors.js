@@ -47,7 +47,8 @@ const exact = path.join(path.dirname(addr), 'y'.repeat(binding.maxPathLength - p
 assert.strictEqual(exact.length, binding.maxPathLength);
 const s3 = binding.listen(exact, 16, 0o600, noop, noop);
 const c3 = binding.connect(exact, 100);
-c3.close(); s3.close(); fs.rmSync(exact);
+c3.close(); s3.close();
+assert.ok(!fs.existsSync(exact) && !fs.existsSync(exact + '.lock'), 'close() removes the socket and lock files');
 
 // Fresh worker-less instance before setErrorFactory: plain Error with .code.
 const out = execFileSync(process.execPath, ['-e', `
