@@ -3,9 +3,11 @@
  * handshake included), and error replies too large for the caller's maxMessageSize, which are shortened so
  * that the caller gets them instead of waiting for ever.
  */
+import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { type Any, exitsCleanly, makeMain, once, runNode, sockPath, trackRaw, useHarness, waitUntil, within } from './helpers';
+import { type Any, catchSync, exitsCleanly, ipcwire, makeMain, once, runNode, sockPath, tmpDir, trackPath, trackRaw, useHarness, waitUntil, within } from './helpers';
 import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
 
 useHarness();
@@ -275,5 +277,174 @@ describe('faults: a peer that does not read', () => {
     await exitsCleanly(child);
     for (const s of sockets) s.destroy();
     server.close();
+  });
+});
+
+describe('faults: silent faults made loud', () => {
+  test('faults: idleTimeout disconnects a renderer that trickles a frame for ever (ERR_IPC_IDLE_TIMEOUT); off by default; an active one stays', { timeout: 30_000 }, async () => {
+    const idle = makeMain({ idleTimeout: 400 });
+    const plain = makeMain();
+    const errors: Any[] = [];
+    idle.peers.on('error', (err: Any, peer: Any) => errors.push({ err, peer }));
+    plain.peers.on('error', (err: Any) => errors.push({ err, peer: null, plain: true }));
+    let got = 0;
+    idle.on('m', () => got++);
+    const hello = await captureHello(idle);
+    const message = frame(KIND.MESSAGE, 0, Buffer.from([0x92, 0xa1, 0x6d, 0x90]));
+    const big = frame(KIND.MESSAGE, 0, Buffer.alloc(1000, 0x90));
+    const trickle = (main: Any) => {
+      const raw = rawClient(main.address);
+      raw.socket.write(hello);
+      let i = 0;
+      const timer = setInterval(() => raw.socket.write(big.subarray(i, ++i)), 50);
+      return { raw, stop: () => clearInterval(timer) };
+    };
+    const slowIdle = trickle(idle);
+    const slowPlain = trickle(plain);
+    const active = rawClient(idle.address);
+    active.socket.write(hello);
+    const activeTimer = setInterval(() => active.socket.write(message), 100);
+    try {
+      await waitUntil(() => errors.length >= 1, 10_000, 'the idle timeout');
+      const t0 = Date.now();
+      const { err, peer } = errors[0];
+      expect(err.code).toBe('ERR_IPC_IDLE_TIMEOUT');
+      expect(err.idleTimeout).toBe(400);
+      await within(slowIdle.raw.closed, 5000, 'the trickler cut off');
+      expect(peer.isDestroyed()).toBe(true);
+      // The active client and the trickler of the main without idleTimeout are still connected.
+      await waitUntil(() => Date.now() - t0 > 500 && got >= 8, 10_000, 'the active client keeps sending');
+      expect(active.isClosed()).toBe(false);
+      expect(slowPlain.raw.isClosed()).toBe(false);
+      expect(errors).toHaveLength(1);
+    } finally {
+      slowIdle.stop();
+      slowPlain.stop();
+      clearInterval(activeTimer);
+      active.socket.destroy();
+      slowPlain.raw.socket.destroy();
+      slowIdle.raw.socket.destroy();
+    }
+  });
+
+  test('faults: 50 connections declaring 511 MiB frames cost what arrived, not what they declared (VmSize and RSS)', { timeout: 60_000 }, async () => {
+    const capture = makeMain();
+    const hello = await captureHello(capture);
+    capture.close();
+    const address = sockPath();
+    const mainChild = runNode(`
+      const fs = require('node:fs');
+      const mem = () => {
+        try {
+          const s = fs.readFileSync('/proc/self/status', 'utf8');
+          const kb = (k) => Number(new RegExp(k + ':\\\\s+(\\\\d+) kB').exec(s)[1]) * 1024;
+          return { vm: kb('VmSize'), rss: kb('VmRSS') };
+        } catch { return { vm: null, rss: process.memoryUsage().rss }; }
+      };
+      const main = new ipcwire.IpcMain();
+      let n = 0;
+      main.peers.on('error', () => {});
+      main.peers.on('connect', () => { if (++n === 50) setImmediate(() => out('after', mem())); });
+      main.listen(${JSON.stringify(address)});
+      out('before', mem());
+      await readLine();
+      main.close();
+    `);
+    const before = await mainChild.msg('before');
+    const head = Buffer.alloc(9);
+    head.writeUInt32LE(511 * 1024 * 1024, 0);
+    head[4] = KIND.MESSAGE;
+    const clients = [];
+    for (let i = 0; i < 50; i++) {
+      const raw = rawClient(address);
+      raw.socket.write(Buffer.concat([hello, head, Buffer.alloc(1000, 0x90)]));
+      clients.push(raw);
+    }
+    const after = await mainChild.msg('after', 30_000);
+    const MiB = 1024 * 1024;
+    // Before growing buffers as bytes arrive this was 50 x 511 MiB of address space (26 GiB).
+    if (before.vm !== null) expect(after.vm - before.vm).toBeLessThan(256 * MiB);
+    expect(after.rss - before.rss).toBeLessThan(256 * MiB);
+    for (const c of clients) c.socket.destroy();
+    mainChild.send('done');
+    await exitsCleanly(mainChild);
+  });
+
+  test('faults: accept failing for lack of descriptors is one \'error\' (EMFILE) per episode; main keeps serving', { timeout: 60_000 }, async () => {
+    const address = sockPath();
+    const mainChild = runNode(`
+      const main = new ipcwire.IpcMain();
+      const errors = [];
+      main.peers.on('error', (e, peer) => { errors.push({ code: e.code, syscall: e.syscall, peer: peer === null ? null : 'peer' }); out('error', errors.length); });
+      main.handle('ping', (e, x) => 'pong ' + x);
+      main.listen(${JSON.stringify(address)});
+      out('ready', true);
+      await readLine();
+      out('errors', errors);
+      main.close();
+    `, { shellPrefix: 'ulimit -n 64;' });
+    await mainChild.msg('ready');
+    const clients = [];
+    for (let i = 0; i < 120; i++) clients.push(rawClient(address));
+    await mainChild.msg('error', 20_000);
+    // Shed connections are closed at once, not left waiting.
+    await waitUntil(() => clients.filter((c) => c.isClosed()).length > 0, 10_000, 'shed connections closed');
+    for (const c of clients) c.socket.destroy();
+    // Descriptors free again: a renderer connects and is served.
+    const child = runNode(`out('r', await ipcwire.ipcRenderer.invoke('ping', 1));`, { address });
+    expect(await child.msg('r', 20_000)).toBe('pong 1');
+    await exitsCleanly(child);
+    mainChild.send('report');
+    const errors = await mainChild.msg('errors');
+    expect(errors).toEqual([{ code: 'EMFILE', syscall: 'accept', peer: null }]);
+    await exitsCleanly(mainChild);
+  });
+
+  test('faults: allowMain sees main\'s kernel credentials; refusing throws ERR_IPC_MAIN_REFUSED and sends nothing', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const connects: Any[] = [];
+    main.peers.on('connect', (p: Any) => connects.push(p));
+    const child = runNode(`
+      const seen = [];
+      const r = new ipcwire.IpcRenderer({ allowMain: (c) => { seen.push(c); return false; } });
+      try { r.connect(); out('r', 'connected'); } catch (e) { out('r', { code: e.code, uid: e.uid, seen, myUid: process.getuid() }); }
+      const ok = new ipcwire.IpcRenderer({ allowMain: (c) => c.uid === process.getuid() });
+      ok.connect();
+      ok.send('hi');
+      ok.close();
+    `, { address: main.address });
+    const [event] = await once(main, 'hi');
+    const r = await child.msg('r');
+    expect(r.code).toBe('ERR_IPC_MAIN_REFUSED');
+    expect(r.seen).toEqual([{ pid: process.pid, uid: r.myUid, gid: expect.any(Number) }]);
+    expect(connects).toEqual([event.sender]); // the refused connection never said hello
+    await exitsCleanly(child);
+  });
+
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  test.skipIf(!isRoot)('faults: a renderer refuses a fake main run by another user (uid 65534) at the address (needs root to run one)', { timeout: 30_000 }, async () => {
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o777); // a directory another user can create a socket in
+    const address = trackPath(path.join(dir, 'main.sock'));
+    const fake = runNode(`
+      const main = new ipcwire.IpcMain({ socketMode: 0o666 });
+      main.handle('who', () => process.getuid());
+      main.listen(${JSON.stringify(address)});
+      out('ready', process.getuid());
+      await readLine();
+      main.close();
+    `, { uid: 65534, gid: 65534 });
+    expect(await fake.msg('ready')).toBe(65534);
+    const { IpcRenderer } = ipcwire();
+    const err = catchSync(() => new IpcRenderer({ address }).connect());
+    expect(err.code).toBe('ERR_IPC_MAIN_REFUSED');
+    expect(err.uid).toBe(65534);
+    expect(err.message).toMatch(/uid 65534/);
+    // Trusting that user explicitly works.
+    const trusting = new IpcRenderer({ address, allowMain: (c: Any) => c.uid === 65534 });
+    expect(await trusting.invoke('who')).toBe(65534);
+    trusting.close();
+    fake.send('done');
+    await exitsCleanly(fake);
   });
 });

@@ -33,7 +33,8 @@ class BlockPool {
 
   // A block of at least `size` bytes (a kept one if one fits without wasting more than an eighth), else
   // malloc. nullptr when memory is exhausted.
-  uint8_t* Acquire(size_t size) {
+  // With `fallback` false, only a kept block: nullptr when none fits.
+  uint8_t* Acquire(size_t size, bool fallback = true) {
     if (size >= kMinBlock) {
       std::lock_guard<std::mutex> lk(mu_);
       size_t best = blocks_.size();
@@ -49,7 +50,7 @@ class BlockPool {
         return p;
       }
     }
-    return static_cast<uint8_t*>(malloc(size));
+    return fallback ? static_cast<uint8_t*>(malloc(size)) : nullptr;
   }
 
   // Gives back a block of `size` usable bytes (from Acquire or malloc; nullptr is ignored). Kept if there

@@ -17,7 +17,7 @@ FrameDecoder::FrameDecoder(uint64_t max_body, size_t staging_capacity, size_t la
 
 FrameDecoder::~FrameDecoder() {
   free(staging_);
-  BlockPool::Shared().Release(large_, large_size_);
+  BlockPool::Shared().Release(large_, large_cap_);
 }
 
 DecodeStatus FrameDecoder::Fail(DecodeStatus status, uint64_t length) {
@@ -30,7 +30,21 @@ size_t FrameDecoder::buffered() const { return (wpos_ - rpos_) + large_fill_; }
 
 ReadTarget FrameDecoder::Prepare() {
   if (failed()) return {nullptr, 0};
-  if (large_ != nullptr) return {large_ + large_fill_, large_size_ - large_fill_};
+  if (large_ != nullptr) {
+    if (large_fill_ == large_cap_ && large_cap_ < large_size_) {
+      // Grow only once what is allocated is full: memory follows the bytes that arrived. realloc moves
+      // large blocks by remapping pages, not by copying them.
+      size_t cap = large_cap_ > large_size_ / 2 ? large_size_ : large_cap_ * 2;
+      auto* grown = static_cast<uint8_t*>(realloc(large_, cap));
+      if (grown == nullptr) {
+        Fail(DecodeStatus::kOutOfMemory, large_size_ - kLengthPrefixBytes);
+        return {nullptr, 0};
+      }
+      large_ = grown;
+      large_cap_ = cap;
+    }
+    return {large_ + large_fill_, large_cap_ - large_fill_};
+  }
   if (staging_ == nullptr) {
     // Allocated lazily: an idle connection costs no staging memory until its first read.
     staging_ = static_cast<uint8_t*>(malloc(staging_capacity_));
@@ -78,9 +92,17 @@ DecodeStatus FrameDecoder::Next(DecodedFrame* out) {
       rpos_ += total;
       return DecodeStatus::kFrame;
     }
-    large_ = BlockPool::Shared().Acquire(total);  // warm memory when a frame of this size was freed lately
+    // Warm memory when a block of this size was freed lately; else the whole frame up to kEagerBytes, or
+    // the part that arrived (at least kEagerBytes) for a bigger one, grown in Prepare().
+    size_t cap = total;
+    large_ = BlockPool::Shared().Acquire(total, /*fallback=*/total <= kEagerBytes);
+    if (large_ == nullptr && total > kEagerBytes) {
+      cap = avail > kEagerBytes ? (avail < total ? avail : total) : kEagerBytes;
+      large_ = static_cast<uint8_t*>(malloc(cap));
+    }
     if (large_ == nullptr) return Fail(DecodeStatus::kOutOfMemory, body);
     large_size_ = total;
+    large_cap_ = cap;
     size_t take = avail < total ? avail : total;
     memcpy(large_, p, take);
     large_fill_ = take;
@@ -94,6 +116,7 @@ DecodeStatus FrameDecoder::Next(DecodedFrame* out) {
   out->owned = true;
   large_ = nullptr;
   large_size_ = 0;
+  large_cap_ = 0;
   large_fill_ = 0;
   return DecodeStatus::kFrame;
 }

@@ -5,12 +5,14 @@
 // Memory model (why it looks like this):
 // - Small frames are read into a fixed staging buffer and handed out as views into it; the caller copies
 //   them (coalescing several into one chunk) before asking for the next read target.
-// - A frame bigger than `large_threshold` gets its own allocation of exactly 4 + bodyLength bytes as soon
-//   as its length prefix is known; the rest of it is read straight into that allocation (no second copy)
-//   and ownership passes to the caller when it is complete.
-// - A declared length is checked against `max_body` before anything is allocated, so a hostile length
-//   prefix costs nothing. The staging buffer never grows: buffering is bounded by
-//   staging capacity + one frame of at most max_body bytes.
+// - A frame bigger than `large_threshold` gets its own allocation; the rest of it is read straight into that
+//   allocation (no second copy) and ownership passes to the caller when it is complete, sized exactly
+//   4 + bodyLength bytes. Up to kEagerBytes it is allocated whole when its length prefix is known (or taken
+//   whole from the block pool when a block of that size is kept); beyond, it starts at kEagerBytes and
+//   doubles as bytes arrive, so a declared length costs memory only once the bytes are there (50
+//   connections declaring 511 MiB and sending nothing more took 26 GiB of address space).
+// - A declared length is checked against `max_body` before anything is allocated. The staging buffer never
+//   grows: buffering is bounded by staging capacity + one frame of at most max_body bytes.
 #ifndef IPCWIRE_FRAME_DECODER_H_
 #define IPCWIRE_FRAME_DECODER_H_
 
@@ -68,6 +70,8 @@ class FrameDecoder {
  public:
   static constexpr size_t kDefaultStagingCapacity = 128 * 1024;
   static constexpr size_t kDefaultLargeThreshold = 64 * 1024;
+  // Large frames up to this size are allocated whole at once; bigger ones grow from it as bytes arrive.
+  static constexpr size_t kEagerBytes = 1024 * 1024;
 
   // large_threshold: frames whose total size (prefix included) exceeds it get their own allocation.
   // Requires staging_capacity > large_threshold (a small frame always fits after compaction).
@@ -98,6 +102,8 @@ class FrameDecoder {
   bool failed() const { return error_ != DecodeStatus::kNeedMore; }
   // A large frame is partly read into its own allocation.
   bool in_large_frame() const { return large_ != nullptr; }
+  // Bytes allocated for the large frame being read (tests: it grows with what arrived, not what was declared).
+  size_t large_capacity() const { return large_cap_; }
   // Bytes held that do not yet form a complete frame.
   size_t buffered() const;
 
@@ -111,7 +117,8 @@ class FrameDecoder {
   size_t rpos_ = 0;  // first unconsumed byte in staging
   size_t wpos_ = 0;  // end of data in staging
   uint8_t* large_ = nullptr;
-  size_t large_size_ = 0;
+  size_t large_size_ = 0;  // the whole frame: 4 + bodyLength
+  size_t large_cap_ = 0;   // allocated so far (<= large_size_)
   size_t large_fill_ = 0;
   DecodeStatus error_ = DecodeStatus::kNeedMore;  // kNeedMore = no error
   uint64_t error_length_ = 0;

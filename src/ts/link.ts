@@ -453,7 +453,11 @@ export class Link<E> {
     this.owner.onClose(reason);
   }
 
+  /** When the last whole frames arrived (Date.now()); what an idle timeout measures. */
+  lastInbound = Date.now();
+
   private onChunks(chunks: Buffer[]): void {
+    this.lastInbound = Date.now();
     for (const chunk of chunks) {
       let offset = 0;
       while (offset + 4 <= chunk.length) {

@@ -22,6 +22,12 @@ export interface IpcMainOptions {
    * `ipcMain.peers` 'error' and 'disconnect'). Default 256 MiB; one connection holds at most this plus one message.
    */
   maxQueuedBytes?: number;
+  /**
+   * After the handshake, a renderer from which no whole frame arrives for this many ms is disconnected with
+   * ERR_IPC_IDLE_TIMEOUT (a peer trickling bytes of a frame that never completes counts as idle). Off by default:
+   * a renderer that only listens is idle by nature.
+   */
+  idleTimeout?: number;
   /** A connection that has not said hello after this many ms is closed. Default 5000. */
   handshakeTimeout?: number;
   /** Refuse a renderer by its kernel credentials: return false to refuse. */
@@ -349,10 +355,33 @@ export class Peer<C = AnyChannels> extends EventEmitter {
     }
     this.link.reply(Kind.WELCOME, 0, [0, { version: PROTOCOL_VERSION, peerId: this.id, maxFrame: this.main._maxMessageSize }]);
     this.main._addPeer(this);
+    if (this.main._idleTimeout > 0) this.watchIdle(this.main._idleTimeout);
+  }
+
+  private idleTimer: NodeJS.Timeout | null = null;
+
+  /** Disconnects this renderer when no whole frame arrived from it for `ms` (checked lazily, one timer). */
+  private watchIdle(ms: number): void {
+    const check = (): void => {
+      this.idleTimer = null;
+      if (this.destroyed || this.link.isClosed) return;
+      const idle = Date.now() - this.link.lastInbound;
+      if (idle >= ms) {
+        this.link.fail(makeError('ERR_IPC_IDLE_TIMEOUT',
+          `Renderer (pid ${this.pid}) sent nothing for ${idle} ms (idleTimeout ${ms} ms); disconnected`,
+          { idleTimeout: ms }));
+        return;
+      }
+      this.idleTimer = setTimeout(check, ms - idle);
+      this.idleTimer.unref();
+    };
+    this.idleTimer = setTimeout(check, ms);
+    this.idleTimer.unref();
   }
 
   private onClose(err: Error | null): void {
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
+    if (this.idleTimer) clearTimeout(this.idleTimer);
     this.destroyed = true;
     this.main._removePeer(this, err);
   }
@@ -486,6 +515,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
   /** @internal */ readonly _maxMessageSize: number;
   /** @internal */ readonly _handshakeTimeout: number;
   /** @internal */ readonly _maxQueuedBytes: number;
+  /** @internal */ readonly _idleTimeout: number;
   /** @internal */ readonly _allowPeer: ((credentials: NativeCredentials) => boolean) | undefined;
   /** @internal */ readonly _invokeTimeout: number;
   private readonly backlog: number;
@@ -499,6 +529,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     this._maxMessageSize = positiveInt(options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE, 'maxMessageSize', MAX_FRAME_BODY);
     this._handshakeTimeout = positiveInt(options.handshakeTimeout, 5000, 'handshakeTimeout');
     this._maxQueuedBytes = positiveInt(options.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES, 'maxQueuedBytes');
+    this._idleTimeout = positiveInt(options.idleTimeout, 0, 'idleTimeout') || 0;
     this.backlog = positiveInt(options.backlog, 511, 'backlog');
     this.socketMode = options.socketMode ?? 0o600;
     if (options.allowPeer !== undefined && typeof options.allowPeer !== 'function') {

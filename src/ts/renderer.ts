@@ -3,7 +3,7 @@
  * `sendSync` blocks this thread inside the addon; everything else is asynchronous over the same socket.
  */
 import { EventEmitter } from 'node:events';
-import { Kind, PROTOCOL_VERSION, native } from './native';
+import { Kind, PROTOCOL_VERSION, native, type NativeCredentials } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type Encoded, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
@@ -32,6 +32,13 @@ export interface IpcRendererOptions {
    * Default 256 MiB.
    */
   maxQueuedBytes?: number;
+  /**
+   * Decides, from the kernel's credentials of the process listening at the address, whether it is the main to
+   * talk to; return false to refuse it (`connect` then throws ERR_IPC_MAIN_REFUSED and nothing is sent). Default:
+   * a main running as this process's user, or as root. (On Windows the pipe's access list already limits it to
+   * this user; uid is -1 there and the default accepts.)
+   */
+  allowMain?: (credentials: NativeCredentials) => boolean;
   /**
    * Reconnect when main goes away (for example a restart on the same address): `true` for the defaults, or
    * the {@link ReconnectOptions}. Default: off (a lost connection stays lost, as in Electron).
@@ -177,6 +184,9 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     positiveInt(options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE, 'maxMessageSize', MAX_FRAME_BODY);
     positiveInt(options.connectTimeout, 5000, 'connectTimeout');
     positiveInt(options.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES, 'maxQueuedBytes');
+    if (options.allowMain !== undefined && typeof options.allowMain !== 'function') {
+      throw new TypeError('The "allowMain" option must be a function');
+    }
     if (options.syncTimeout !== undefined) positiveInt(options.syncTimeout, 0, 'syncTimeout');
     this.reconnectOptions = reconnectConfig(options.reconnect);
     this.options = options;
@@ -244,6 +254,21 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     const resolved = resolveAddress(target);
     checkPathLength(resolved, binding.maxPathLength);
     const conn = binding.connect(resolved, connectTimeout);
+    // Whoever can create a socket at this path could pose as main: check who listens before saying anything.
+    const creds = conn.credentials;
+    const allowMain = this.options.allowMain ?? sameUserOrRoot;
+    let allowed = false;
+    try {
+      allowed = allowMain({ pid: creds.pid, uid: creds.uid, gid: creds.gid }) === true;
+    } finally {
+      if (!allowed) conn.close();
+    }
+    if (!allowed) {
+      throw makeError('ERR_IPC_MAIN_REFUSED',
+        `Refused to talk to the process listening at ${resolved} (pid ${creds.pid}, uid ${creds.uid}): ` +
+          `it is not running as this user${this.options.allowMain ? ' (allowMain returned false)' : ''}`,
+        { address: resolved, pid: creds.pid, uid: creds.uid, gid: creds.gid });
+    }
     if (this.gap) {
       // A connection made while reconnecting (by an attempt, or by the user) completes the gap on main's
       // handshake reply; no further attempt is scheduled meanwhile.
@@ -668,6 +693,12 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     if (err) gap.lastError = err;
     if (!gap.timer) this.scheduleAttempt();
   }
+}
+
+/** The default main check: same user as this process, or root (uid -1 where the OS has no uids). */
+function sameUserOrRoot(creds: NativeCredentials): boolean {
+  if (typeof process.getuid !== 'function' || creds.uid < 0) return true;
+  return creds.uid === process.getuid() || creds.uid === 0;
 }
 
 /** The ready renderer endpoint of this thread; connects to `IPCWIRE_ADDRESS` on first use. */

@@ -1,5 +1,6 @@
 // Native tests of the frame decoder (pure C++). Tests are named <area>-<behaviour>; each prints one line,
 // and the run ends with "frame_decoder: N passed, N failed".
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -253,6 +254,47 @@ bool BufferingIsBounded() {
 
 void Run(const char* name, const std::function<bool()>& fn) { native_test::Run("decoder", name, fn); }
 
+bool LargeFrameGrowsWithArrivingBytes() {
+  // A frame declaring 511 MiB costs what arrived (at least kEagerBytes), not what it declared; it grows as
+  // bytes come and is delivered whole and intact at the end.
+  {
+    FrameDecoder d;
+    std::vector<uint8_t> head = {0xFF, 0xFF, 0xFF, 0x1F, 3, 1, 0, 0, 0};  // 511 MiB + ~1 MiB body
+    CHECK(d.Feed(head.data(), head.size()) == head.size());
+    DecodedFrame f;
+    CHECK(d.Next(&f) == DecodeStatus::kNeedMore);
+    CHECK(d.in_large_frame());
+    CHECK(d.large_capacity() == FrameDecoder::kEagerBytes);
+  }
+  {
+    const size_t body = 5 * 1024 * 1024 + 17;
+    std::vector<uint8_t> bytes = Encode({{3, 7, Bytes(body - 5, 9)}});
+    FrameDecoder d;
+    size_t off = 0;
+    size_t last_cap = 0;
+    DecodedFrame f;
+    DecodeStatus s = DecodeStatus::kNeedMore;
+    while (off < bytes.size()) {
+      size_t n = std::min<size_t>(100 * 1000, bytes.size() - off);
+      CHECK(d.Feed(bytes.data() + off, n) == n);
+      off += n;
+      s = d.Next(&f);
+      if (s == DecodeStatus::kFrame) break;
+      CHECK(s == DecodeStatus::kNeedMore);
+      // Never more than twice what arrived (or the first kEagerBytes).
+      CHECK(d.large_capacity() >= last_cap);
+      CHECK(d.large_capacity() <= std::max<size_t>(FrameDecoder::kEagerBytes, 2 * off));
+      last_cap = d.large_capacity();
+    }
+    CHECK(s == DecodeStatus::kFrame);
+    CHECK(off == bytes.size());
+    CHECK(f.owned && f.size == bytes.size() && f.id == 7 && f.kind == 3);
+    CHECK(memcmp(f.data, bytes.data(), bytes.size()) == 0);
+    free(f.data);
+  }
+  return true;
+}
+
 }  // namespace
 
 int main() {
@@ -265,5 +307,6 @@ int main() {
   Run("short-body-rejected", ShortBodyRejected);
   Run("max-body-adjustable", MaxBodyAdjustable);
   Run("buffering-bounded", BufferingIsBounded);
+  Run("large-frame-grows-with-arriving-bytes", LargeFrameGrowsWithArrivingBytes);
   return native_test::Summary("frame_decoder");
 }

@@ -292,6 +292,13 @@ void Server::AcceptLoop() {
       if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
       if (err == EAGAIN || err == EWOULDBLOCK) return;
       if (err == EMFILE || err == ENFILE) {
+        // Connections are shed (closed at once) until descriptors are free again; main keeps serving those it
+        // has. Reported once per episode: a busy server would otherwise report every pending connect.
+        if (!fd_exhausted_) {
+          fd_exhausted_ = true;
+          ReportError(err);
+          if (closed_) return;
+        }
         Shed();
         return;
       }
@@ -299,6 +306,7 @@ void Server::AcceptLoop() {
       if (!closed_) Pause(kErrorPauseMs);
       return;
     }
+    fd_exhausted_ = false;
     Napi::HandleScope scope(env_);
     napi_value conn;
     try {

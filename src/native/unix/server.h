@@ -80,6 +80,8 @@ class Server : public Napi::ObjectWrap<Server>, public Resource {
   std::unique_ptr<Napi::AsyncContext> async_context_;
   bool user_ref_ = true;  // like net.Server: a listening server keeps the process alive
   bool closed_ = false;
+  // accept() is failing for lack of descriptors: reported once when it starts, again only after it recovered.
+  bool fd_exhausted_ = false;
   bool pinned_ = false;
 };
 
