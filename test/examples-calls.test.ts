@@ -38,4 +38,16 @@ describe('examples-calls', () => {
     ]);
     expect(lines.filter((l) => l.startsWith('main:'))).toEqual(['main: tick 7']);
   });
+
+  test('examples-calls: examples/tracing prints main\'s diagnostics_channel events and the trace id the renderer sent', { timeout: 40_000 }, async () => {
+    const lines = await runExample('tracing');
+    expect(lines.filter((l) => l.startsWith('renderer:'))).toEqual(['renderer: ABC']);
+    expect(lines.filter((l) => l.startsWith('main:'))).toEqual([
+      "main: ipcwire:handle:start invoke 'lookup' from peer 1, in, id 1",
+      'main: handler runs in trace 4bf92f3577b34da6a3ce929d0e0e4736',
+      "main: ipcwire:handle:end invoke 'lookup' from peer 1, in, id 1 (timed)",
+      "main: ipcwire:message send 'log' from peer 1, in, id 0",
+      'main: log done',
+    ]);
+  });
 });

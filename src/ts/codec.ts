@@ -23,6 +23,7 @@ function addExtension(ext: Parameters<typeof msgpackr.addExtension>[0]): void {
   msgpackr.addExtension(ext);
   jsOnly.addExtension(ext);
 }
+import { isTraceparent } from './trace';
 import { makeError } from './errors';
 
 class NegativeZero {}
@@ -422,9 +423,10 @@ export function packBothForTest(value: unknown): [Buffer, Buffer] {
  * Encodes `[channel, args]`; throws ERR_IPC_UNCLONABLE (path `args[i]…`) synchronously. With `withBlobs`, large
  * byte arrays are left out of the payload and returned in `blobs`, to be written as BLOB frames before it.
  */
-export function encodeMessage(channel: string, args: unknown[], withBlobs = true): Encoded {
+export function encodeMessage(channel: string, args: unknown[], withBlobs = true, traceparent?: string): Encoded {
   if (args.length > MAX_ARGS) throw tooManyArgs(args.length);
-  return encodeValue([channel, args], 'args', withBlobs, 1);
+  // A third element, a metadata map, only when there is something to carry (W3C trace context).
+  return encodeValue(traceparent === undefined ? [channel, args] : [channel, args, { tp: traceparent }], 'args', withBlobs, 1);
 }
 
 /**
@@ -437,7 +439,9 @@ export function encodeValue(value: unknown, what: string, withBlobs = false, pat
   if (!needsRewrite) return { payload: pack(value, flat === true), blobs: NO_BLOBS };
   const blobs: Uint8Array[] | null = withBlobs ? [] : null;
   const memo = new Map<object, unknown>();
-  const rewritten = pathFrom === 1 ? [(value as unknown[])[0], rewrite(inner, memo, blobs)] : rewrite(value, memo, blobs);
+  const rewritten = pathFrom === 1
+    ? [(value as unknown[])[0], rewrite(inner, memo, blobs), ...(value as unknown[]).slice(2)]
+    : rewrite(value, memo, blobs);
   // The rewrite keeps identity (one copy per original), so a value with no repeated object still has none.
   return { payload: pack(rewritten, flat === true), blobs: blobs ?? NO_BLOBS };
 }
@@ -471,6 +475,8 @@ const UNPACK_RANGE = { start: 0, end: 0 };
 export interface DecodedMessage {
   channel: string;
   args: unknown[];
+  /** The W3C traceparent the sender attached, if any (malformed ones are ignored). */
+  traceparent: string | undefined;
 }
 
 function tooManyArgs(count: number): Error {
@@ -481,15 +487,21 @@ function tooManyArgs(count: number): Error {
 /** Decodes and validates `[channel, args]` before any handler sees it. */
 export function decodeMessage(payload: Uint8Array, blobs: Buffer[] | null = null, start = 0, end = payload.length): DecodedMessage {
   const value = decode(payload, blobs, start, end);
-  if (!Array.isArray(value) || value.length !== 2 || typeof value[0] !== 'string' || !Array.isArray(value[1])) {
-    throw makeError('ERR_IPC_BAD_FRAME', 'Malformed message: expected [channel, args]');
+  if (!Array.isArray(value) || (value.length !== 2 && value.length !== 3) || typeof value[0] !== 'string' || !Array.isArray(value[1])) {
+    throw makeError('ERR_IPC_BAD_FRAME', 'Malformed message: expected [channel, args] or [channel, args, meta]');
+  }
+  let traceparent: string | undefined;
+  if (value.length === 3) {
+    const meta = value[2] as { tp?: unknown } | null;
+    if (typeof meta !== 'object' || meta === null) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed message metadata');
+    if (isTraceparent(meta.tp)) traceparent = meta.tp;
   }
   const args = value[1] as unknown[];
   // The arguments are spread into listener calls: a peer must not choose how many.
   if (args.length > MAX_ARGS) {
     throw makeError('ERR_IPC_BAD_FRAME', `Malformed message: ${args.length} arguments (at most ${MAX_ARGS})`);
   }
-  return { channel: value[0], args };
+  return { channel: value[0], args, traceparent };
 }
 
 /** The wire form of an error thrown by a remote handler or listener. */

@@ -1,3 +1,5 @@
+import { isTraceparent } from './trace';
+
 /**
  * One error factory for the whole library. ipcwire's own errors carry a stable `ERR_IPC_*` code; system
  * errors (built by the addon) carry `code`, `errno`, `syscall` and `address` as `node:net` gives them.
@@ -67,6 +69,8 @@ export interface CallOptions {
   signal?: AbortSignal;
   /** Milliseconds to wait for the reply before ERR_IPC_TIMEOUT; 0 waits for ever (overrides the instance default). */
   timeout?: number;
+  /** W3C trace context sent with the call (`00-<trace id>-<span id>-<flags>`); the handler reads it as `event.traceparent`. */
+  traceparent?: string;
 }
 
 /** Validates per-call options; the TypeError / RangeError carry Node's validation codes. */
@@ -87,6 +91,11 @@ export function checkCallOptions(options: unknown, allowSignal: boolean): CallOp
     }
   }
   if (timeout !== undefined) checkTimeout(timeout, 'options.timeout');
+  const { traceparent } = options as CallOptions;
+  if (traceparent !== undefined && !isTraceparent(traceparent)) {
+    throw Object.assign(new TypeError(`The "options.traceparent" property must be a W3C traceparent ('00-<32 hex>-<16 hex>-<2 hex>'). Received ${JSON.stringify(traceparent)}`),
+      { code: 'ERR_INVALID_ARG_VALUE' });
+  }
   return options as CallOptions;
 }
 

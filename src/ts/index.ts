@@ -18,3 +18,5 @@ export { typed } from './typed';
 export type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 export type { TypedHandler } from './handlers';
 export type { SeedRenderer } from './seed';
+export { TRACE_CHANNELS, setTraceparentProvider } from './trace';
+export type { IpcTraceMessage } from './trace';

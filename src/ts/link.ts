@@ -7,6 +7,10 @@ import { FRAME_HEADER_BYTES, Kind, type NativeConnection } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, type Encoded, type WireError } from './codec';
 import { AbortError, abortError, codeOf, disconnectedError, makeError } from './errors';
 import type { InvokeHandler } from './handlers';
+import {
+  chDisconnect, chError, chHandleEnd, chHandleStart, chInvokeEnd, chInvokeStart, chSend, outgoingTraceparent,
+  type IpcTraceMessage,
+} from './trace';
 
 /** Largest frame body accepted by default (bytes). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024 * 1024;
@@ -44,8 +48,18 @@ export interface LinkOwner<E> {
   refusal?(): Error | null;
   /** Handlers answering the peer's `invoke`, and the event they receive. */
   readonly handlers: { get(channel: string): InvokeHandler<E> | undefined };
-  /** The event for one incoming invoke; its `signal` comes from `call`. */
+  /** The event for one incoming invoke; its `signal` and `traceparent` come from `call`. */
   invokeEvent(call: IncomingCall): E;
+  /** For tracing: which end this is, and the renderer's id in main (null before the handshake). */
+  readonly side: 'main' | 'renderer';
+  peerId(): number | null;
+}
+
+/** Bytes a message takes on the wire: its frame and those of its out-of-band byte arrays. */
+export function wireBytes(encoded: Encoded): number {
+  let n = encoded.payload.length + FRAME_HEADER_BYTES;
+  for (const blob of encoded.blobs) n += blob.length + FRAME_HEADER_BYTES;
+  return n;
 }
 
 interface PendingInvoke {
@@ -54,6 +68,9 @@ interface PendingInvoke {
   reject: (err: Error) => void;
   /** Removes the abort listener and clears the timer of a call made with a signal or a timeout. */
   disarm: (() => void) | null;
+  /** Set when the start was traced (someone subscribed): its record and time, for the end's duration. */
+  trace: IpcTraceMessage | null;
+  t0: number;
 }
 
 /**
@@ -65,6 +82,11 @@ export class IncomingCall {
   private controller: AbortController | null = null;
   private reason: unknown = undefined;
   aborted = false;
+  /** When its start was traced: what to publish its end with. */
+  trace: IpcTraceMessage | null = null;
+  t0 = 0;
+
+  constructor(readonly traceparent: string | undefined) {}
 
   get signal(): AbortSignal {
     if (!this.controller) {
@@ -317,7 +339,37 @@ export class Link<E> {
 
   send(channel: string, args: unknown[]): void {
     this.assertOpen();
-    this.writeEncoded(Kind.MESSAGE, 0, encodeMessage(channel, args));
+    const tp = outgoingTraceparent(undefined);
+    const encoded = encodeMessage(channel, args, true, tp);
+    this.writeEncoded(Kind.MESSAGE, 0, encoded);
+    if (chSend.hasSubscribers) chSend.publish(this.traceMessage('out', 'send', channel, 0, wireBytes(encoded), tp));
+  }
+
+  /** The other end's pid (kernel credentials), read once. */
+  private remotePid = -1;
+
+  /** @internal A trace record of one message of this connection. */
+  traceMessage(direction: 'in' | 'out', kind: IpcTraceMessage['kind'], channel: string, id: number, bytes: number,
+    traceparent?: string): IpcTraceMessage {
+    if (this.remotePid < 0) {
+      try {
+        this.remotePid = this.conn.credentials.pid;
+      } catch {
+        this.remotePid = 0;
+      }
+    }
+    const msg: IpcTraceMessage = { side: this.owner.side, direction, peerId: this.owner.peerId(), pid: this.remotePid, channel, kind, bytes, id };
+    if (traceparent !== undefined) msg.traceparent = traceparent;
+    return msg;
+  }
+
+  /** @internal Publishes a traced call's end (and, for a failure, `ipcwire:error`). */
+  traceEnd(channel: typeof chInvokeEnd, start: IpcTraceMessage, t0: number, error?: Error, bytes?: number): void {
+    const end: IpcTraceMessage = { ...start, durationMs: performance.now() - t0 };
+    if (bytes !== undefined) end.bytes = bytes;
+    if (error) end.error = error;
+    if (channel.hasSubscribers) channel.publish(end);
+    if (error && chError.hasSubscribers) chError.publish(end);
   }
 
   /**
@@ -325,18 +377,24 @@ export class Link<E> {
    * at once (AbortError or ERR_IPC_TIMEOUT), the peer is told with a CANCEL frame (its handler's `event.signal`
    * aborts) and the late reply, if any, is dropped.
    */
-  invoke(channel: string, args: unknown[], signal?: AbortSignal, timeoutMs = 0): Promise<unknown> {
+  invoke(channel: string, args: unknown[], signal?: AbortSignal, timeoutMs = 0, traceparent?: string): Promise<unknown> {
     let encoded: Encoded;
+    const tp = outgoingTraceparent(traceparent);
     try {
       if (signal?.aborted) throw abortError(signal, `invoke('${channel}')`);
       this.assertOpen();
-      encoded = encodeMessage(channel, args);
+      encoded = encodeMessage(channel, args, true, tp);
     } catch (err) {
       return Promise.reject(err);
     }
     const id = this.allocId();
     return new Promise((resolve, reject) => {
-      const call: PendingInvoke = { channel, resolve, reject, disarm: null };
+      const call: PendingInvoke = { channel, resolve, reject, disarm: null, trace: null, t0: 0 };
+      if (chInvokeStart.hasSubscribers || chInvokeEnd.hasSubscribers) {
+        call.trace = this.traceMessage('out', 'invoke', channel, id, wireBytes(encoded), tp);
+        call.t0 = performance.now();
+        if (chInvokeStart.hasSubscribers) chInvokeStart.publish(call.trace);
+      }
       this.pending.set(id, call);
       try {
         this.writeEncoded(Kind.INVOKE, id, encoded);
@@ -377,6 +435,7 @@ export class Link<E> {
         // closed meanwhile: the peer's handler learns it from the disconnect
       }
     }
+    if (call.trace) this.traceEnd(chInvokeEnd, call.trace, call.t0, err);
     call.reject(err);
     this.updateRef();
   }
@@ -431,7 +490,9 @@ export class Link<E> {
     for (const [id, call] of this.pending) {
       this.pending.delete(id);
       call.disarm?.();
-      call.reject(this.deadError());
+      const err = this.deadError();
+      if (call.trace) this.traceEnd(chInvokeEnd, call.trace, call.t0, err);
+      call.reject(err);
     }
     if (this.answering.size > 0) {
       const gone = this.deadError();
@@ -450,6 +511,11 @@ export class Link<E> {
         `The connection closed in the middle of a message (${this.inboundBlobs.length} of its byte arrays received)`);
     }
     this.markDisconnected(reason);
+    if (chDisconnect.hasSubscribers) {
+      const msg = this.traceMessage('in', 'disconnect', '', 0, 0);
+      if (reason) msg.error = reason;
+      chDisconnect.publish(msg);
+    }
     this.owner.onClose(reason);
   }
 
@@ -536,11 +602,15 @@ export class Link<E> {
         call.disarm?.();
         this.updateRef();
         if (!Array.isArray(body)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed invoke reply');
-        if (body[0] === 0) call.resolve(body[1]);
-        else {
+        if (body[0] === 0) {
+          if (call.trace) this.traceEnd(chInvokeEnd, call.trace, call.t0, undefined, end - start + FRAME_HEADER_BYTES);
+          call.resolve(body[1]);
+        } else {
           const wire = (body[1] ?? {}) as WireError;
           const text = typeof wire.text === 'string' ? wire.text : 'Error';
-          call.reject(fromWireError(wire, `Error invoking remote method '${call.channel}': ${text}`));
+          const err = fromWireError(wire, `Error invoking remote method '${call.channel}': ${text}`);
+          if (call.trace) this.traceEnd(chInvokeEnd, call.trace, call.t0, err, end - start + FRAME_HEADER_BYTES);
+          call.reject(err);
         }
         return;
       }
@@ -557,18 +627,26 @@ export class Link<E> {
   }
 
   private answerInvoke(id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
-    const { channel, args } = decodeMessage(src, blobs, start, end);
+    const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
+    const call = new IncomingCall(traceparent);
+    if (chHandleStart.hasSubscribers || chHandleEnd.hasSubscribers) {
+      let bytes = end - start + FRAME_HEADER_BYTES;
+      if (blobs) for (const b of blobs) bytes += b.length + FRAME_HEADER_BYTES;
+      call.trace = this.traceMessage('in', 'invoke', channel, id, bytes, traceparent);
+      call.t0 = performance.now();
+      if (chHandleStart.hasSubscribers) chHandleStart.publish(call.trace);
+    }
     const handler = this.owner.handlers.get(channel);
     if (!handler) {
-      this.reply(Kind.INVOKE_REPLY, id, [1, { text: `Error: No handler registered for '${channel}'` }]);
+      this.finishInvoke(id, call, [1, { text: `Error: No handler registered for '${channel}'` }], true,
+        makeError('ERR_IPC_NO_LISTENER', `No handler registered for '${channel}'`));
       return;
     }
-    const call = new IncomingCall();
     let result: unknown;
     try {
       result = handler(this.owner.invokeEvent(call), ...args);
     } catch (err) {
-      this.reply(Kind.INVOKE_REPLY, id, [1, toWireError(err)]);
+      this.finishInvoke(id, call, [1, toWireError(err)], true, err as Error);
       return;
     } finally {
       this.updateRef(); // a handleOnce handler has just removed itself
@@ -577,22 +655,30 @@ export class Link<E> {
     this.answering.set(id, call);
     Promise.resolve(result).then(
       (value) => this.finishInvoke(id, call, [0, value]),
-      (err) => this.finishInvoke(id, call, [1, toWireError(err)]),
+      (err) => this.finishInvoke(id, call, [1, toWireError(err)], false, err as Error),
     );
   }
 
-  private finishInvoke(id: number, call: IncomingCall, body: ReplyBody): void {
-    if (this.answering.get(id) !== call) return; // cancelled, or the connection went
-    this.answering.delete(id);
-    this.reply(Kind.INVOKE_REPLY, id, body);
+  /** Sends an answered invoke's reply (`now`: it never waited in `answering`); traces its end. */
+  private finishInvoke(id: number, call: IncomingCall, body: ReplyBody, now = false, err?: Error): void {
+    if (!now) {
+      if (this.answering.get(id) !== call) {
+        // cancelled, or the connection went: no reply is sent
+        if (call.trace) this.traceEnd(chHandleEnd, call.trace, call.t0, call.signal.reason as Error, 0);
+        return;
+      }
+      this.answering.delete(id);
+    }
+    const bytes = this.reply(Kind.INVOKE_REPLY, id, body);
+    if (call.trace) this.traceEnd(chHandleEnd, call.trace, call.t0, err, bytes);
   }
 
   /**
    * Sends a reply body; an unclonable or oversized value becomes an error reply. Never throws (the peer may be
    * gone). Handshake bodies stay inline; a SYNC_REPLY too unless the peer takes its blobs (peerTakesSyncBlobs).
    */
-  reply(kind: Kind, id: number, body: ReplyBody): void {
-    if (this.closed) return;
+  reply(kind: Kind, id: number, body: ReplyBody): number {
+    if (this.closed) return 0;
     let encoded: Encoded;
     try {
       const withBlobs = kind === Kind.INVOKE_REPLY || (kind === Kind.SYNC_REPLY && this.peerTakesSyncBlobs);
@@ -606,8 +692,10 @@ export class Link<E> {
     }
     try {
       this.writeEncoded(kind, id, encoded);
+      return wireBytes(encoded);
     } catch {
       // the connection went away meanwhile; its close is reported separately
+      return 0;
     }
   }
 

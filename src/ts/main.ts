@@ -8,9 +8,10 @@ import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCrede
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner } from './link';
+import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, wireBytes, type LinkOwner } from './link';
 import { checkPathLength, isWindows, resolveAddress } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
+import { chConnect, chHandleEnd, chHandleStart, chMessage, chSend, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
 /** Options of {@link IpcMain}. */
 export interface IpcMainOptions {
@@ -52,11 +53,14 @@ export class IpcMainEvent<C = AnyChannels, R = any> {
   /** Electron compatibility: no frames here. */
   readonly frameId = 0;
   readonly ports: never[] = [];
+  /** The W3C trace context the renderer sent with this message, if any (see Tracing in the README). */
+  readonly traceparent: string | undefined;
 
   /** @internal */
-  constructor(sender: Peer<C>) {
+  constructor(sender: Peer<C>, traceparent?: string) {
     this.sender = sender;
     this.processId = sender.pid;
+    this.traceparent = traceparent;
   }
 
   /** Sends a message back to the renderer that sent this one. */
@@ -102,8 +106,9 @@ class IpcMainSyncEvent extends IpcMainEvent<any, any> {
   constructor(
     sender: Peer<any>,
     private readonly id: number,
+    traceparent: string | undefined,
   ) {
-    super(sender);
+    super(sender, traceparent);
   }
 
   override set returnValue(value: any) {
@@ -142,6 +147,8 @@ export interface IpcMainInvokeEvent<C = AnyChannels> {
    * it on to the work the handler does (`fetch(url, { signal: event.signal })`) or check `signal.aborted`.
    */
   readonly signal: AbortSignal;
+  /** The W3C trace context the renderer sent with this call, if any (see Tracing in the README). */
+  readonly traceparent: string | undefined;
 }
 
 class MainInvokeEvent implements IpcMainInvokeEvent<any> {
@@ -154,6 +161,9 @@ class MainInvokeEvent implements IpcMainInvokeEvent<any> {
   }
   get signal(): AbortSignal {
     return this.call.signal;
+  }
+  get traceparent(): string | undefined {
+    return this.call.traceparent;
   }
 }
 
@@ -197,6 +207,8 @@ export class Peer<C = AnyChannels> extends EventEmitter {
       wantsRef: () => false, // the listening socket keeps main alive, not its connections
       handlers: { get: (channel) => this.ipc._handlers.get(channel) ?? main._handlers.get(channel) },
       invokeEvent: (call) => new MainInvokeEvent(this, call),
+      side: 'main',
+      peerId: () => this.id,
       refusal: () => this.refusal,
     };
     this.link = new Link(conn, owner, main._maxMessageSize, main._maxQueuedBytes);
@@ -252,7 +264,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
     } catch (err) {
       return Promise.reject(err);
     }
-    return this.link.invoke(channel, args, opts.signal, opts.timeout ?? this.main._invokeTimeout);
+    return this.link.invoke(channel, args, opts.signal, opts.timeout ?? this.main._invokeTimeout, opts.traceparent);
   }
 
   isDestroyed(): boolean {
@@ -271,7 +283,25 @@ export class Peer<C = AnyChannels> extends EventEmitter {
 
   /** @internal */
   _replySync(id: number, body: [0, unknown] | [1, WireError]): void {
-    this.link.reply(Kind.SYNC_REPLY, id, body);
+    const bytes = this.link.reply(Kind.SYNC_REPLY, id, body);
+    if (this.syncTraces !== null) {
+      const traced = this.syncTraces.get(id);
+      if (traced) {
+        this.syncTraces.delete(id);
+        const err = body[0] === 1 ? makeError(String(body[1].code ?? 'Error') as 'ERR_IPC_NO_REPLY', String(body[1].message ?? body[1].text)) : undefined;
+        this.link.traceEnd(chHandleEnd, traced.trace, traced.t0, err, bytes);
+      }
+    }
+  }
+
+  /** sendSync calls being served whose start was traced, by call id (null until tracing is first seen). */
+  private syncTraces: Map<number, { trace: IpcTraceMessage; t0: number }> | null = null;
+
+  private traceIn(kind: 'send' | 'sendSync', channel: string, id: number, src: Buffer, start: number, end: number,
+    blobs: Buffer[] | null, traceparent: string | undefined): IpcTraceMessage {
+    let bytes = end - start + 9;
+    if (blobs) for (const b of blobs) bytes += b.length + 9;
+    return this.link.traceMessage('in', kind, channel, id, bytes, traceparent);
   }
 
   private onFrame(kind: number, id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
@@ -290,20 +320,26 @@ export class Peer<C = AnyChannels> extends EventEmitter {
     }
     switch (kind) {
       case Kind.MESSAGE: {
-        const { channel, args } = decodeMessage(src, blobs, start, end);
-        const event = new IpcMainEvent(this);
+        const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
+        if (chMessage.hasSubscribers) chMessage.publish(this.traceIn('send', channel, 0, src, start, end, blobs, traceparent));
+        const event = new IpcMainEvent(this, traceparent);
         this.ipc.emit(channel, event, ...args);
         this.main.emit(channel, event, ...args);
         return;
       }
       case Kind.SYNC: {
-        const { channel, args } = decodeMessage(src, blobs, start, end);
+        const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
+        if (chHandleStart.hasSubscribers || chHandleEnd.hasSubscribers) {
+          const trace = this.traceIn('sendSync', channel, id, src, start, end, blobs, traceparent);
+          (this.syncTraces ??= new Map()).set(id, { trace, t0: performance.now() });
+          if (chHandleStart.hasSubscribers) chHandleStart.publish(trace);
+        }
         if (this.ipc.listenerCount(channel) + this.main.listenerCount(channel) === 0) {
           this._replySync(id, [1, libraryError('ERR_IPC_NO_LISTENER',
             `No listener for sendSync('${channel}') in main`)]);
           return;
         }
-        const event = new IpcMainSyncEvent(this, id);
+        const event = new IpcMainSyncEvent(this, id, traceparent);
         try {
           this.ipc.emit(channel, event, ...args);
           this.main.emit(channel, event, ...args);
@@ -354,6 +390,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
       return;
     }
     this.link.reply(Kind.WELCOME, 0, [0, { version: PROTOCOL_VERSION, peerId: this.id, maxFrame: this.main._maxMessageSize }]);
+    if (chConnect.hasSubscribers) chConnect.publish(this.link.traceMessage('in', 'connect', '', 0, 0));
     this.main._addPeer(this);
     if (this.main._idleTimeout > 0) this.watchIdle(this.main._idleTimeout);
   }
@@ -604,10 +641,12 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
   broadcast<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): void;
   broadcast(channel: string, ...args: unknown[]): void {
     checkChannel(channel);
-    const encoded = encodeMessage(channel, args);
+    const tp = outgoingTraceparent(undefined);
+    const encoded = encodeMessage(channel, args, true, tp);
     for (const peer of this.peers) {
       try {
         peer.link.writeEncoded(Kind.MESSAGE, 0, encoded);
+        if (chSend.hasSubscribers) chSend.publish(peer.link.traceMessage('out', 'send', channel, 0, wireBytes(encoded), tp));
       } catch {
         // a peer that is going away hears nothing more
       }

@@ -7,9 +7,10 @@ import { Kind, PROTOCOL_VERSION, native, type NativeCredentials } from './native
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type Encoded, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, type LinkOwner, type ReplyBody } from './link';
+import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, wireBytes, type LinkOwner, type ReplyBody } from './link';
 import { ADDRESS_ENV, checkPathLength, resolveAddress } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
+import { chConnect, chMessage, chSyncEnd, chSyncStart, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
 /** Options of {@link IpcRenderer}. */
 export interface IpcRendererOptions {
@@ -128,6 +129,8 @@ export interface IpcRendererEvent<C = AnyChannels> {
   readonly sender: IpcRenderer<C>;
   readonly senderId: number;
   readonly ports: never[];
+  /** The W3C trace context main sent with this message, if any (see Tracing in the README). */
+  readonly traceparent?: string;
 }
 
 /** The event a renderer's invoke handler receives (answering main's `peer.invoke`). */
@@ -135,6 +138,8 @@ export interface IpcRendererInvokeEvent<C = AnyChannels> {
   readonly sender: IpcRenderer<C>;
   /** Aborts when main abandons the call (its signal aborted or its timeout passed) or the connection goes. */
   readonly signal: AbortSignal;
+  /** The W3C trace context main sent with this call, if any (see Tracing in the README). */
+  readonly traceparent: string | undefined;
 }
 
 class RendererInvokeEvent implements IpcRendererInvokeEvent<any> {
@@ -145,9 +150,19 @@ class RendererInvokeEvent implements IpcRendererInvokeEvent<any> {
   get signal(): AbortSignal {
     return this.call.signal;
   }
+  get traceparent(): string | undefined {
+    return this.call.traceparent;
+  }
 }
 
 const noop = () => {};
+
+/** A traced sendSync: its start record and time, and the reply's size once it came. */
+interface SyncTrace {
+  trace: IpcTraceMessage | null;
+  t0: number;
+  replyBytes: number;
+}
 /** Called by the addon between wait slices of a blocking call so that thread termination is noticed. */
 const stillAlive = () => {};
 
@@ -284,6 +299,8 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
       wantsRef: () => this.wantsRef(),
       handlers: this.handlers,
       invokeEvent: (call) => new RendererInvokeEvent(this, call),
+      side: 'renderer',
+      peerId: () => this.peerIdValue,
     };
     const maxFrame = this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     wire = new Link(conn, owner, maxFrame, this.options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES);
@@ -332,18 +349,40 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
    * `sendSync` with per-call options: `{ timeout }` in ms (0 waits for ever) instead of `syncTimeout`.
    * `sendSyncWith({ timeout: 500 }, 'config:get', key)`.
    */
-  sendSyncWith<K extends ChannelName<C>>(options: Pick<CallOptions, 'timeout'>, channel: K, ...args: ChannelArgs<C, K>): ChannelResult<C, K>;
-  sendSyncWith(options: Pick<CallOptions, 'timeout'>, channel: string, ...args: unknown[]): any {
-    const { timeout } = checkCallOptions(options, false);
-    return this.syncCall(timeout ?? this.syncTimeout, channel, args);
+  sendSyncWith<K extends ChannelName<C>>(options: Omit<CallOptions, 'signal'>, channel: K, ...args: ChannelArgs<C, K>): ChannelResult<C, K>;
+  sendSyncWith(options: Omit<CallOptions, 'signal'>, channel: string, ...args: unknown[]): any {
+    const { timeout, traceparent } = checkCallOptions(options, false);
+    return this.syncCall(timeout ?? this.syncTimeout, channel, args, traceparent);
   }
 
-  private syncCall(timeoutMs: number | undefined, channel: string, args: unknown[]): any {
+  private syncCall(timeoutMs: number | undefined, channel: string, args: unknown[], traceparent?: string): any {
+    if (!chSyncStart.hasSubscribers && !chSyncEnd.hasSubscribers) return this.syncCallRaw(timeoutMs, channel, args, traceparent, null);
+    const traced: SyncTrace = { trace: null, t0: 0, replyBytes: 0 };
+    let value: unknown;
+    try {
+      value = this.syncCallRaw(timeoutMs, channel, args, traceparent, traced);
+    } catch (err) {
+      if (traced.trace) this.wire!.traceEnd(chSyncEnd, traced.trace, traced.t0, err as Error, traced.replyBytes);
+      throw err;
+    }
+    if (traced.trace) this.wire!.traceEnd(chSyncEnd, traced.trace, traced.t0, undefined, traced.replyBytes);
+    return value;
+  }
+
+  private syncCallRaw(timeoutMs: number | undefined, channel: string, args: unknown[], traceparent: string | undefined,
+    traced: SyncTrace | null): any {
     checkChannel(channel);
     const wire = this.ensure();
-    const { payload, blobs } = encodeMessage(channel, args);
+    const tp = outgoingTraceparent(traceparent);
+    const encoded = encodeMessage(channel, args, true, tp);
+    const { payload, blobs } = encoded;
     wire.checkSize(payload, blobs);
     const id = wire.allocId();
+    if (traced) {
+      traced.trace = wire.traceMessage('out', 'sendSync', channel, id, wireBytes(encoded), tp);
+      traced.t0 = performance.now();
+      if (chSyncStart.hasSubscribers) chSyncStart.publish(traced.trace);
+    }
     const timeout = timeoutMs && timeoutMs > 0 ? timeoutMs : 0;
     let raw: Buffer | Buffer[];
     try {
@@ -359,6 +398,10 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
         throw makeError('ERR_IPC_TIMEOUT', `sendSync('${channel}') got no reply within ${timeout} ms`, { timeout });
       }
       throw err;
+    }
+    if (traced) {
+      const parts = Array.isArray(raw) ? raw : [raw];
+      for (const part of parts) traced.replyBytes += part.length + 9;
     }
     let body: ReplyBody;
     try {
@@ -404,7 +447,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     } catch (err) {
       return Promise.reject(err);
     }
-    return wire.invoke(channel, args, opts.signal, opts.timeout ?? this.invokeTimeout ?? 0);
+    return wire.invoke(channel, args, opts.signal, opts.timeout ?? this.invokeTimeout ?? 0, opts.traceparent);
   }
 
   /** Answers main's `peer.invoke(channel)`. */
@@ -643,8 +686,15 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   private onFrame(kind: number, id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
     switch (kind) {
       case Kind.MESSAGE: {
-        const { channel, args } = decodeMessage(src, blobs, start, end);
-        const event: IpcRendererEvent<C> = { sender: this, senderId: 0, ports: [] };
+        const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
+        if (chMessage.hasSubscribers && this.wire) {
+          let bytes = end - start + 9;
+          if (blobs) for (const b of blobs) bytes += b.length + 9;
+          chMessage.publish(this.wire.traceMessage('in', 'send', channel, 0, bytes, traceparent));
+        }
+        const event: IpcRendererEvent<C> = traceparent === undefined
+          ? { sender: this, senderId: 0, ports: [] }
+          : { sender: this, senderId: 0, ports: [], traceparent };
         try {
           this.emit(channel, event, ...args);
         } finally {
@@ -664,6 +714,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
           return;
         }
         if (typeof welcome.peerId === 'number') this.peerIdValue = welcome.peerId;
+        if (chConnect.hasSubscribers && this.wire) chConnect.publish(this.wire.traceMessage('out', 'connect', '', 0, 0));
         if (typeof welcome.maxFrame === 'number' && welcome.maxFrame > 0 && this.wire) {
           this.wire.peerMaxFrame = welcome.maxFrame;
         }
