@@ -593,7 +593,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   }
 
   private enqueue(gap: Gap, channel: string, args: unknown[]): void {
-    const encoded = encodeMessage(channel, args);
+    const encoded = encodeMessage(channel, args, true, outgoingTraceparent(undefined));
     // Byte arrays sent out of band are the caller's memory: copy them, as the message is what it was now.
     if (encoded.blobs.length) encoded.blobs = encoded.blobs.map((b) => Buffer.from(b));
     let bytes = encoded.payload.length;
