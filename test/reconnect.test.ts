@@ -157,4 +157,37 @@ describe('reconnect', () => {
     await exitsCleanly(listening);
     fs.rmSync(address, { force: true });
   });
+
+  test('reconnect: close() while reconnecting gives up at once, reporting the queued sends as not sent', { timeout: 60_000 }, async () => {
+    const address = sockPath();
+    const main = startMain(address);
+    await main.msg('listening');
+    const r = runNode(
+      `
+      const r = new ipcwire.IpcRenderer({ address: process.env.ADDR, reconnect: { initialDelay: 10000 } });
+      r.on('news', () => {});
+      out('connected', await r.invoke('ping'));
+      await new Promise((res) => r.link.once('disconnect', res));
+      r.send('m', 1);
+      r.send('other', 2);
+      let failed = null;
+      r.link.once('reconnect-failed', (e) => { failed = { code: e.code, unsent: e.unsent, channels: e.unsentChannels, attempts: e.attempts }; });
+      r.close();
+      let after = null;
+      try { r.send('m', 3); } catch (e) { after = e.code; }
+      out('r', { failed, after, reconnecting: r.reconnecting });
+    `,
+      { env: { ADDR: address } },
+    );
+    expect(await r.msg('connected')).toBe('pong');
+    await killMain(main);
+    // The 10 s wait before the first attempt is never waited for: close() ends it, and the process exits.
+    expect(await r.msg('r')).toEqual({
+      failed: { code: 'ERR_IPC_RECONNECT_FAILED', unsent: 2, channels: ['m', 'other'], attempts: 1 },
+      after: 'ERR_IPC_DISCONNECTED',
+      reconnecting: false,
+    });
+    await exitsCleanly(r, 5_000);
+    fs.rmSync(address, { force: true });
+  });
 });

@@ -5,7 +5,7 @@
 export { ipcMain, IpcMain, IpcMainChannels, IpcMainEvent, Peer, PeerRegistry } from './main';
 export type { IpcMainOptions, IpcMainInvokeEvent, MainListener } from './main';
 export { ipcRenderer, IpcRenderer } from './renderer';
-export type { IpcRendererOptions, IpcRendererEvent, IpcRendererInvokeEvent } from './renderer';
+export type { IpcRendererOptions, IpcRendererEvent, IpcRendererInvokeEvent, ReconnectOptions, ReconnectingInfo, ReconnectInfo } from './renderer';
 export { fork } from './fork';
 export { IpcError, AbortError } from './errors';
 export type { IpcErrorCode, CallOptions } from './errors';
