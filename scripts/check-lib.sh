@@ -36,3 +36,38 @@ addon_picked() {
     console.log(`node-gyp-build picks ${path.relative(process.cwd(), file)}`);
     if (!file.split(path.sep).join("/").includes(process.argv[1])) process.exit(1);' "$2")
 }
+
+# sha512_b64 <file>: the file's sha512, base64 (the form of npm's `integrity` field after "sha512-").
+sha512_b64() {
+  node -e 'process.stdout.write(require("crypto").createHash("sha512").update(require("fs").readFileSync(process.argv[1])).digest("base64"))' "$1"
+}
+
+# npm_fetch <name> <version> <integrity> <dir>: the registry tarball of name@version (npm pack), checked against
+# the pinned sha512 integrity, unpacked into <dir>. The tarball is kept in <dir>/../pkgs and <dir> is marked done,
+# so a rerun with the same version costs nothing.
+npm_fetch() {
+  local name=$1 version=$2 integrity=$3 dir=$4 pkgs tgz
+  [ -f "$dir/.ok-$version" ] && return 0
+  pkgs="$(dirname "$dir")/pkgs"
+  tgz="$pkgs/$(echo "${name#@}" | tr / -)-$version.tgz"
+  mkdir -p "$pkgs"
+  if [ ! -f "$tgz" ] || [ "sha512-$(sha512_b64 "$tgz")" != "$integrity" ]; then
+    rm -f "$tgz"
+    (cd "$pkgs" && npm pack --silent "$name@$version" >/dev/null) || { echo "npm pack $name@$version failed" >&2; return 1; }
+  fi
+  if [ "sha512-$(sha512_b64 "$tgz")" != "$integrity" ]; then
+    echo "$tgz: sha512 does not match the pinned integrity $integrity" >&2
+    return 1
+  fi
+  rm -rf "$dir" && mkdir -p "$dir" && tar -xzf "$tgz" -C "$dir" --strip-components=1 && touch "$dir/.ok-$version"
+}
+
+# apt_need <package…>: installs the Debian packages that are not installed yet (CI runs as root).
+apt_need() {
+  local missing=() p
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  echo "installing ${missing[*]} (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
