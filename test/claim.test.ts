@@ -6,9 +6,10 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { catchSync, childPids, HAS_PROC, ipcwire, isAlive, threadCount, localRenderer, makeMain, runNode, sockPath, tmpDir, trackMain, trackPath, trackRaw, useHarness, type Any, type Child } from './helpers';
+import { catchSync, childPids, exitsCleanly, HAS_PROC, ipcwire, isAlive, threadCount, localRenderer, makeMain, runNode, sockPath, tmpDir, trackMain, trackPath, trackRaw, useHarness, type Any, type Child } from './helpers';
 
 useHarness();
 
@@ -249,5 +250,99 @@ describe('test helpers without /proc (what a macOS run uses)', () => {
     await child.waitExit();
     expect(isAlive(child.pid, false)).toBe(false);
     expect(isAlive(child.pid, true)).toBe(false);
+  });
+});
+
+/** The per-user directory of bare names and fresh addresses, as the library computes it. */
+function runtimeDir(): string {
+  const base = process.env.XDG_RUNTIME_DIR;
+  return base && path.isAbsolute(base) ? path.join(base, 'ipcwire') : path.join(os.tmpdir(), `ipcwire-${process.getuid!()}`);
+}
+
+describe('names and the per-user directory', () => {
+  test("listen('x.sock') takes a bare name ending in .sock as is; 'x' and 'x.sock' are the same address", async () => {
+    const { IpcMain } = ipcwire();
+    const name = `iw-test-${process.pid}-named`;
+    const main = trackMain(new IpcMain());
+    const address = trackPath(main.listen(`${name}.sock`));
+    expect(address).toBe(path.join(runtimeDir(), `${name}.sock`));
+    expect(fs.existsSync(`${address}.sock`)).toBe(false);
+    main.handle('who', () => 'named');
+    for (const given of [name, `${name}.sock`, address]) {
+      const r = localRenderer(given);
+      expect(await r.invoke('who')).toBe('named');
+      r.close();
+    }
+    main.close();
+    expect(fs.existsSync(address)).toBe(false);
+  });
+
+  test('a relative path is resolved against the current directory of the process that gives it', { timeout: 20_000 }, async () => {
+    const dir = tmpDir();
+    fs.mkdirSync(path.join(dir, 'sub'));
+    const child = runNode(
+      `
+      const main = new ipcwire.IpcMain();
+      const address = main.listen('./sub/rel.sock');
+      main.handle('where', () => process.cwd());
+      const r = new ipcwire.IpcRenderer();
+      r.connect('sub/rel.sock');
+      out('r', { address, answer: await r.invoke('where') });
+      r.close();
+      main.close();
+    `,
+      { cwd: dir },
+    );
+    const r = await child.msg('r');
+    expect(r.address).toBe(path.join(fs.realpathSync(dir), 'sub', 'rel.sock'));
+    expect(r.answer).toBe(fs.realpathSync(dir));
+    await exitsCleanly(child);
+    expect(fs.readdirSync(path.join(dir, 'sub'))).toEqual([]);
+  });
+
+  test('listen() in the per-user directory removes dead sockets there, never live ones or other files', { timeout: 30_000 }, async () => {
+    const dir = runtimeDir();
+    const name = (what: string) => path.join(dir, `iw-test-${process.pid}-${what}.sock`);
+    // Kept: a live main in another process, a live node:net server (no lock), a regular file named .sock.
+    // (They come first: listen() in the per-user directory sweeps it, the live main's as well.)
+    const live = runNode(`
+      const main = new ipcwire.IpcMain();
+      main.listen(${JSON.stringify(path.basename(name('live-main')))});
+      main.handle('alive', () => 'yes');
+      out('ready');
+      await readLine();
+      main.close();
+      closeStdin();
+    `);
+    await live.msg('ready');
+    const server = trackRaw(net.createServer((s) => s.destroy()));
+    await new Promise<void>((r) => server.listen(name('live-net'), r));
+    fs.writeFileSync(name('file'), 'precious');
+    // Dead: a SIGKILLed main's socket and lock, a lock file alone, a SIGKILLed node:net server's socket.
+    await leaveDeadServers([name('dead-main')], [name('dead-net')]);
+    fs.writeFileSync(`${name('lock-only')}.lock`, '', { mode: 0o600 });
+    const present = () => fs.readdirSync(dir).filter((f) => f.startsWith(`iw-test-${process.pid}-`)).sort();
+    expect(present()).toEqual(
+      ['dead-main.sock', 'dead-main.sock.lock', 'dead-net.sock', 'file.sock', 'live-main.sock', 'live-main.sock.lock', 'live-net.sock', 'lock-only.sock.lock']
+        .map((f) => `iw-test-${process.pid}-${f}`),
+    );
+    const { IpcMain } = ipcwire();
+    const main = trackMain(new IpcMain());
+    const fresh = trackPath(main.listen());
+    expect(present()).toEqual(
+      ['file.sock', 'live-main.sock', 'live-main.sock.lock', 'live-net.sock'].map((f) => `iw-test-${process.pid}-${f}`),
+    );
+    expect(fs.readFileSync(name('file'), 'utf8')).toBe('precious');
+    const r = localRenderer(name('live-main'));
+    expect(await r.invoke('alive')).toBe('yes');
+    r.close();
+    await connects(name('live-net'));
+    live.send('end');
+    await exitsCleanly(live);
+    await new Promise<void>((res) => server.close(() => res()));
+    fs.rmSync(name('file'));
+    main.close();
+    expect(fs.existsSync(fresh)).toBe(false);
+    expect(present()).toEqual([]);
   });
 });

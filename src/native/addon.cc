@@ -1,5 +1,7 @@
 #include "addon.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "errors.h"
@@ -14,13 +16,18 @@ Addon::Addon(Napi::Env env, Napi::Object exports) : tracker_(std::make_shared<Lo
   // One async cleanup hook per environment: it closes what JS left open, without calling into JS, and
   // holds teardown until the handles' close callbacks ran.
   NAPI_THROW_IF_FAILED_VOID(env, napi_add_async_cleanup_hook(env, OnTeardown, this, &cleanup_handle_));
+  const char* copy = getenv("IPCWIRE_COPY_BUFFERS");
+  if (copy != nullptr && strcmp(copy, "1") == 0) buffer_mode = BufferMode::kCopy;
+  if (copy != nullptr && strcmp(copy, "sandbox") == 0) buffer_mode = BufferMode::kSimulateSandbox;
   transport::Init(env, this);
   DefineAddon(exports, {
                            InstanceMethod("listen", &Addon::Listen, napi_enumerable),
                            InstanceMethod("connect", &Addon::Connect, napi_enumerable),
+                           InstanceMethod("removeStale", &Addon::RemoveStale, napi_enumerable),
                            InstanceMethod("setErrorFactory", &Addon::SetErrorFactory, napi_enumerable),
                            InstanceAccessor("maxPathLength", &Addon::GetMaxPathLength, nullptr, napi_enumerable),
                            InstanceAccessor("syncReplyBlobs", &Addon::GetSyncReplyBlobs, nullptr, napi_enumerable),
+                           InstanceAccessor("bufferMode", &Addon::GetBufferMode, nullptr, napi_enumerable),
                        });
 }
 
@@ -51,8 +58,32 @@ Napi::Value Addon::Listen(const Napi::CallbackInfo& info) { return transport::Li
 
 Napi::Value Addon::Connect(const Napi::CallbackInfo& info) { return transport::Connect(info); }
 
+Napi::Value Addon::RemoveStale(const Napi::CallbackInfo& info) { return transport::RemoveStale(info); }
+
 Napi::Value Addon::GetSyncReplyBlobs(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), transport::SyncReplyBlobs());
+}
+
+Napi::Value Addon::GetBufferMode(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), buffer_mode == BufferMode::kCopy ? "copy" : "external");
+}
+
+Napi::Value Addon::NewBuffer(Napi::Env env, uint8_t* data, size_t length, napi_finalize finalize, void* hint) {
+  napi_value value;
+  napi_status s = napi_ok;
+  if (buffer_mode != BufferMode::kCopy) {
+    s = buffer_mode == BufferMode::kSimulateSandbox
+            ? static_cast<napi_status>(Napi::details::napi_no_external_buffers_allowed)
+            : napi_create_external_buffer(env, length, data, finalize, hint, &value);
+    if (s == napi_ok) return Napi::Value(env, value);
+    // Every later attempt in this environment would be refused as well.
+    if (s == static_cast<napi_status>(Napi::details::napi_no_external_buffers_allowed)) buffer_mode = BufferMode::kCopy;
+  }
+  Napi::Value copy;
+  if (buffer_mode == BufferMode::kCopy) copy = Napi::Buffer<uint8_t>::Copy(env, data, length);
+  finalize(env, data, hint);
+  if (copy.IsEmpty()) NAPI_THROW_IF_FAILED(env, s, Napi::Value());
+  return copy;
 }
 
 Napi::Value Addon::GetMaxPathLength(const Napi::CallbackInfo& info) {

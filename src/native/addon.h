@@ -65,14 +65,27 @@ class Addon : public Napi::Addon<Addon> {
   // leaves a finalizer record behind until GC, which LeakSanitizer reports at exit.
   void* construct_args = nullptr;
 
+  // Large received frames reach JS as external Buffers over their receive block (no copy) unless this
+  // environment cannot have them: Electron's V8 sandbox refuses them (napi_no_external_buffers_allowed), and
+  // the first refusal switches this environment to copying for good. IPCWIRE_COPY_BUFFERS=1 forces copying
+  // from the start; IPCWIRE_COPY_BUFFERS=sandbox makes every external Buffer fail as in the sandbox, so that
+  // the detection itself can be tested on Node.
+  enum class BufferMode { kExternal, kSimulateSandbox, kCopy };
+  BufferMode buffer_mode = BufferMode::kExternal;
+  // An external Buffer over `data` (released by `finalize(env, data, hint)` once JS drops it), or, where the
+  // environment refuses external Buffers, an ordinary Buffer holding a copy (then `finalize` runs at once).
+  Napi::Value NewBuffer(Napi::Env env, uint8_t* data, size_t length, napi_finalize finalize, void* hint);
+
  private:
   static void OnTeardown(napi_async_cleanup_hook_handle handle, void* arg);
 
   Napi::Value SetErrorFactory(const Napi::CallbackInfo& info);
   Napi::Value Listen(const Napi::CallbackInfo& info);
   Napi::Value Connect(const Napi::CallbackInfo& info);
+  Napi::Value RemoveStale(const Napi::CallbackInfo& info);
   Napi::Value GetMaxPathLength(const Napi::CallbackInfo& info);
   Napi::Value GetSyncReplyBlobs(const Napi::CallbackInfo& info);
+  Napi::Value GetBufferMode(const Napi::CallbackInfo& info);
 
   std::shared_ptr<LoopTracker> tracker_;
   napi_async_cleanup_hook_handle cleanup_handle_ = nullptr;

@@ -19,6 +19,9 @@ void Init(Napi::Env env, Addon* addon);
 Napi::Value Listen(const Napi::CallbackInfo& info);
 // connect(address, timeoutMs) -> Connection (not started)
 Napi::Value Connect(const Napi::CallbackInfo& info);
+// removeStale(socketPath) -> boolean: removes a dead server's socket file and lock file (only when no live
+// server holds the lock; never a file that is not a socket). Always false where addresses have no files.
+Napi::Value RemoveStale(const Napi::CallbackInfo& info);
 // Longest address in bytes.
 uint32_t MaxPathLength();
 // Whether a blocking call() returns the BLOB frames read right before its reply (then [reply, ...blobs]).

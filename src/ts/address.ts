@@ -53,8 +53,42 @@ export function resolveAddress(address: string | undefined): string {
     if (BARE_NAME.test(address)) return `${PIPE_PREFIX}${address}`;
     throw new TypeError(`Invalid named pipe address '${address}': use a bare name or \\\\.\\pipe\\<name>`);
   }
-  if (BARE_NAME.test(address) && !address.includes('/')) return path.join(runtimeDir(), `${address}.sock`);
+  // A bare name ending in .sock is taken as is ('app.sock', not 'app.sock.sock').
+  if (BARE_NAME.test(address)) return path.join(runtimeDir(), address.endsWith('.sock') ? address : `${address}.sock`);
+  // Anything else is a path; a relative one is resolved against the current directory, as node:net does.
   return path.resolve(address);
+}
+
+/** Whether `address` (as resolved) lives in the per-user directory of bare names and fresh addresses. */
+export function inRuntimeDir(address: string): boolean {
+  return !isWindows && path.dirname(address) === runtimeDir();
+}
+
+/**
+ * Removes dead servers' sockets from the per-user directory, so that mains stopped by a signal (Ctrl-C) do not
+ * leave them piling up there. Dead means that no live server holds the socket's lock; live servers' sockets and
+ * files that are not sockets are never touched (`removeStale` decides, under the lock).
+ */
+export function sweepRuntimeDir(removeStale: (socketPath: string) => boolean): void {
+  const dir = runtimeDir();
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  const sockets = new Set<string>();
+  for (const name of names) {
+    if (name.endsWith('.sock')) sockets.add(name);
+    else if (name.endsWith('.sock.lock')) sockets.add(name.slice(0, -'.lock'.length));
+  }
+  for (const name of sockets) {
+    try {
+      removeStale(path.join(dir, name));
+    } catch {
+      // a name the platform cannot take as a socket path, a file that went meanwhile: not ours to clean
+    }
+  }
 }
 
 /** Throws ERR_IPC_PATH_TOO_LONG instead of letting the OS truncate the path. */

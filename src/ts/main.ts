@@ -9,7 +9,7 @@ import { decode, decodeMessage, encodeMessage, toWireError, type WireError } fro
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, wireBytes, type LinkOwner } from './link';
-import { checkPathLength, isWindows, resolveAddress } from './address';
+import { checkPathLength, inRuntimeDir, isWindows, resolveAddress, sweepRuntimeDir } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { chConnect, chHandleEnd, chHandleStart, chMessage, chSend, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
@@ -599,6 +599,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     const binding = native();
     const resolved = resolveAddress(address);
     checkPathLength(resolved, binding.maxPathLength);
+    if (inRuntimeDir(resolved)) sweepRuntimeDir((socketPath) => binding.removeStale(socketPath));
     this.server = binding.listen(resolved, this.backlog, this.socketMode,
       (conn) => this.onConnection(conn),
       (err) => this.peers._error(err, null));

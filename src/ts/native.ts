@@ -121,6 +121,18 @@ export interface NativeBinding {
    * backoff until `timeoutMs`. Throws ENOENT, ECONNREFUSED, EACCES, … with syscall 'connect' and address.
    */
   connect(address: string, timeoutMs: number): NativeConnection;
+  /**
+   * Removes the socket file at `socketPath` and its lock file when no live server holds the lock (never a file
+   * that is not a socket, never a socket that still accepts connections). Whether they were removed; always
+   * false on Windows.
+   */
+  removeStale(socketPath: string): boolean;
+  /**
+   * How large received frames reach JS in this environment: `'external'` (Buffers over the receive blocks, no
+   * copy) or `'copy'` (ordinary Buffers): Electron's V8 sandbox refuses external Buffers, and the first refusal
+   * switches the environment to copying; `IPCWIRE_COPY_BUFFERS=1` forces it.
+   */
+  readonly bufferMode: 'external' | 'copy';
   /** Longest socket path the platform accepts, in bytes (sizeof(sun_path) - 1). */
   readonly maxPathLength: number;
   /** Whether `call()` hands back the BLOB frames read right before its reply (as [reply, ...blobs]). */

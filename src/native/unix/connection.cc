@@ -679,21 +679,10 @@ Napi::Value Connection::ToBuffer(Napi::Env env, Block&& block, size_t offset, si
     BlockPool::Shared().Release(base, size);
     return copy;
   }
-  auto* ext = new ExternalBlock{base, size};
-  napi_value value;
-  napi_status s = napi_create_external_buffer(env, size - offset, base + offset, FreeExternal, ext, &value);
   // No napi_adjust_external_memory: V8 already counts an external buffer's backing store towards its GC
   // heuristics; reporting it a second time doubled the pressure and made a stream of 1 MiB messages spend
   // a fifth of the receiver's time in major GCs.
-  if (s == napi_ok) return Napi::Value(env, value);
-  delete ext;
-  // Runtimes without external buffers (V8 sandbox): copy.
-  Napi::Value copy;
-  if (s == static_cast<napi_status>(Napi::details::napi_no_external_buffers_allowed))
-    copy = Napi::Buffer<uint8_t>::Copy(env, base + offset, size - offset);
-  BlockPool::Shared().Release(base, size);
-  if (copy.IsEmpty()) NAPI_THROW_IF_FAILED(env, s, Napi::Value());
-  return copy;
+  return Addon::Get(env)->NewBuffer(env, base + offset, size - offset, FreeExternal, new ExternalBlock{base, size});
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -117,6 +117,25 @@ Napi::Value Listen(const Napi::CallbackInfo& info) {
   return Server::NewInstance(env, fd, claim, address, info[3].As<Napi::Function>(), info[4].As<Napi::Function>());
 }
 
+Napi::Value RemoveStale(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string address = ToAddress(info);
+  if (address[0] == '\0') return Napi::Boolean::New(env, false);
+  std::string lock_path = address + ".lock";
+  int lock_fd;
+  if (sys::LockPath(lock_path, &lock_fd) != 0) return Napi::Boolean::New(env, false);  // live, or not ours
+  // With the lock held, nobody serves here. A lock file nobody holds is worth nothing, whoever made it.
+  struct stat st;
+  bool removed;
+  if (lstat(address.c_str(), &st) < 0) {
+    removed = errno == ENOENT;  // a lock file alone
+  } else {
+    removed = S_ISSOCK(st.st_mode) && sys::RemoveStaleSocket(address) == 0;
+  }
+  sys::UnlockPath(lock_path, lock_fd);
+  return Napi::Boolean::New(env, removed);
+}
+
 Napi::Value Connect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string address = ToAddress(info);

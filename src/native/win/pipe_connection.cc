@@ -12,6 +12,17 @@ namespace win {
 
 namespace {
 
+struct BlockSpan {
+  uint8_t* base;
+  size_t size;
+};
+
+void FreeBlock(napi_env /*env*/, void* /*data*/, void* hint) {
+  auto* span = static_cast<BlockSpan*>(hint);
+  BlockPool::Shared().Release(span->base, span->size);
+  delete span;
+}
+
 constexpr uint8_t kSync = 4;         // Kind.SYNC in src/ts/native.ts
 constexpr uint8_t kSyncReply = 5;    // Kind.SYNC_REPLY
 constexpr DWORD kSliceMs = 20;       // call() notices termination within one slice
@@ -362,7 +373,8 @@ Napi::Value PipeConnection::ToBuffer(Napi::Env env, Block&& block, size_t offset
   size_t size = block.size();
   if (size == offset) return Napi::Buffer<uint8_t>::New(env, 0);
   uint8_t* p = block.Release();
-  return Napi::Buffer<uint8_t>::New(env, p + offset, size - offset, [p, size](Napi::Env, uint8_t*) { BlockPool::Shared().Release(p, size); });
+  // An external Buffer over the block, or a copy where the environment refuses those (Electron).
+  return Addon::Get(env)->NewBuffer(env, p + offset, size - offset, FreeBlock, new BlockSpan{p, size});
 }
 
 void PipeConnection::Deliver(Napi::Env env) {

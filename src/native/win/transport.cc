@@ -52,6 +52,10 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   }
 }
 
+Napi::Value RemoveStale(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), false);  // a named pipe goes with its server: nothing is left behind
+}
+
 bool SyncReplyBlobs() { return false; }  // its call() returns the reply frame only
 uint32_t MaxPathLength() { return 256; }  // characters of a pipe name, "\\.\pipe\" included
 
