@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fuzzing CI step: libFuzzer (Debian's clang, installed here if missing) on the native frame decoder under
 # AddressSanitizer + UBSan for a bounded time, after replaying its committed corpus; then the JS fuzzer of the
-# message envelope, argument decoding and handshake through a real main (test/fuzz.test.ts).
+# message envelope, argument decoding and handshake (test/fuzz.test.ts): mutated renderer frames through a real
+# main, and mutated main frames from a fake main into a real renderer (half the time each).
 #   FUZZ_SECONDS   seconds per target (default 60)
 # A crash leaves its input in .tmp/fuzz/ (native: crash-*) or test/fuzz/regressions/ (JS): commit it, the input
 # is then replayed on every run. Prints `fuzz: N passed, N failed` as its last line.
@@ -53,7 +54,7 @@ if step "install clang + libFuzzer" install_clang; then
 else
   failed=$((failed + 1)); echo "FAIL libFuzzer frame decoder (not run: no clang)"
 fi
-step "JS fuzz: envelope, arguments, handshake (${SECS} s)" \
-  env IPCWIRE_FUZZ_MS=$((SECS * 1000)) node scripts/test.js test/fuzz.test.ts
+step "JS fuzz: main and renderer side, envelope, arguments, handshake (${SECS} s)" \
+  env IPCWIRE_FUZZ_MS=$((SECS * 500)) node scripts/test.js test/fuzz.test.ts
 echo "fuzz: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -3,7 +3,9 @@
  * mutator over valid frames captured from a real renderer (and the committed corpus in test/fuzz/corpus), fed by
  * raw clients, the handshake included. Invariants: main never crashes or throws outside a listener, every
  * connection-level fault is an ERR_IPC_* 'error' for that connection only, listeners only ever get an event and
- * an array of at most MAX_ARGS arguments, and a good renderer keeps being served. An input that breaks one is
+ * an array of at most MAX_ARGS arguments, and a good renderer keeps being served. The other direction too: a fake
+ * main sends mutated frames (captured from a real main) to a real renderer, which must only ever report ERR_IPC_*
+ * faults on its link and never crash or hang. An input that breaks one is
  * written to test/fuzz/regressions/ (commit it: every file there is replayed first, for ever).
  *
  * Bounded: IPCWIRE_FUZZ_MS milliseconds of mutation (default 3000; CI runs it longer), IPCWIRE_FUZZ_SEED to
@@ -12,8 +14,9 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as net from 'node:net';
 import { describe, expect, test } from 'vitest';
-import { type Any, ROOT, exitsCleanly, ipcwire, makeMain, once, runNode, useHarness, waitUntil } from './helpers';
+import { type Any, ROOT, exitsCleanly, ipcwire, makeMain, once, runNode, sockPath, trackRaw, useHarness, waitUntil } from './helpers';
 import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
 
 useHarness();
@@ -95,7 +98,8 @@ function fuzzMain(): { main: Any; problems: string[]; calls: () => number } {
   return { main, problems, calls: () => calls };
 }
 
-async function captureSeeds(main: Any): Promise<{ hello: Buffer; seeds: Buffer[] }> {
+async function captureSeeds(main: Any): Promise<{ hello: Buffer; seeds: Buffer[]; welcome: Buffer; down: Buffer[] }> {
+  main.once('m', (e: Any) => e.sender.send('back', 1, 'two', { three: [3n, new Date(0), new Map([[1, new Set([2])]])] }, [1, , 3], Buffer.alloc(100, 5)));
   const px = proxy(main.address);
   const child = runNode(`
     const r = ipcwire.ipcRenderer;
@@ -118,7 +122,10 @@ async function captureSeeds(main: Any): Promise<{ hello: Buffer; seeds: Buffer[]
     for (const f of seeds) fs.writeFileSync(path.join(CORPUS, `seed-${createHash('sha1').update(f).digest('hex').slice(0, 12)}.bin`), f);
   }
   for (const f of fs.existsSync(CORPUS) ? fs.readdirSync(CORPUS).sort() : []) seeds.push(fs.readFileSync(path.join(CORPUS, f)));
-  return { hello, seeds };
+  const down = parseFrames(px.down).frames;
+  const welcome = down[0];
+  expect(welcome[4]).toBe(KIND.WELCOME);
+  return { hello, seeds, welcome, down: down.slice(1) };
 }
 
 /** Sends `hello + frames + probe` on a fresh raw connection; resolves when main answered the probe or closed. */
@@ -133,9 +140,15 @@ async function feed(main: Any, hello: Buffer, frames: Buffer[]): Promise<'answer
   return outcome;
 }
 
-function saveRegression(hello: Buffer, frames: Buffer[]): string {
+/** Files of test/fuzz/regressions: `to-renderer-*` are frames a main sent, the others frames a renderer sent. */
+function regressionFiles(toRenderer: boolean): string[] {
+  if (!fs.existsSync(REGRESSIONS)) return [];
+  return fs.readdirSync(REGRESSIONS).filter((f) => f.startsWith('to-renderer-') === toRenderer).sort();
+}
+
+function saveRegression(hello: Buffer, frames: Buffer[], prefix = 'crash-'): string {
   const bytes = Buffer.concat(frames);
-  const name = `crash-${createHash('sha1').update(bytes).digest('hex').slice(0, 16)}.bin`;
+  const name = `${prefix}${createHash('sha1').update(bytes).digest('hex').slice(0, 16)}.bin`;
   fs.mkdirSync(REGRESSIONS, { recursive: true });
   fs.writeFileSync(path.join(REGRESSIONS, name), bytes);
   void hello;
@@ -157,8 +170,7 @@ describe('fuzz', () => {
     const goodPeer = event.sender;
 
     // Every committed regression first: each must leave main serving.
-    const regressions = fs.existsSync(REGRESSIONS) ? fs.readdirSync(REGRESSIONS).sort() : [];
-    for (const name of regressions) {
+    for (const name of regressionFiles(false)) {
       await feed(main, hello, [fs.readFileSync(path.join(REGRESSIONS, name))]);
       expect(problems, name).toEqual([]);
     }
@@ -202,5 +214,72 @@ describe('fuzz', () => {
     await waitUntil(() => main.peers.size === 1, 10_000, 'only the good renderer left');
     goodPeer.send('bye');
     await exitsCleanly(good);
+  });
+  test('fuzz: a hostile main sending mutated frames cannot crash a renderer; faults are ERR_IPC_* on its link', { timeout: FUZZ_MS + 120_000 }, async () => {
+    const { main } = fuzzMain();
+    const { welcome, down } = await captureSeeds(main);
+    expect(down.length).toBeGreaterThan(1);
+    const next = rng(SEED ^ 0x5eed);
+    const probe = frame(KIND.MESSAGE, 0, Buffer.from([0x92, 0xa5, ...Buffer.from('probe'), 0x90]));
+    let lastSent: Buffer[] = [];
+    const fixed = regressionFiles(true).map((f) => fs.readFileSync(path.join(REGRESSIONS, f)));
+    let connections = 0;
+    const address = sockPath();
+    const sockets = new Set<net.Socket>();
+    // A fake main: answers the hello with a real WELCOME, then mutated frames, then a probe message.
+    const server = trackRaw(net.createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+      s.once('data', () => {
+        connections++;
+        // Committed regressions first, one per connection; then fresh mutations.
+        lastSent = fixed.length ? [fixed.shift()!] : Array.from({ length: 1 + (next() % 3) }, () => mutate(next, down));
+        s.write(Buffer.concat([welcome, ...lastSent, probe]));
+      });
+    }));
+    await new Promise<void>((r) => server.listen(address, r));
+    const child = runNode(`
+      const end = Date.now() + ${FUZZ_MS};
+      const stats = { rounds: 0, probes: 0, closed: 0, codes: {}, bad: [] };
+      while (Date.now() < end) {
+        stats.rounds++;
+        const r = new ipcwire.IpcRenderer({ address: ${JSON.stringify(address)} });
+        r.on('m', () => {}); r.on('back', () => {});
+        r.handle('i', (e, ...a) => a.length);
+        const outcome = await new Promise((resolve) => {
+          const t = setTimeout(() => resolve('stuck'), 10000);
+          r.once('probe', () => { clearTimeout(t); resolve('probe'); });
+          r.link.on('error', (e) => {
+            if (!(e instanceof Error) || typeof e.code !== 'string' || !e.code.startsWith('ERR_IPC_')) stats.bad.push(String(e && e.code) + ' ' + String(e));
+            stats.codes[e.code] = (stats.codes[e.code] || 0) + 1;
+          });
+          r.link.once('disconnect', () => { clearTimeout(t); resolve('closed'); });
+          r.connect();
+        });
+        if (outcome === 'stuck') stats.bad.push('neither the probe nor a disconnect within 10 s');
+        if (outcome === 'probe') stats.probes++; else stats.closed++;
+        r.removeHandler('i');
+        r.removeAllListeners();
+        r.close();
+        if (stats.bad.length) break;
+      }
+      out('done', stats);
+    `);
+    let stats: Any;
+    try {
+      stats = await child.msg('done', FUZZ_MS + 60_000);
+    } catch (err) {
+      const name = saveRegression(welcome, lastSent, 'to-renderer-');
+      throw new Error(`renderer fuzz (seed ${SEED}) failed; last frames sent saved as test/fuzz/regressions/${name} (main to renderer): ${String(err)}`);
+    }
+    // eslint-disable-next-line no-console
+    console.log(`fuzz (renderer side): seed ${SEED}, ${stats.rounds} connections, ${stats.probes} served to the probe, ${stats.closed} closed, errors ${JSON.stringify(stats.codes)}`);
+    expect(stats.bad).toEqual([]);
+    expect(stats.rounds).toBeGreaterThan(0);
+    expect(connections).toBeGreaterThan(0);
+    await exitsCleanly(child);
+    for (const s of sockets) s.destroy();
+    server.close();
   });
 });
