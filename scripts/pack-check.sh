@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Proves the package as users get it (STYLE.md habit 9):
-#   1. `npm pack --dry-run` ships only dist/, prebuilds/, src/native/, binding.gyp, scripts/install.js, package.json,
-#      README.md, LICENSE
-#      and everything the entry points need;
+#   1. `npm pack --dry-run` ships only dist/, prebuilds/ (all eight binaries), src/native/, binding.gyp,
+#      scripts/install.js, package.json, README.md, LICENSE
+#      and everything the entry points need; `npm pack` refuses while a binary is missing (the prepack guard);
 #   2. the tarball, installed into a fresh folder with --ignore-scripts and a PATH holding node and npm only
 #      (no cc, g++, make, python3), loads its prebuilt binary and runs a two-process round trip (sendSync, send,
 #      invoke) from CommonJS and from ESM;
@@ -20,19 +20,23 @@ trap 'rm -rf "$work"' EXIT
 . scripts/check-lib.sh
 
 platform="$(node -p 'process.platform + "-" + process.arch')"
-shopt -s nullglob
-prebuilt=(prebuilds/"$platform"/*.node)
-if [ "${#prebuilt[@]}" -eq 0 ]; then
-  echo "pack-check: no prebuilt binary for $platform yet, building it (scripts/prebuild.sh)"
-  bash scripts/prebuild.sh
-fi
+# Every binary the package ships (the prepack guard's list; scripts/prebuild.sh builds them all).
+mapfile -t binaries < <(sed -n "s/^  '\(prebuilds\/[^']*\.node\)',\$/\1/p" scripts/prepack-check.js)
+[ "${#binaries[@]}" -eq 8 ] || { echo "pack-check: read ${#binaries[@]} binaries from scripts/prepack-check.js, expected 8" >&2; exit 1; }
+for b in "${binaries[@]}"; do
+  if [ ! -s "$b" ]; then
+    echo "pack-check: $b missing, building every prebuilt binary (scripts/prebuild.sh)"
+    bash scripts/prebuild.sh
+    break
+  fi
+done
 
 # 1. What the tarball holds.
 listing() {
   npm pack --dry-run --json --ignore-scripts >"$work/dry-run.json"
-  node - "$work/dry-run.json" "$platform" <<'EOF'
+  node - "$work/dry-run.json" "$platform" "${binaries[@]}" <<'EOF'
 const fs = require('node:fs');
-const [, , file, platform] = process.argv;
+const [, , file, platform, ...binaries] = process.argv;
 const [info] = JSON.parse(fs.readFileSync(file, 'utf8'));
 const paths = info.files.map((f) => f.path).sort();
 const allowed = [/^dist\//, /^prebuilds\//, /^src\/native\//, /^scripts\/install\.js$/, /^binding\.gyp$/, /^package\.json$/, /^README\.md$/, /^LICENSE$/];
@@ -41,6 +45,7 @@ const required = [
   'package.json', 'README.md', 'LICENSE', 'binding.gyp',
   'dist/cjs/index.js', 'dist/cjs/index.d.ts', 'dist/cjs/ipc.js', 'dist/cjs/ipc.d.ts', 'dist/cjs/native.js',
   'dist/esm/index.mjs', 'dist/esm/index.d.mts', 'dist/esm/ipc.mjs', 'dist/esm/ipc.d.mts',
+  ...binaries,
 ];
 const missing = required.filter((p) => !paths.includes(p));
 if (!paths.some((p) => p.startsWith(`prebuilds/${platform}/`) && p.endsWith('.node'))) missing.push(`prebuilds/${platform}/*.node`);
@@ -59,11 +64,25 @@ EOF
 }
 check "npm pack --dry-run ships only the allowed files, and all the needed ones" listing
 
-# 2. Pack for real (npm runs `prepare`, which rebuilds dist/ as `npm publish` would).
+# 2. The prepack guard: with one binary missing (or older than the sources) `npm pack` refuses; the opt-out packs.
+guard_refuses() {
+  local hidden="$work/hidden.node" status=0
+  mv prebuilds/darwin-arm64/ipcwire.node "$hidden"
+  npm pack --dry-run --pack-destination "$work" >"$work/guard.out" 2>&1 || status=$?
+  IPCWIRE_PACK_WITHOUT_PREBUILDS=1 npm pack --dry-run --pack-destination "$work" >"$work/optout.out" 2>&1 || status=$((status + 100))
+  mv "$hidden" prebuilds/darwin-arm64/ipcwire.node
+  grep 'prepack: refusing' "$work/guard.out" && grep -q 'prebuilds/darwin-arm64/ipcwire.node: missing' "$work/guard.out" &&
+    [ "$status" -ne 0 ] && [ "$status" -lt 100 ] || { cat "$work/guard.out" "$work/optout.out"; return 1; }
+}
+check "npm pack refuses when a prebuilt binary is missing (prepack guard); IPCWIRE_PACK_WITHOUT_PREBUILDS=1 packs" guard_refuses
+
+# 3. Pack for real (npm runs `prepack`: dist/ is rebuilt as `npm publish` would, and the guard passes).
 mkdir "$work/tarball"
-npm pack --pack-destination "$work/tarball"
+pack() { npm pack --pack-destination "$work/tarball" >"$work/pack.out" 2>&1 || { cat "$work/pack.out"; return 1; }; grep '^prepack:' "$work/pack.out"; }
+check "npm pack with every binary present and fresh (the prepack guard passes)" pack
 tarball="$(echo "$work"/tarball/*.tgz)"
-echo "pack-check: $(basename "$tarball"), $(du -k "$tarball" | cut -f1) KiB"
+[ -f "$tarball" ] || { echo "$passed passed, $((failed + 1)) failed"; exit 1; }
+echo "pack-check: $(basename "$tarball"), $(stat -c %s "$tarball") bytes ($(du -k "$tarball" | cut -f1) KiB)"
 
 # A PATH with node and npm and nothing else: no compiler, make or python can be found by anything.
 bin="$work/bin"
@@ -117,6 +136,24 @@ failed_load() {
   return "$status"
 }
 check "with no binary, the load error names platform, ABI, where it looked and how to build" failed_load
+
+# `npm rebuild ipcwire` runs the shipped manifest's scripts: each must name only files the tarball holds (a
+# `prepare` running scripts/build-ts.js, which is not shipped, broke it), and the rebuild must succeed.
+shipped_scripts() {
+  (cd "$installed" && node -e '
+    const fs = require("fs");
+    const { scripts = {} } = require("./package.json");
+    const bad = Object.entries(scripts).filter(([name, cmd]) =>
+      ["preinstall", "install", "postinstall", "prepare"].includes(name) &&
+      (cmd.match(/\bscripts\/[\w./-]+/g) || []).some((f) => !fs.existsSync(f)));
+    console.log("install-time scripts:", JSON.stringify(Object.fromEntries(Object.entries(scripts).filter(([n]) => /install|prepare/.test(n)))));
+    if (bad.length) { console.error("scripts naming files not in the tarball:", JSON.stringify(bad)); process.exit(1); }')
+}
+check "the installed manifest's install-time scripts name only shipped files" shipped_scripts
+rebuild() {
+  (cd "$consumer" && npm rebuild ipcwire --foreground-scripts --loglevel=error) && PATH="$bin" addon_picked "$consumer" /prebuilds/
+}
+check "npm rebuild ipcwire succeeds in the installed folder (the prebuilt binary is kept)" rebuild
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proves the source fallback: a copy of the package tarball with its prebuilds removed, installed normally, builds
-# the addon from binding.gyp through the `install` script (node-gyp-build → node-gyp, against the local Node
-# headers: nothing is downloaded), and a two-process round trip runs with it.
+# the addon from binding.gyp through the `install` script (scripts/install.js → node-gyp-build → node-gyp, against
+# the local Node headers: nothing is downloaded), and a two-process round trip runs with it.
 # Prints `N passed, N failed` last; exits non-zero when a check failed.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,7 +13,7 @@ trap 'rm -rf "$work"' EXIT
 . scripts/check-lib.sh
 use_local_node_headers
 
-# The tarball (npm runs `prepare`), then the same without prebuilds/.
+# The tarball (npm runs `prepack`), then the same without prebuilds/.
 mkdir "$work/tarball"
 npm pack --pack-destination "$work/tarball"
 tarball="$(echo "$work"/tarball/*.tgz)"
