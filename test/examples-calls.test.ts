@@ -50,4 +50,13 @@ describe('examples-calls', () => {
       'main: log done',
     ]);
   });
+
+  test('examples-calls: examples/inspect prints the inspector\'s table and tail for the renderer\'s traffic', { timeout: 40_000 }, async () => {
+    const lines = await runExample('inspect');
+    expect(lines[0]).toMatch(/^ipcwire main pid \d+ at .*: 1 renderer\(s\)/);
+    expect(lines.find((l) => l.startsWith('square '))!.trim().split(/\s{2,}/).slice(0, 2)).toEqual(['square', '4']);
+    expect(lines.find((l) => l.startsWith('log '))!.trim().split(/\s{2,}/).slice(0, 2)).toEqual(['log', '1']);
+    expect(lines.filter((l) => / <- peer \d+ invoke square /.test(l)).length).toBe(4);
+    expect(lines.some((l) => / <- peer \d+ send log \d+ B \[ \{ level: 'info', text: 'a m…$/.test(l))).toBe(true);
+  });
 });

@@ -46,6 +46,8 @@ export interface LinkOwner<E> {
   wantsRef(): boolean;
   /** Set when main refused this peer in the handshake: its calls are answered with this error, never run. */
   refusal?(): Error | null;
+  /** Main with an inspector: sees each incoming invoke's arguments (for its previews). */
+  inspectArgs?(channel: string, args: unknown[], bytes: number): void;
   /** Handlers answering the peer's `invoke`, and the event they receive. */
   readonly handlers: { get(channel: string): InvokeHandler<E> | undefined };
   /** The event for one incoming invoke; its `signal` and `traceparent` come from `call`. */
@@ -636,6 +638,7 @@ export class Link<E> {
       call.t0 = performance.now();
       if (chHandleStart.hasSubscribers) chHandleStart.publish(call.trace);
     }
+    if (this.owner.inspectArgs) this.owner.inspectArgs(channel, args, end - start + FRAME_HEADER_BYTES);
     const handler = this.owner.handlers.get(channel);
     if (!handler) {
       this.finishInvoke(id, call, [1, { text: `Error: No handler registered for '${channel}'` }], true,

@@ -11,6 +11,7 @@ import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handle
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, wireBytes, type LinkOwner } from './link';
 import { checkPathLength, inRuntimeDir, isWindows, resolveAddress, sweepRuntimeDir } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
+import { Inspector } from './inspector';
 import { chConnect, chHandleEnd, chHandleStart, chMessage, chSend, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
 /** Options of {@link IpcMain}. */
@@ -29,6 +30,11 @@ export interface IpcMainOptions {
    * a renderer that only listens is idle by nature.
    */
   idleTimeout?: number;
+  /**
+   * Lets `npx ipcwire inspect <address>` attach (same user only) and watch this main's traffic live. Default:
+   * off, or on when the environment has IPCWIRE_INSPECT=1. Collecting costs what tracing costs.
+   */
+  inspect?: boolean;
   /** A connection that has not said hello after this many ms is closed. Default 5000. */
   handshakeTimeout?: number;
   /** Refuse a renderer by its kernel credentials: return false to refuse. */
@@ -169,6 +175,8 @@ class MainInvokeEvent implements IpcMainInvokeEvent<any> {
 
 let nextPeerId = 1;
 
+const inspectorCalls = makeError('ERR_IPC_PEER_REFUSED', 'An inspector connection cannot make calls');
+
 /**
  * One connected renderer (Electron's `webContents`). Events: `'disconnect' (err | null)`, `'drain'`.
  */
@@ -209,7 +217,11 @@ export class Peer<C = AnyChannels> extends EventEmitter {
       invokeEvent: (call) => new MainInvokeEvent(this, call),
       side: 'main',
       peerId: () => this.id,
-      refusal: () => this.refusal,
+      // An inspector's calls are answered with an error, never run.
+      refusal: () => this.refusal ?? (this.inspecting ? inspectorCalls : null),
+      inspectArgs: main._inspector
+        ? (channel, args, bytes) => this.main._inspector?.incoming(this.id, 'invoke', channel, bytes, args)
+        : undefined,
     };
     this.link = new Link(conn, owner, main._maxMessageSize, main._maxQueuedBytes);
     this.link.updateRef();
@@ -310,6 +322,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
       this.onHello(src.subarray(start, end));
       return;
     }
+    if (this.inspecting) return; // an inspector only listens
     if (this.refusal) {
       // A refused renderer's pipelined calls never reach listeners; a blocked sendSync learns why at once.
       if (kind === Kind.SYNC) {
@@ -322,6 +335,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
       case Kind.MESSAGE: {
         const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
         if (chMessage.hasSubscribers) chMessage.publish(this.traceIn('send', channel, 0, src, start, end, blobs, traceparent));
+        if (this.main._inspector !== null) this.main._inspector.incoming(this.id, 'send', channel, end - start + 9, args);
         const event = new IpcMainEvent(this, traceparent);
         this.ipc.emit(channel, event, ...args);
         this.main.emit(channel, event, ...args);
@@ -334,6 +348,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
           (this.syncTraces ??= new Map()).set(id, { trace, t0: performance.now() });
           if (chHandleStart.hasSubscribers) chHandleStart.publish(trace);
         }
+        if (this.main._inspector !== null) this.main._inspector.incoming(this.id, 'sendSync', channel, end - start + 9, args);
         if (this.ipc.listenerCount(channel) + this.main.listenerCount(channel) === 0) {
           this._replySync(id, [1, libraryError('ERR_IPC_NO_LISTENER',
             `No listener for sendSync('${channel}') in main`)]);
@@ -362,7 +377,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
   }
 
   private onHello(payload: Buffer): void {
-    const hello = decode(payload) as { magic?: unknown; version?: unknown; maxFrame?: unknown; syncBlobs?: unknown } | null;
+    const hello = decode(payload) as { magic?: unknown; version?: unknown; maxFrame?: unknown; syncBlobs?: unknown; inspect?: unknown } | null;
     if (typeof hello !== 'object' || hello === null || hello.magic !== 'ipcwire') {
       throw makeError('ERR_IPC_BAD_FRAME', 'Not an ipcwire handshake');
     }
@@ -372,6 +387,11 @@ export class Peer<C = AnyChannels> extends EventEmitter {
     if (hello.version !== PROTOCOL_VERSION) {
       refusal = makeError('ERR_IPC_PROTOCOL_VERSION',
         `Protocol version mismatch: main speaks ${PROTOCOL_VERSION}, renderer (pid ${this.pid}) speaks ${String(hello.version)}`);
+    } else if (hello.inspect === true && !this.main._inspector) {
+      refusal = makeError('ERR_IPC_PEER_REFUSED',
+        'This main does not allow inspection: create it with new IpcMain({ inspect: true }) or set IPCWIRE_INSPECT=1');
+    } else if (hello.inspect === true && !isWindows && this.uid !== process.getuid?.()) {
+      refusal = makeError('ERR_IPC_PEER_REFUSED', `Only the user running main may inspect it (uid ${this.uid} may not)`);
     } else if (this.main._allowPeer && !this.main._allowPeer({ pid: this.pid, uid: this.uid, gid: this.gid })) {
       refusal = makeError('ERR_IPC_PEER_REFUSED', `Renderer (pid ${this.pid}, uid ${this.uid}) was refused by main`);
     }
@@ -390,6 +410,20 @@ export class Peer<C = AnyChannels> extends EventEmitter {
       return;
     }
     this.link.reply(Kind.WELCOME, 0, [0, { version: PROTOCOL_VERSION, peerId: this.id, maxFrame: this.main._maxMessageSize }]);
+    if (hello.inspect === true) {
+      // An inspector, not a renderer: it is sent snapshots and is never one of main's peers.
+      this.inspecting = true;
+      this.detachInspector = this.main._inspector!.attach({
+        push: (snapshot) => {
+          try {
+            this.link.send('ipcwire:inspect', [snapshot]);
+          } catch {
+            // going away: its close detaches it
+          }
+        },
+      });
+      return;
+    }
     if (chConnect.hasSubscribers) chConnect.publish(this.link.traceMessage('in', 'connect', '', 0, 0));
     this.main._addPeer(this);
     if (this.main._idleTimeout > 0) this.watchIdle(this.main._idleTimeout);
@@ -416,7 +450,12 @@ export class Peer<C = AnyChannels> extends EventEmitter {
     this.idleTimer.unref();
   }
 
+  /** An inspector client (`npx ipcwire inspect`), not a renderer. */
+  private inspecting = false;
+  private detachInspector: (() => void) | null = null;
+
   private onClose(err: Error | null): void {
+    this.detachInspector?.();
     if (this.handshakeTimer) clearTimeout(this.handshakeTimer);
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.destroyed = true;
@@ -553,6 +592,9 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
   /** @internal */ readonly _handshakeTimeout: number;
   /** @internal */ readonly _maxQueuedBytes: number;
   /** @internal */ readonly _idleTimeout: number;
+  /** @internal Collecting for inspector clients; null unless inspection is allowed and listening. */
+  _inspector: Inspector | null = null;
+  private readonly inspectAllowed: boolean;
   /** @internal */ readonly _allowPeer: ((credentials: NativeCredentials) => boolean) | undefined;
   /** @internal */ readonly _invokeTimeout: number;
   private readonly backlog: number;
@@ -567,6 +609,10 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     this._handshakeTimeout = positiveInt(options.handshakeTimeout, 5000, 'handshakeTimeout');
     this._maxQueuedBytes = positiveInt(options.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES, 'maxQueuedBytes');
     this._idleTimeout = positiveInt(options.idleTimeout, 0, 'idleTimeout') || 0;
+    if (options.inspect !== undefined && typeof options.inspect !== 'boolean') {
+      throw new TypeError('The "inspect" option must be a boolean');
+    }
+    this.inspectAllowed = options.inspect ?? process.env.IPCWIRE_INSPECT === '1';
     this.backlog = positiveInt(options.backlog, 511, 'backlog');
     this.socketMode = options.socketMode ?? 0o600;
     if (options.allowPeer !== undefined && typeof options.allowPeer !== 'function') {
@@ -604,6 +650,11 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
       (conn) => this.onConnection(conn),
       (err) => this.peers._error(err, null));
     this._address = resolved;
+    if (this.inspectAllowed) {
+      this._inspector = new Inspector((id) => id !== null && this.peers.get(id) !== undefined,
+        () => ({ address: this._address, renderers: this.peers.size }));
+      this._inspector.start();
+    }
     if (!isWindows) {
       // A named pipe goes with its process; a socket file and its lock would stay.
       listeningMains.add(this);
@@ -619,6 +670,8 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     this.server = null;
     listeningMains.delete(this);
     server.close(); // also removes the socket file and its lock
+    this._inspector?.stop();
+    this._inspector = null;
     for (const peer of [...this.peers, ...this.pendingPeers]) peer.link.end();
   }
 

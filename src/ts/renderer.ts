@@ -14,6 +14,8 @@ import { chConnect, chMessage, chSyncEnd, chSyncStart, outgoingTraceparent, type
 
 /** Options of {@link IpcRenderer}. */
 export interface IpcRendererOptions {
+  /** @internal Connect as an inspector (`npx ipcwire inspect`), not as a renderer. */
+  inspect?: boolean;
   /** Main's address; default: the `IPCWIRE_ADDRESS` environment variable that `fork` sets. */
   address?: string;
   /** Milliseconds a `sendSync` waits for main before throwing ERR_IPC_TIMEOUT. Default: no timeout. */
@@ -308,7 +310,8 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     this.closedByUser = false;
     // syncBlobs: this addon's blocking call returns BLOB frames with the reply, so main may send a sendSync
     // return value's large byte arrays out of band (no copy into the msgpack payload on main's side).
-    const hello = { magic: 'ipcwire', version: PROTOCOL_VERSION, maxFrame, syncBlobs: binding.syncReplyBlobs === true };
+    const hello: Record<string, unknown> = { magic: 'ipcwire', version: PROTOCOL_VERSION, maxFrame, syncBlobs: binding.syncReplyBlobs === true };
+    if (this.options.inspect) hello.inspect = true;
     wire.write(Kind.HELLO, 0, encodeValue(hello, 'hello').payload);
     wire.updateRef();
     process.nextTick(() => this.link.emit('connect'));
