@@ -25,8 +25,10 @@ function registrationRules(make: () => any) {
   const second = catchSync(() => a.handle('ch', () => 2));
   expect(second).toBeInstanceOf(Error);
   expect(String(second)).toBe("Error: Attempted to register a second handler for 'ch'");
+  expect(second.code).toBe('ERR_IPC_HANDLER_EXISTS');
   const secondOnce = catchSync(() => a.handleOnce('ch', () => 2));
   expect(String(secondOnce)).toBe("Error: Attempted to register a second handler for 'ch'");
+  expect(secondOnce.code).toBe('ERR_IPC_HANDLER_EXISTS');
   a.removeHandler('ch');
   expect(() => a.handle('ch', () => 3)).not.toThrow();
 
@@ -101,6 +103,7 @@ describe('errors-electron', () => {
     expect(results.missing.message).toBe(
       "Error invoking remote method 'missing': Error: No handler registered for 'missing'",
     );
+    expect(results.missing.code).toBe('ERR_IPC_NO_HANDLER');
     // Beyond Electron: the remote error's name, code and own fields travel with the rejection.
     expect(results['throws-typed'].message).toBe("Error invoking remote method 'throws-typed': TypeError: bad type");
     expect(results['throws-typed'].name).toBe('TypeError');
@@ -109,7 +112,7 @@ describe('errors-electron', () => {
     expect(results['throws-typed'].nested).toEqual({ a: [1] });
     // A result main cannot clone rejects (never a hang), with the clone error's text.
     expect(results['unclonable-result'].message).toMatch(
-      /^Error invoking remote method 'unclonable-result': Error: An object could not be cloned\./,
+      /^Error invoking remote method 'unclonable-result': IpcError: An object could not be cloned\./,
     );
     // handleOnce answers once, then the channel has no handler.
     expect(results.once[0]).toEqual({ value: 'first' });
@@ -162,7 +165,9 @@ describe('errors-electron', () => {
     for (const k of ['send', 'sendSync', 'invoke']) {
       expect(res[k].isError, k).toBe(true);
       expect(res[k].message, k).toMatch(/^An object could not be cloned\./);
-      expect(res[k].string, k).toMatch(/^Error: An object could not be cloned\./);
+      // Electron's message; the error is ipcwire's own IpcError (its name), with a stable code.
+      expect(res[k].name, k).toBe('IpcError');
+      expect(res[k].string, k).toMatch(/^IpcError: An object could not be cloned\./);
       expect(res[k].code, k).toBe('ERR_IPC_UNCLONABLE');
     }
     // invoke reports through its promise, not by throwing.
@@ -206,11 +211,11 @@ describe('errors-electron', () => {
     expect(typed.name).toBe('RangeError');
     expect(typed.code).toBe('E_R');
     expect(typed.extra).toBe('x');
-    expect((await settle('missing')).message).toBe(
-      "Error invoking remote method 'missing': Error: No handler registered for 'missing'",
-    );
+    const missing = await settle('missing');
+    expect(missing.message).toBe("Error invoking remote method 'missing': Error: No handler registered for 'missing'");
+    expect(missing.code).toBe('ERR_IPC_NO_HANDLER');
     expect((await settle('unclonable')).message).toMatch(
-      /^Error invoking remote method 'unclonable': Error: An object could not be cloned\./,
+      /^Error invoking remote method 'unclonable': IpcError: An object could not be cloned\./,
     );
     // Main's own clone check: peer.invoke / peer.send of a function fail at once with the same text.
     const sendErr = catchSync(() => peer.send('x', { onDone() {} }));

@@ -32,6 +32,7 @@ describe('fork', () => {
       argv: ['a1', 'a2'],
       custom: 'yes',
       address: r.address,
+      addressLeftInEnv: null,
       processId: r.childPid,
       viaInvoke: { argv: ['a1', 'a2'], processId: r.childPid },
     });

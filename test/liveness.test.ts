@@ -4,7 +4,7 @@
  * thread or timer of the library keeps a process alive by itself.
  */
 import { describe, expect, test } from 'vitest';
-import { exitsCleanly, makeMain, once, runNode, sockPath, trackPath, useHarness } from './helpers';
+import { exitsCleanly, makeMain, once, runNode, sockPath, trackPath, useHarness, waitUntil } from './helpers';
 
 useHarness();
 
@@ -12,6 +12,8 @@ describe('liveness', () => {
   test('liveness: a renderer with no listeners and nothing pending exits by itself after send, sendSync and invoke', { timeout: 20_000 }, async () => {
     const main = makeMain();
     const got: string[] = [];
+    const disconnects: Array<{ pid: number; err: unknown; listening: boolean }> = [];
+    main.peers.on('disconnect', (peer: any, err: unknown) => disconnects.push({ pid: peer.pid, err, listening: main.listening }));
     main.on('m', (_e: any, v: string) => got.push(v));
     main.on('s', (e: any) => (e.returnValue = 's'));
     main.handle('i', () => 'i');
@@ -26,10 +28,11 @@ describe('liveness', () => {
     );
     expect(await child.msg('r')).toEqual(['s', 'i']);
     await exitsCleanly(child, 10_000);
-    // Still connected to a live main all along: the process ended because nothing needed it, not because of main.
-    expect(main.address).toBeTruthy();
-    await new Promise((r) => setTimeout(r, 20));
-    for (let i = 0; i < 200 && got.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    // The process ended because nothing needed it, not because of main: main kept listening and saw the renderer
+    // leave cleanly (EOF, no error), after receiving everything it sent, its last message included.
+    await waitUntil(() => disconnects.length === 1, 10_000, 'the renderer to leave main');
+    expect(disconnects).toEqual([{ pid: child.pid, err: null, listening: true }]);
+    expect(main.peers.size).toBe(0);
     expect(got).toEqual(['one', 'last']);
   });
 
@@ -205,7 +208,7 @@ describe('liveness', () => {
     const closed = runNode(
       `
       const r = new ipcwire.IpcRenderer();
-      r.connect(process.env.IPCWIRE_ADDRESS);
+      r.connect();
       r.on('x', () => {});
       r.handle('y', () => 1);
       r.close();

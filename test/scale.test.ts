@@ -97,14 +97,14 @@ describe('scale', () => {
       closeStdin();
       for (let i = 0; i < 60; i++) {
         const r = new ipcwire.IpcRenderer({ connectTimeout: 20000 });
-        r.connect(process.env.IPCWIRE_ADDRESS);
+        r.connect();
         rs.push(r);
       }
       out('connected');
       const got = await Promise.all(rs.map((r, i) => r.invoke('n', i)));
       rs.forEach((r) => r.close());
       const last = new ipcwire.IpcRenderer();
-      last.connect(process.env.IPCWIRE_ADDRESS);
+      last.connect();
       last.send('done');
       last.close();
       out('r', got);
@@ -190,7 +190,7 @@ describe('scale', () => {
         try {
           const r = new ipcwire.IpcRenderer({ connectTimeout: 2000 });
           rs.push(r);
-          r.connect(process.env.IPCWIRE_ADDRESS);
+          r.connect();
           return { ok: await r.invoke('n', i) };
         } catch (e) {
           return { err: e.code };
@@ -200,7 +200,7 @@ describe('scale', () => {
       await sleep(200);
       // Recovered: a fresh connection is served.
       const again = new ipcwire.IpcRenderer();
-      again.connect(process.env.IPCWIRE_ADDRESS);
+      again.connect();
       const v = await again.invoke('n', 'again');
       again.send('done');
       again.close();

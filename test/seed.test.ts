@@ -6,7 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { childPids, exitsCleanly, FIXTURES, HAS_PROC, isAlive, makeMain, runNode, spawnNode, trackPid, useHarness, waitUntil } from './helpers';
+import { childPids, exitsCleanly, FIXTURES, HAS_PROC, isAlive, makeMain, ROOT, runNode, spawnNode, trackPid, useHarness, waitUntil } from './helpers';
 
 useHarness();
 
@@ -57,10 +57,41 @@ async function runSeed(mainScript: string, done: (lines: string[]) => boolean) {
   return { lines: main.lines(), stderr: main.stderr };
 }
 
+/**
+ * The README's whole-program code blocks (a ```js block whose first line names a file, `// main.js`), split into
+ * files at their `// <name>.js` / `// <name>.mjs` header lines: { name, code }. Blocks without such a header are
+ * fragments of an API section, whose runnable form is that section's examples/<name> directory.
+ */
+function readmeFiles(): Array<{ name: string; code: string }> {
+  const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const files: Array<{ name: string; code: string }> = [];
+  const header = /^\/\/ (\S+\.m?js)$/;
+  for (const block of readme.matchAll(/^```js\n([\s\S]*?)^```$/gm)) {
+    const lines = block[1].split('\n');
+    if (!header.test(lines[0])) continue;
+    for (const line of lines) {
+      const h = header.exec(line);
+      if (h) files.push({ name: h[1], code: '' });
+      else files[files.length - 1].code += line + '\n';
+    }
+  }
+  return files;
+}
+
 describe('seed', () => {
+  test('seed: every JavaScript block of README.md is, byte for byte, a file under examples/ that a test runs', () => {
+    const files = readmeFiles();
+    // The CommonJS seed example (examples/seed) and the modern ESM example (examples/readme), both run below.
+    expect(files.map((f) => f.name)).toEqual(['main.js', 'renderer.js', 'main.mjs', 'renderer.mjs']);
+    for (const { name, code } of files) {
+      const file = path.join(ROOT, 'examples', name.endsWith('.mjs') ? 'readme' : 'seed', name);
+      expect(fs.readFileSync(file, 'utf8').split('\n').slice(1).join('\n').trim(), file).toBe(code.trim());
+    }
+  });
+
   test('seed: the CommonJS example prints ping, ping in main and pong, pong in the renderer', { timeout: 30_000 }, async () => {
     const { lines, stderr } = await runSeed(
-      path.join(FIXTURES, 'seed-cjs', 'main.js'),
+      path.join(ROOT, 'examples', 'seed', 'main.js'),
       (l) => count(l, 'ping') >= 2 && count(l, 'pong') >= 2,
     );
     expect(stderr).toBe('');
@@ -81,7 +112,7 @@ describe('seed', () => {
 
   test('seed: the README modern example prints 5 and the peer log line', { timeout: 30_000 }, async () => {
     const { lines, stderr } = await runSeed(
-      path.join(FIXTURES, 'readme', 'main.mjs'),
+      path.join(ROOT, 'examples', 'readme', 'main.mjs'),
       (l) => l.includes('5') && l.some((x) => /I am peer/.test(x)),
     );
     expect(stderr).toBe('');

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { getEnvironmentData, setEnvironmentData } from 'node:worker_threads';
 import { makeError } from './errors';
 
 const isWindows = process.platform === 'win32';
@@ -15,6 +16,35 @@ const BARE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 /** The environment variable through which `fork` hands main's address to a renderer. */
 export const ADDRESS_ENV = 'IPCWIRE_ADDRESS';
+
+/** Where the address taken from the environment is kept for worker threads started by this thread. */
+const ADDRESS_DATA_KEY = 'ipcwire:address';
+
+let inheritedAddress: string | undefined;
+
+/**
+ * Main's address as `fork` handed it to this process. It is taken out of `process.env` as soon as ipcwire
+ * loads (as Node does with its own fork channel variable), so that a Node process this renderer starts does not
+ * silently become a second renderer of the same main. Worker threads started afterwards still see it (through
+ * the worker environment data), as they are part of this renderer. A value set in `process.env` later wins, and
+ * is taken out in turn.
+ */
+export function envAddress(): string | undefined {
+  const fromEnv = process.env[ADDRESS_ENV];
+  if (fromEnv !== undefined) {
+    delete process.env[ADDRESS_ENV];
+    if (fromEnv !== '') {
+      inheritedAddress = fromEnv;
+      setEnvironmentData(ADDRESS_DATA_KEY, fromEnv);
+    }
+  }
+  if (inheritedAddress === undefined) {
+    const shared = getEnvironmentData(ADDRESS_DATA_KEY);
+    if (typeof shared === 'string' && shared !== '') inheritedAddress = shared;
+  }
+  return inheritedAddress;
+}
+envAddress();
 
 /** The per-user directory for bare names and fresh addresses (created 0700 on first use). */
 export function runtimeDir(): string {
@@ -36,6 +66,24 @@ export function runtimeDir(): string {
   }
   if ((st.mode & 0o077) !== 0) fs.chmodSync(dir, 0o700);
   return dir;
+}
+
+/** Addresses that an `IpcMain` of this thread listens on (module state is per thread). */
+const localMains = new Set<string>();
+
+function addressKey(address: string): string {
+  return isWindows ? address.toLowerCase() : address;
+}
+
+/** Records that an `IpcMain` of this thread listens on `address` (listening false: no longer). */
+export function setLocalMainAddress(address: string, listening: boolean): void {
+  if (listening) localMains.add(addressKey(address));
+  else localMains.delete(addressKey(address));
+}
+
+/** Whether an `IpcMain` of this thread listens on `address` (a `sendSync` to it could never be answered). */
+export function isLocalMainAddress(address: string): boolean {
+  return localMains.has(addressKey(address));
 }
 
 /** Resolves what the user gave `listen`/`connect` to the address the OS sees. */

@@ -32,7 +32,10 @@ export type IpcErrorCode =
   | 'ERR_IPC_NATIVE_LOAD'
   | 'ERR_IPC_TRANSFER_UNSUPPORTED'
   | 'ERR_IPC_RECONNECT_QUEUE_FULL'
-  | 'ERR_IPC_RECONNECT_FAILED';
+  | 'ERR_IPC_RECONNECT_FAILED'
+  | 'ERR_IPC_NO_HANDLER'
+  | 'ERR_IPC_HANDLER_EXISTS'
+  | 'ERR_IPC_SAME_THREAD';
 
 /** An error raised by ipcwire itself; `code` is one of {@link IpcErrorCode}. */
 export class IpcError extends Error {
@@ -43,7 +46,8 @@ export class IpcError extends Error {
     if (props) Object.assign(this, props);
   }
 }
-Object.defineProperty(IpcError.prototype, 'name', { value: 'Error', writable: true, configurable: true });
+// 'IpcError' (as `err.name` and in stack traces); the message stays the text Electron users know.
+Object.defineProperty(IpcError.prototype, 'name', { value: 'IpcError', writable: true, configurable: true });
 
 /**
  * The error a call abandoned through its `AbortSignal` rejects with: the same shape as Node's own AbortError

@@ -19,7 +19,10 @@ export class HandlerRegistry<E> {
   /** Registers the one handler of `channel`. */
   handle(channel: string, fn: InvokeHandler<E>): void {
     if (this.map.has(channel)) {
-      throw new Error(`Attempted to register a second handler for '${channel}'`);
+      // A plain Error, so that String(err) stays Electron's text; the code is ipcwire's addition.
+      const err = new Error(`Attempted to register a second handler for '${channel}'`) as Error & { code: string };
+      err.code = 'ERR_IPC_HANDLER_EXISTS';
+      throw err;
     }
     if (typeof fn !== 'function') {
       throw new TypeError(`Expected handler to be a function, but found type '${typeof fn}'`);

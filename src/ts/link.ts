@@ -641,8 +641,9 @@ export class Link<E> {
     if (this.owner.inspectArgs) this.owner.inspectArgs(channel, args, end - start + FRAME_HEADER_BYTES);
     const handler = this.owner.handlers.get(channel);
     if (!handler) {
-      this.finishInvoke(id, call, [1, { text: `Error: No handler registered for '${channel}'` }], true,
-        makeError('ERR_IPC_NO_LISTENER', `No handler registered for '${channel}'`));
+      const code = 'ERR_IPC_NO_HANDLER';
+      this.finishInvoke(id, call, [1, { text: `Error: No handler registered for '${channel}'`, code, props: { code } }], true,
+        makeError(code, `No handler registered for '${channel}'`));
       return;
     }
     let result: unknown;

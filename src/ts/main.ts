@@ -4,12 +4,13 @@
  * on `ipcMain` itself, so no lifecycle event can collide with a channel name.
  */
 import { EventEmitter } from 'node:events';
+import { debuglog } from 'node:util';
 import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCredentials, type NativeServer } from './native';
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, wireBytes, type LinkOwner } from './link';
-import { checkPathLength, inRuntimeDir, isWindows, resolveAddress, sweepRuntimeDir } from './address';
+import { checkPathLength, inRuntimeDir, isWindows, resolveAddress, setLocalMainAddress, sweepRuntimeDir } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { Inspector } from './inspector';
 import { chConnect, chHandleEnd, chHandleStart, chMessage, chSend, outgoingTraceparent, type IpcTraceMessage } from './trace';
@@ -98,6 +99,30 @@ const droppedSyncEvents = new FinalizationRegistry<SyncTicket>((ticket) => {
   ticket.peer._replySync(ticket.id, [1, libraryError('ERR_IPC_NO_REPLY',
     `No reply to sendSync('${ticket.channel}'): main dropped the event without setting returnValue`)]);
 });
+
+const debug = debuglog('ipcwire');
+
+/** How long a `sendSync` event may stay unanswered after its listeners returned before NODE_DEBUG=ipcwire says so. */
+const UNANSWERED_WARNING_MS = 1000;
+
+/**
+ * Under NODE_DEBUG=ipcwire: a `sendSync` whose listeners all returned without `returnValue` keeps its renderer
+ * blocked until someone sets it, or until the garbage collector collects the event (ERR_IPC_NO_REPLY), which an
+ * idle main may take seconds to do. Say so after a second. Holds the event weakly, so that it can still be
+ * collected.
+ */
+function warnIfStillUnanswered(event: IpcMainSyncEvent, channel: string, peerId: number): void {
+  const ref = new WeakRef(event);
+  const timer = setTimeout(() => {
+    const e = ref.deref();
+    if (e && !e.answered) {
+      debug(`sendSync('%s') from renderer %d is still unanswered %d ms after its listeners returned: set ` +
+        `event.returnValue (the renderer stays blocked until then, or gets ERR_IPC_NO_REPLY once the event is ` +
+        `garbage-collected)`, channel, peerId, UNANSWERED_WARNING_MS);
+    }
+  }, UNANSWERED_WARNING_MS);
+  timer.unref();
+}
 
 function libraryError(code: string, message: string): WireError {
   return { text: `Error: ${message}`, name: 'Error', message, code, props: { code } };
@@ -360,7 +385,10 @@ export class Peer<C = AnyChannels> extends EventEmitter {
           this.main.emit(channel, event, ...args);
           // Most listeners answer synchronously; only an event still unanswered needs the GC safety net
           // (registering every event cost ~3 µs per call).
-          if (!event.answered) droppedSyncEvents.register(event, { peer: this, id, channel }, event);
+          if (!event.answered) {
+            droppedSyncEvents.register(event, { peer: this, id, channel }, event);
+            if (debug.enabled) warnIfStillUnanswered(event, channel, this.id);
+          }
         } catch (err) {
           const wire = toWireError(err);
           // The renderer's error carries the thrown error's own code, or ERR_IPC_LISTENER_THREW when it has none.
@@ -650,6 +678,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
       (conn) => this.onConnection(conn),
       (err) => this.peers._error(err, null));
     this._address = resolved;
+    setLocalMainAddress(resolved, true);
     if (this.inspectAllowed) {
       this._inspector = new Inspector((id) => id !== null && this.peers.get(id) !== undefined,
         () => ({ address: this._address, renderers: this.peers.size }));
@@ -669,6 +698,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     if (!server) return;
     this.server = null;
     listeningMains.delete(this);
+    if (this._address) setLocalMainAddress(this._address, false);
     server.close(); // also removes the socket file and its lock
     this._inspector?.stop();
     this._inspector = null;

@@ -8,7 +8,7 @@ import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type 
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, wireBytes, type LinkOwner, type ReplyBody } from './link';
-import { ADDRESS_ENV, checkPathLength, resolveAddress } from './address';
+import { ADDRESS_ENV, checkPathLength, envAddress, isLocalMainAddress, resolveAddress } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { chConnect, chMessage, chSyncEnd, chSyncStart, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
@@ -16,7 +16,10 @@ import { chConnect, chMessage, chSyncEnd, chSyncStart, outgoingTraceparent, type
 export interface IpcRendererOptions {
   /** @internal Connect as an inspector (`npx ipcwire inspect`), not as a renderer. */
   inspect?: boolean;
-  /** Main's address; default: the `IPCWIRE_ADDRESS` environment variable that `fork` sets. */
+  /**
+   * Main's address; default: the `IPCWIRE_ADDRESS` environment variable that `fork` sets (read once when ipcwire
+   * loads, and taken out of `process.env` so that processes this one starts do not inherit it).
+   */
   address?: string;
   /** Milliseconds a `sendSync` waits for main before throwing ERR_IPC_TIMEOUT. Default: no timeout. */
   syncTimeout?: number;
@@ -188,9 +191,11 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   private wire: Link<IpcRendererInvokeEvent> | null = null;
   private closedByUser = false;
   private peerIdValue: number | null = null;
+  /** The resolved address of the current connection. */
+  private resolved: string | null = null;
   private readonly ready: boolean;
   private reconnectOptions: ReconnectConfig | null;
-  /** The address of the last connect, for reconnecting. */
+  /** The address of the last connect: for reconnecting, and for `connect()` after `close()`. */
   private target: string | null = null;
   private gap: Gap | null = null;
   /** Set when reconnecting gave up: later calls report it until connect() is called again. */
@@ -249,12 +254,12 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   }
 
   /**
-   * Connects synchronously to `address` (default: the options' address or `IPCWIRE_ADDRESS`). A no-op when
-   * already connected.
+   * Connects synchronously to `address` (default: the address of the previous `connect`, else the options'
+   * address, else `IPCWIRE_ADDRESS`). A no-op when already connected.
    */
   connect(address?: string): this {
     if (this.wire && !this.wire.isClosed) return this;
-    const target = address ?? this.options.address ?? process.env[ADDRESS_ENV];
+    const target = address ?? this.target ?? this.options.address ?? envAddress();
     if (!target) {
       throw makeError('ERR_IPC_NO_ADDRESS',
         `ipcRenderer has no address to connect to: start this process with fork() from ipcwire in main, ` +
@@ -286,6 +291,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
           `it is not running as this user${this.options.allowMain ? ' (allowMain returned false)' : ''}`,
         { address: resolved, pid: creds.pid, uid: creds.uid, gid: creds.gid });
     }
+    this.resolved = resolved;
     if (this.gap) {
       // A connection made while reconnecting (by an attempt, or by the user) completes the gap on main's
       // handshake reply; no further attempt is scheduled meanwhile.
@@ -376,6 +382,12 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     traced: SyncTrace | null): any {
     checkChannel(channel);
     const wire = this.ensure();
+    if (this.resolved !== null && isLocalMainAddress(this.resolved)) {
+      // The main that would answer runs on this very thread, which the call would block: it could never reply.
+      throw makeError('ERR_IPC_SAME_THREAD',
+        `sendSync('${channel}') to an ipcMain listening on this same thread would block it for ever: ` +
+          `run the renderer in another process (fork) or worker thread, or use invoke()`);
+    }
     const tp = outgoingTraceparent(traceparent);
     const encoded = encodeMessage(channel, args, true, tp);
     const { payload, blobs } = encoded;
@@ -393,7 +405,8 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     } catch (err) {
       const code = codeOf(err);
       if (code === 'ERR_IPC_DISCONNECTED') {
-        wire.markDisconnected(err as Error);
+        // Later calls say the connection is closed (as after any end of it), not how this call ended.
+        wire.markDisconnected(null);
         throw disconnectedError(`main went away during sendSync('${channel}')`);
       }
       if (code === 'ERR_IPC_TIMEOUT') {
@@ -560,7 +573,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   private afterListenerChange(added: boolean): void {
     if (!this.ready) return;
     // A listener needs a connection to hear anything: connect now if we know where to.
-    if (added && !this.wire && !this.closedByUser && (this.options.address || process.env[ADDRESS_ENV])) {
+    if (added && !this.wire && !this.closedByUser && (this.options.address || envAddress())) {
       this.connect();
     }
     this.wire?.updateRef();
