@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// Tests use real processes and real sockets (STYLE.md habit 8): forks, not threads, so a test that blocks a
+// Tests use real processes and real sockets: forks, not threads, so a test that blocks a
 // thread in sendSync or exits a process never takes a sibling test file down with it. Timeouts are generous
 // because CI runs on 2 shared cores, sometimes under ASan.
 export default defineConfig({
@@ -12,7 +12,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     teardownTimeout: 30_000,
-    // A hang must fail loudly, never be retried away (STYLE.md anti-patterns).
+    // A hang must fail loudly, never be retried away: a retried test hides a real race.
     retry: 0,
     passWithNoTests: false,
   },

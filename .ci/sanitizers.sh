@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The sanitizer job of .ci/run: scripts/asan-build.sh (the native engineer's) builds the addon with
 # -fsanitize=address,undefined; this runs, with that addon (IPCWIRE_NATIVE_PATH) and the ASan runtime preloaded
-# into the uninstrumented Node (recipe: shared/RELIABILITY.md):
+# into the uninstrumented Node (LD_PRELOAD of libasan, as Node itself is not instrumented):
 #   1. a two-process round trip that exits naturally, with LeakSanitizer on (only the addon's leaks show there);
 #   2. a subset of the vitest suite (leak detection off: vitest's workers leave by process.exit, after which Node
 #      itself leaves ~21 KB).

@@ -1,5 +1,5 @@
 'use strict';
-// `npm run demo`: runs the seed example (examples/seed: SPEC §1, as written) and shows what it prints, then
+// `npm run demo`: runs the seed example (examples/seed: the original `ipc` module's example, as written) and shows what it prints, then
 // measures ipcRenderer.sendSync round trips between two processes on this machine.
 //
 //   node examples/demo.js [calls]        (default 10000 measured calls, after 1000 warm-up calls)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Proves the package as users get it (STYLE.md habit 9):
+# Proves the package as users get it, from the tarball rather than the checkout:
 #   1. `npm pack --dry-run` ships only dist/, prebuilds/ (all eight binaries), src/native/, binding.gyp,
 #      scripts/install.js, package.json, README.md, LICENSE
 #      and everything the entry points need; `npm pack` refuses while a binary is missing (the prepack guard);

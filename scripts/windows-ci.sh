@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The Windows CI step (issue 5), runnable on any Debian x86-64 machine as root: installs its own toolchain,
+# The Windows CI step, runnable on any Debian x86-64 machine as root: installs its own toolchain,
 # cross-compiles the win32-x64 addon with mingw-w64 into prebuilds/win32-x64/, and runs the named-pipe suite
-# (test/windows/) under wine's node.exe. Recipe and pitfalls: shared/WINDOWS.md. node-gyp cannot cross-compile,
+# (test/windows/) under wine's node.exe. node-gyp cannot cross-compile,
 # so the addon is built here with one g++ line per source (cmake/mingw-w64-x86_64.cmake does the same for cmake).
 #
 #   bash scripts/windows-ci.sh            build + suite + install-from-tarball check

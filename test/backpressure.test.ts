@@ -1,6 +1,6 @@
 /**
- * SPEC §5: a producer can tell when the peer is not keeping up (bufferedAmount, 'drain'). The kernel takes
- * about 228 KiB before EAGAIN (RELIABILITY fact 1), so these tests push well past 8 MiB into a stopped peer.
+ * A producer can tell when the peer is not keeping up (bufferedAmount, 'drain'). The kernel takes
+ * about 228 KiB before EAGAIN on a Unix socket, so these tests push well past 8 MiB into a stopped peer.
  */
 import { describe, expect, test } from 'vitest';
 import { exitsCleanly, makeMain, once, runNode, sockPath, trackPath, useHarness } from './helpers';

@@ -1,6 +1,6 @@
 /**
- * Write batching and receive-block reuse (issue 4's throughput work) must not change what SPEC §4/§6
- * promise: small frames written after the first one of a turn are batched in JS and handed to the addon in
+ * Write batching and receive-block reuse (the throughput work) must not change what the library
+ * promises (order, values, delivery of what `send` accepted): small frames written after the first one of a turn are batched in JS and handed to the addon in
  * one call, and large frames are read into recycled blocks. These tests push bursts that mix batched and
  * unbatched frames across every way a batch is flushed (end of turn, full batch, a large frame, sendSync,
  * close(), process.exit()), and check that recycled blocks never overwrite a Buffer still held by JS.

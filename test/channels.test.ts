@@ -1,5 +1,5 @@
 /**
- * SPEC §2/§3 channels: ipcMain and ipcRenderer are EventEmitters whose event names are channels
+ * Channels: ipcMain and ipcRenderer are EventEmitters whose event names are channels
  * (on/once/off/addListener/removeListener/removeAllListeners/listenerCount); any string is a channel.
  */
 import { describe, expect, test } from 'vitest';

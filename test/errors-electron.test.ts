@@ -1,5 +1,5 @@
 /**
- * SPEC §2–§4: every Electron error text, byte for byte, on main's handle/invoke side and on the renderer's
+ * Every Electron error text, byte for byte, on main's handle/invoke side and on the renderer's
  * handle / peer.invoke side.
  */
 import { describe, expect, test } from 'vitest';

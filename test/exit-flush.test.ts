@@ -1,6 +1,6 @@
 /**
- * SPEC §6: whatever `send` accepted before the process exits normally or calls process.exit() is delivered
- * (with plain sockets, 1 MiB is mostly lost: RELIABILITY fact 4). Tested at 10 KB and 8 MiB, both ways.
+ * Whatever `send` accepted before the process exits normally or calls process.exit() is delivered
+ * (with plain sockets and process.exit(), most of 1 MiB is lost). Tested at 10 KB and 8 MiB, both ways.
  */
 import * as fs from 'node:fs';
 import { describe, expect, test } from 'vitest';

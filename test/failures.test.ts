@@ -1,5 +1,5 @@
 /**
- * SPEC §4 "No reply, never a silent hang": main exiting, crashing or closing while a renderer waits; every
+ * No reply, never a silent hang: main exiting, crashing or closing while a renderer waits; every
  * call after the connection is gone throws the same code; no address anywhere.
  */
 import * as fs from 'node:fs';

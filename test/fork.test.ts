@@ -1,5 +1,5 @@
 /**
- * SPEC §2 fork: child_process.fork with the address in the child's environment; makes ipcMain listen first;
+ * fork: child_process.fork with the address in the child's environment; makes ipcMain listen first;
  * any other way of starting a process works too, given the address. Several IpcMain endpoints in one process.
  */
 import * as fs from 'node:fs';

@@ -1,7 +1,8 @@
 /**
- * SPEC §5–§6 hostile peers: garbage, oversized or malformed frames close that connection with an error event
+ * Hostile peers: garbage, oversized or malformed frames close that connection with an error event
  * on ipcMain.peers while main keeps serving everyone else and loses nothing already accepted; a connection
- * that never completes the handshake is closed; msgpackr hostile payloads (RELIABILITY fact 9) inside
+ * that never completes the handshake is closed; msgpackr hostile payloads (headers declaring huge
+ * arrays, maps or strings, record-definition extensions) inside
  * well-formed frames do not crash main; a frame split at any byte arrives intact and once.
  */
 import * as net from 'node:net';

@@ -1,5 +1,5 @@
 /**
- * SPEC §5 Large messages: hundreds of MiB work, byte-equal; a message larger than the peer accepts is refused
+ * Large messages: hundreds of MiB work, byte-equal; a message larger than the peer accepts is refused
  * before sending.
  */
 import { describe, expect, test } from 'vitest';

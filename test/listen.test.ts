@@ -1,5 +1,5 @@
 /**
- * SPEC §2/§5 addresses: bare names, absolute paths, fresh private addresses; EADDRINUSE, stale files,
+ * Addresses: bare names, absolute paths, fresh private addresses; EADDRINUSE, stale files,
  * too-long paths, private socket files that other users cannot connect to, system errors shaped as node:net
  * gives them.
  */

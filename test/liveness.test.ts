@@ -1,5 +1,5 @@
 /**
- * SPEC §3/§5 liveness: a renderer connection keeps its process alive only while it has listeners, handlers
+ * Liveness: a renderer connection keeps its process alive only while it has listeners, handlers
  * or calls pending; main's listening socket keeps main alive until close() (ref/unref as net.Server); no
  * thread or timer of the library keeps a process alive by itself.
  */

@@ -1,5 +1,5 @@
 /**
- * SPEC §4 Order: per connection and direction, messages arrive in call order across send, sendSync and
+ * Order: per connection and direction, messages arrive in call order across send, sendSync and
  * invoke; what main sends while a renderer is blocked in sendSync is emitted after it returns, in order,
  * asynchronously.
  */

@@ -1,5 +1,5 @@
 /**
- * SPEC §2 peers: connections observable without colliding with channel names; Peer (webContents) API;
+ * Peers: connections observable without colliding with channel names; Peer (webContents) API;
  * broadcast; event.reply; the channel 'error'.
  */
 import { describe, expect, test } from 'vitest';

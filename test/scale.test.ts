@@ -1,6 +1,7 @@
 /**
  * Many renderers at once (each with sendSync and invoke, pids from the kernel), a connect burst beyond a
- * small listen backlog (RELIABILITY fact 2), and main running out of file descriptors (fact 3).
+ * small listen backlog (the kernel refuses connects with EAGAIN once it is full), and main running out of file
+ * descriptors (accept fails with EMFILE: extra connections are shed, main keeps serving).
  */
 import { describe, expect, test } from 'vitest';
 import { exitsCleanly, makeMain, runNode, sockPath, trackPath, useHarness, waitUntil } from './helpers';

@@ -1,5 +1,5 @@
 /**
- * SPEC §1: the seed example of the original `ipc` module runs as written (module name changed only), from
+ * The seed example of the original `ipc` module runs as written (module name changed only), from
  * CommonJS and from ESM; and the README's modern example.
  */
 import * as fs from 'node:fs';

@@ -1,5 +1,5 @@
 /**
- * SPEC §4 Values: the structured-clone table round-trips both ways, through every kind of call; unclonable
+ * Values: the structured-clone table round-trips both ways, through every kind of call; unclonable
  * values fail synchronously (send, sendSync) or as a rejection (invoke), naming where they sit.
  */
 import { describe, expect, test } from 'vitest';

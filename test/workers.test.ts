@@ -1,5 +1,5 @@
 /**
- * SPEC §3 worker_threads: each thread its own connection, a sendSync blocks only its own thread; §6: a
+ * worker_threads: each thread its own connection, a sendSync blocks only its own thread; a
  * thread blocked in sendSync does not hold up worker.terminate() or process.exit().
  */
 import { describe, expect, test } from 'vitest';

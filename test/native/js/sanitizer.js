@@ -19,7 +19,7 @@ function ourLeaks(text) {
 
 /**
  * Exit status of a child, forgiving LeakSanitizer's exit code (23) when none of the leaks is ours
- * (Node itself leaves allocations at exit: RELIABILITY.md).
+ * (Node itself leaves some allocations unfreed at exit).
  */
 function childStatus(status, stderr) {
   if (status === 23 && /LeakSanitizer/.test(stderr || '')) return ourLeaks(stderr).length ? 23 : 0;

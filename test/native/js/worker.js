@@ -1,6 +1,7 @@
 'use strict';
 // worker_threads: each thread loads its own addon instance; a call() blocked in a worker must not delay
-// worker.terminate() (or process.exit()) by more than ~200 ms (RELIABILITY facts 5-6).
+// worker.terminate() (or process.exit()) by more than ~200 ms: the blocking wait runs in slices and checks
+// between them whether its thread is being stopped.
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads');
 const assert = require('node:assert');
 const fs = require('node:fs');
