@@ -151,7 +151,7 @@ describe('cancel', () => {
       r.close();
     `, { address: main.address });
     const perCall = await child.msg('per-call');
-    expect(perCall).toMatchObject({ name: 'Error', code: 'ERR_IPC_TIMEOUT', timeout: 100, message: "invoke('hang') got no reply within 100 ms" });
+    expect(perCall).toMatchObject({ name: 'IpcError', code: 'ERR_IPC_TIMEOUT', timeout: 100, message: "invoke('hang') got no reply within 100 ms" });
     expect(perCall.ms).toBeGreaterThanOrEqual(99);
     const byDefault = await child.msg('default');
     expect(byDefault).toMatchObject({ code: 'ERR_IPC_TIMEOUT', timeout: 150 });

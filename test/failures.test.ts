@@ -177,7 +177,7 @@ describe('failures', () => {
     const child = runNode(
       `
       const r = ipcwire.ipcRenderer;
-      r.handle('never', () => new Promise(() => {}));
+      r.handle('never', () => { out('in-handler'); return new Promise(() => {}); });
       r.send('ready');
     `,
       { address: main.address },
@@ -189,7 +189,8 @@ describe('failures', () => {
       (e: any) => e,
     );
     const disconnected = once(peer, 'disconnect');
-    await new Promise((r) => setTimeout(r, 50));
+    // Killed while its handler is running: the invoke reached the renderer and can only end by the disconnect.
+    await child.msg('in-handler');
     child.kill('SIGKILL');
     const err = await p;
     expect(err.code).toBe('ERR_IPC_DISCONNECTED');
