@@ -8,8 +8,8 @@
  * faults on its link and never crash or hang. An input that breaks one is
  * written to test/fuzz/regressions/ (commit it: every file there is replayed first, for ever).
  *
- * Bounded: IPCWIRE_FUZZ_MS milliseconds of mutation (default 3000; CI runs it longer), IPCWIRE_FUZZ_SEED to
- * reproduce a run.
+ * Bounded: IPCWIRE_FUZZ_MS milliseconds of mutation per side (scripts/fuzz.sh), else 40 connections per side;
+ * IPCWIRE_FUZZ_SEED reproduces a run.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -21,7 +21,13 @@ import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
 
 useHarness();
 
-const FUZZ_MS = Number(process.env.IPCWIRE_FUZZ_MS ?? 3000);
+/**
+ * With IPCWIRE_FUZZ_MS (scripts/fuzz.sh, the CI fuzz step) each side mutates for that long; without it (the
+ * ordinary suite) each side makes FUZZ_ROUNDS connections, few enough not to starve tests running beside it.
+ */
+const FUZZ_MS = Number(process.env.IPCWIRE_FUZZ_MS ?? 0);
+const FUZZ_ROUNDS = FUZZ_MS > 0 ? Number.MAX_SAFE_INTEGER : 40;
+const FUZZ_BUDGET_MS = FUZZ_MS > 0 ? FUZZ_MS : 60_000;
 const SEED = Number(process.env.IPCWIRE_FUZZ_SEED ?? Date.now() % 0x7fffffff) >>> 0 || 1;
 const CORPUS = path.join(ROOT, 'test', 'fuzz', 'corpus');
 const REGRESSIONS = path.join(ROOT, 'test', 'fuzz', 'regressions');
@@ -156,7 +162,7 @@ function saveRegression(hello: Buffer, frames: Buffer[], prefix = 'crash-'): str
 }
 
 describe('fuzz', () => {
-  test('fuzz: mutated envelopes, arguments and handshakes through a real main keep it serving', { timeout: FUZZ_MS + 120_000 }, async () => {
+  test('fuzz: mutated envelopes, arguments and handshakes through a real main keep it serving', { timeout: FUZZ_BUDGET_MS + 120_000 }, async () => {
     const { main, problems, calls } = fuzzMain();
     const { hello, seeds } = await captureSeeds(main);
     expect(seeds.length).toBeGreaterThan(3);
@@ -177,14 +183,14 @@ describe('fuzz', () => {
 
     const next = rng(SEED);
     const outcomes = { answered: 0, closed: 0, frames: 0, batches: 0 };
-    const end = Date.now() + FUZZ_MS;
+    const end = Date.now() + FUZZ_BUDGET_MS;
     let current: Buffer[] = [];
     const onUncaught = () => {
       if (current.length) process.stderr.write(`fuzz: uncaught exception; input saved as ${saveRegression(hello, current)}\n`);
     };
     process.prependListener('uncaughtException', onUncaught);
     try {
-      while (Date.now() < end) {
+      while (Date.now() < end && outcomes.batches < FUZZ_ROUNDS) {
         // Sometimes the handshake itself is what is mutated.
         const mutatedHello = next() % 16 === 0;
         current = Array.from({ length: 1 + (next() % 3) }, () => mutate(next, seeds));
@@ -215,7 +221,7 @@ describe('fuzz', () => {
     goodPeer.send('bye');
     await exitsCleanly(good);
   });
-  test('fuzz: a hostile main sending mutated frames cannot crash a renderer; faults are ERR_IPC_* on its link', { timeout: FUZZ_MS + 120_000 }, async () => {
+  test('fuzz: a hostile main sending mutated frames cannot crash a renderer; faults are ERR_IPC_* on its link', { timeout: FUZZ_BUDGET_MS + 120_000 }, async () => {
     const { main } = fuzzMain();
     const { welcome, down } = await captureSeeds(main);
     expect(down.length).toBeGreaterThan(1);
@@ -240,9 +246,9 @@ describe('fuzz', () => {
     }));
     await new Promise<void>((r) => server.listen(address, r));
     const child = runNode(`
-      const end = Date.now() + ${FUZZ_MS};
+      const end = Date.now() + ${FUZZ_BUDGET_MS};
       const stats = { rounds: 0, probes: 0, closed: 0, codes: {}, bad: [] };
-      while (Date.now() < end) {
+      while (Date.now() < end && stats.rounds < ${FUZZ_ROUNDS}) {
         stats.rounds++;
         const r = new ipcwire.IpcRenderer({ address: ${JSON.stringify(address)} });
         r.on('m', () => {}); r.on('back', () => {});
@@ -268,7 +274,7 @@ describe('fuzz', () => {
     `);
     let stats: Any;
     try {
-      stats = await child.msg('done', FUZZ_MS + 60_000);
+      stats = await child.msg('done', FUZZ_BUDGET_MS + 60_000);
     } catch (err) {
       const name = saveRegression(welcome, lastSent, 'to-renderer-');
       throw new Error(`renderer fuzz (seed ${SEED}) failed; last frames sent saved as test/fuzz/regressions/${name} (main to renderer): ${String(err)}`);
