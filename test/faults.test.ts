@@ -8,27 +8,11 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { type Any, catchSync, exitsCleanly, ipcwire, makeMain, once, otherUserTree, runNode, skipBecause, sockPath, tmpDir, trackPath, trackRaw, useHarness, waitUntil, within } from './helpers';
-import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
+import { GOOD_RENDERER, KIND, captureHandshake, frame, parseFrames, proxy, rawClient } from './helpers/wire';
 
 useHarness();
 
-const GOOD_RENDERER = `
-  const r = ipcwire.ipcRenderer;
-  r.handle('ping', (e, x) => 'pong ' + x);
-  r.once('bye', () => { r.removeHandler('ping'); r.close(); });
-  r.send('up');
-`;
 
-async function captureHello(main: Any): Promise<Buffer> {
-  main.handle('capture', () => 'captured');
-  const px = proxy(main.address);
-  const child = runNode(`out('r', await ipcwire.ipcRenderer.invoke('capture'));`, { address: px.address });
-  expect(await child.msg('r')).toBe('captured');
-  await child.waitExit();
-  px.close();
-  main.removeHandler('capture');
-  return parseFrames(px.up).frames[0];
-}
 
 describe('faults: truncation', () => {
   test('faults: a frame cut off by the peer closing is ERR_IPC_TRUNCATED on ipcMain.peers, not disconnect(null)', { timeout: 60_000 }, async () => {
@@ -39,7 +23,7 @@ describe('faults: truncation', () => {
     main.peers.on('disconnect', (peer: Any, err: Any) => disconnects.push({ peer, err }));
     let calls = 0;
     main.on('m', () => calls++);
-    const hello = await captureHello(main);
+    const { hello } = await captureHandshake(main);
     const good = runNode(GOOD_RENDERER, { address: main.address });
     const [event] = await once(main, 'up');
     const goodPeer = event.sender;
@@ -77,7 +61,7 @@ describe('faults: truncation', () => {
     const main = makeMain();
     const errors: Any[] = [];
     main.peers.on('error', (err: Any, peer: Any) => errors.push({ err, peer }));
-    const hello = await captureHello(main);
+    const { hello } = await captureHandshake(main);
     for (const cut of [2, 9, hello.length - 1]) {
       const raw = rawClient(main.address);
       await raw.connected;
@@ -208,7 +192,7 @@ describe('faults: a peer that does not read', () => {
     const disconnects: Any[] = [];
     main.peers.on('error', (err: Any, peer: Any) => errors.push({ err, peer }));
     main.peers.on('disconnect', (peer: Any, err: Any) => disconnects.push({ peer, err }));
-    const hello = await captureHello(main);
+    const { hello } = await captureHandshake(main);
     const good = runNode(GOOD_RENDERER, { address: main.address });
     const [event] = await once(main, 'up');
     const goodPeer = event.sender;
@@ -289,7 +273,7 @@ describe('faults: silent faults made loud', () => {
     plain.peers.on('error', (err: Any) => errors.push({ err, peer: null, plain: true }));
     let got = 0;
     idle.on('m', () => got++);
-    const hello = await captureHello(idle);
+    const { hello } = await captureHandshake(idle);
     const message = frame(KIND.MESSAGE, 0, Buffer.from([0x92, 0xa1, 0x6d, 0x90]));
     const big = frame(KIND.MESSAGE, 0, Buffer.alloc(1000, 0x90));
     const trickle = (main: Any) => {
@@ -329,7 +313,7 @@ describe('faults: silent faults made loud', () => {
 
   test('faults: 50 connections declaring 511 MiB frames cost what arrived, not what they declared (VmSize and RSS)', { timeout: 60_000 }, async () => {
     const capture = makeMain();
-    const hello = await captureHello(capture);
+    const { hello } = await captureHandshake(capture);
     capture.close();
     const address = sockPath();
     const mainChild = runNode(`

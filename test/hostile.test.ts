@@ -8,17 +8,10 @@
 import * as net from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { type Any, exitsCleanly, makeMain, nodeRequire, once, runNode, sha256, sockPath, trackRaw, useHarness, waitUntil, within } from './helpers';
-import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
+import { GOOD_RENDERER, KIND, captureHandshake, frame, parseFrames, proxy, rawClient } from './helpers/wire';
 
 useHarness();
 
-/** A long-lived good renderer: answers peer.invoke('ping'), ends on 'bye'. */
-const GOOD_RENDERER = `
-  const r = ipcwire.ipcRenderer;
-  r.handle('ping', (e, x) => 'pong ' + x);
-  r.once('bye', () => { r.removeHandler('ping'); r.close(); });
-  r.send('up');
-`;
 
 async function goodRenderer(main: Any) {
   const child = runNode(GOOD_RENDERER, { address: main.address });
@@ -26,21 +19,6 @@ async function goodRenderer(main: Any) {
   return { child, peer: event.sender };
 }
 
-/** Capture a real renderer's handshake (HELLO) and main's answer (WELCOME) through a proxy. */
-async function captureHandshake(main: Any): Promise<{ hello: Buffer; welcome: Buffer }> {
-  main.handle('capture', () => 'captured');
-  const px = proxy(main.address);
-  const child = runNode(`out('r', await ipcwire.ipcRenderer.invoke('capture'));`, { address: px.address });
-  expect(await child.msg('r')).toBe('captured');
-  await child.waitExit();
-  px.close();
-  main.removeHandler('capture');
-  const hello = parseFrames(px.up).frames[0];
-  const welcome = parseFrames(px.down).frames[0];
-  expect(hello.readUInt8(4)).toBe(KIND.HELLO);
-  expect(welcome.readUInt8(4)).toBe(KIND.WELCOME);
-  return { hello, welcome };
-}
 
 describe('hostile', () => {
   test('hostile: a raw client writing garbage is dropped with ERR_IPC_BAD_FRAME while other renderers keep working', { timeout: 30_000 }, async () => {

@@ -7,16 +7,10 @@
 import * as net from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { type Any, exitsCleanly, ipcwire, isAlive, makeMain, once, runNode, sockPath, trackRaw, useHarness, waitUntil, within } from './helpers';
-import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
+import { GOOD_RENDERER, KIND, captureHandshake, frame, parseFrames, rawClient } from './helpers/wire';
 
 useHarness();
 
-const GOOD_RENDERER = `
-  const r = ipcwire.ipcRenderer;
-  r.handle('ping', (e, x) => 'pong ' + x);
-  r.once('bye', () => { r.removeHandler('ping'); r.close(); });
-  r.send('up');
-`;
 
 /** `[channel, args]` where args is a sparse-array extension declaring `length` elements and holding none. */
 function sparseArgs(length: number): Buffer {
@@ -26,16 +20,6 @@ function sparseArgs(length: number): Buffer {
   return Buffer.concat([Buffer.from([0x92, 0xa1, 0x63, 0xd4, 0x21, 0x00, 0x92, 0xce]), len, Buffer.from([0x90])]);
 }
 
-async function captureHello(main: Any): Promise<{ hello: Buffer; welcome: Buffer }> {
-  main.handle('capture', () => 'captured');
-  const px = proxy(main.address);
-  const child = runNode(`out('r', await ipcwire.ipcRenderer.invoke('capture'));`, { address: px.address });
-  expect(await child.msg('r')).toBe('captured');
-  await child.waitExit();
-  px.close();
-  main.removeHandler('capture');
-  return { hello: parseFrames(px.up).frames[0], welcome: parseFrames(px.down).frames[0] };
-}
 
 describe('limits', () => {
   test('limits: the 13-byte message declaring 2^32-1 arguments is a bad frame; main keeps serving', { timeout: 60_000 }, async () => {
@@ -44,7 +28,7 @@ describe('limits', () => {
     main.on('c', () => calls++);
     const errors: Any[] = [];
     main.peers.on('error', (err: Any) => errors.push(err));
-    const { hello } = await captureHello(main);
+    const { hello } = await captureHandshake(main);
     const good = runNode(GOOD_RENDERER, { address: main.address });
     const [event] = await once(main, 'up');
     const peer = event.sender;
@@ -78,7 +62,7 @@ describe('limits', () => {
     const main = makeMain();
     const errors: Any[] = [];
     main.peers.on('error', (err: Any) => errors.push(err));
-    const { hello } = await captureHello(main);
+    const { hello } = await captureHandshake(main);
     const len = Buffer.alloc(4);
     len.writeUInt32BE(0xffffffff);
     // [ "c", [ sparse(2^32-1) ] ]: the outer argument list is short, the array inside it is not.
@@ -95,7 +79,7 @@ describe('limits', () => {
     const main = makeMain();
     const errors: Any[] = [];
     main.peers.on('error', (err: Any) => errors.push(err));
-    const { hello } = await captureHello(main);
+    const { hello } = await captureHandshake(main);
     const payload = Buffer.concat([Buffer.from([0x92, 0xa1, 0x63, 0x91]), Buffer.alloc(1 << 20, 0x91), Buffer.from([0xc0])]);
     const raw = rawClient(main.address);
     raw.socket.write(Buffer.concat([hello, frame(KIND.MESSAGE, 0, payload)]));
@@ -155,7 +139,7 @@ describe('limits', () => {
 
   test('limits: a hostile main declaring 2^32-1 arguments cannot kill a renderer', { timeout: 60_000 }, async () => {
     const real = makeMain();
-    const { welcome } = await captureHello(real);
+    const { welcome } = await captureHandshake(real);
     const address = sockPath();
     const server = trackRaw(
       net.createServer((s) => {

@@ -7,7 +7,8 @@
  * handshake bytes are captured from a real renderer, never hand-written.
  */
 import * as net from 'node:net';
-import { sleep, sockPath, trackRaw } from './index';
+import { expect } from 'vitest';
+import { type Any, runNode, sleep, sockPath, trackRaw } from './index';
 
 export const KIND = { HELLO: 1, WELCOME: 2, MESSAGE: 3, SYNC: 4, SYNC_REPLY: 5, INVOKE: 6, INVOKE_REPLY: 7, BLOB: 8 } as const;
 
@@ -153,4 +154,31 @@ export function rawClient(address: string): {
   );
   const connected = new Promise<void>((r) => socket.once('connect', () => r()));
   return { socket, received: () => received, closed, isClosed: () => isClosed, connected };
+}
+
+/** A renderer that answers peer.invoke('ping'), says 'up' once connected, and ends on 'bye'. */
+export const GOOD_RENDERER = `
+  const r = ipcwire.ipcRenderer;
+  r.handle('ping', (e, x) => 'pong ' + x);
+  r.once('bye', () => { r.removeHandler('ping'); r.close(); });
+  r.send('up');
+`;
+
+/**
+ * A real renderer's handshake (HELLO) and main's answer (WELCOME), captured through a proxy, so that raw
+ * clients and fake mains replay real bytes instead of hand-written ones.
+ */
+export async function captureHandshake(main: Any): Promise<{ hello: Buffer; welcome: Buffer }> {
+  main.handle('capture', () => 'captured');
+  const px = proxy(main.address);
+  const child = runNode(`out('r', await ipcwire.ipcRenderer.invoke('capture'));`, { address: px.address });
+  expect(await child.msg('r')).toBe('captured');
+  await child.waitExit();
+  px.close();
+  main.removeHandler('capture');
+  const hello = parseFrames(px.up).frames[0];
+  const welcome = parseFrames(px.down).frames[0];
+  expect(hello.readUInt8(4)).toBe(KIND.HELLO);
+  expect(welcome.readUInt8(4)).toBe(KIND.WELCOME);
+  return { hello, welcome };
 }
