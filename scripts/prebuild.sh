@@ -92,7 +92,8 @@ zbuild() {
   done
   rm -f "$out"
   zig_cxx -target "$target" -shared -s -o "$out" "${objs[@]}" "$@" || return 1
-  rm -f "${out%.node}.pdb" "${out%.node}.lib"
+  # zig writes an import library (named after the first object) and maybe a .pdb beside a Windows DLL: not shipped.
+  rm -f "$(dirname "$out")"/*.lib "$(dirname "$out")"/*.pdb
 }
 
 # Import libraries for the win32-arm64 link: napi_* from node-api-headers' .def, uv_* from cmake/node-uv-exports.def.
