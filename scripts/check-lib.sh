@@ -71,3 +71,19 @@ apt_need() {
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
+
+# fail_early <message>: ends a check script at once, its closing line counting the checks run so far and this
+# failure. The message is prefixed with $CHECK_TAG.
+fail_early() {
+  echo "${CHECK_TAG:-check}: $*" >&2
+  echo "$passed passed, $((failed + 1)) failed"
+  exit 1
+}
+
+# need_root_and_prebuild <why root> <addon file> <prebuild.sh target>: what the checks that run a prebuilt binary
+# in another root or CPU need before they start: root, that binary, and the compiled TypeScript.
+need_root_and_prebuild() {
+  [ "$(id -u)" = 0 ] || fail_early "needs root ($1)"
+  [ -s "$2" ] || fail_early "$2 missing: run bash scripts/prebuild.sh $3"
+  [ -f dist/cjs/index.js ] || fail_early "dist/ missing: run npm run build:ts"
+}

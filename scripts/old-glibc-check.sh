@@ -18,14 +18,8 @@ ROOTFS=$SCRATCH/rootfs
 ADDON=prebuilds/linux-x64/ipcwire.glibc.node
 T0=$SECONDS
 
-fail_early() {
-  echo "old-glibc: $*" >&2
-  echo "$passed passed, $((failed + 1)) failed"
-  exit 1
-}
-[ "$(id -u)" = 0 ] || fail_early "needs root (debootstrap, chroot)"
-[ -s "$ADDON" ] || fail_early "$ADDON missing: run bash scripts/prebuild.sh linux-x64-glibc"
-[ -f dist/cjs/index.js ] || fail_early "dist/ missing: run npm run build:ts"
+CHECK_TAG=old-glibc
+need_root_and_prebuild "debootstrap, chroot" "$ADDON" linux-x64-glibc
 
 # The Debian mirror apt is configured with (one-line sources.list or deb822 .sources), not security/updates.
 mirror() {

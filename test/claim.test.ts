@@ -54,6 +54,24 @@ async function leaveDeadServers(ipcwirePaths: string[], netPaths: string[]): Pro
   await victim.waitExit();
 }
 
+/**
+ * What macOS shows when a live server's listen queue is full, made on Linux: a live main (answering 'alive')
+ * whose socket file was moved to `moved` and replaced by a dead server's socket, so that a connect to `address`
+ * is refused while main's lock on the path is held.
+ */
+async function liveMainBehindDeadSocket(): Promise<{ dir: string; address: string; main: Any; moved: string }> {
+  const dir = tmpDir();
+  const address = path.join(dir, 'busy.sock');
+  const main = makeMain(undefined, address);
+  main.handle('alive', () => 'yes');
+  const moved = path.join(dir, 'moved.sock');
+  fs.renameSync(address, moved);
+  const dead = path.join(dir, 'dead.sock');
+  await leaveDeadServers([], [dead]);
+  fs.renameSync(dead, address);
+  return { dir, address, main, moved };
+}
+
 async function connects(address: string): Promise<void> {
   const s = trackRaw(net.createConnection(address));
   await new Promise<void>((resolve, reject) => {
@@ -126,17 +144,7 @@ describe('claiming a socket path', () => {
   );
 
   test('a refused connect does not make a socket stale: while the lock is held the path is not taken', { timeout: 20_000 }, async () => {
-    // Darwin refuses connections to a live server whose backlog is full; here a live main whose socket file
-    // was replaced by a dead one stands in for it: connect is refused, yet the lock is held.
-    const dir = tmpDir();
-    const address = path.join(dir, 'busy.sock');
-    const main = makeMain(undefined, address);
-    main.handle('alive', () => 'yes');
-    const moved = path.join(dir, 'moved.sock');
-    fs.renameSync(address, moved);
-    const dead = path.join(dir, 'dead.sock');
-    await leaveDeadServers([], [dead]);
-    fs.renameSync(dead, address);
+    const { dir, address, main, moved } = await liveMainBehindDeadSocket();
     const { IpcMain, IpcRenderer } = ipcwire();
     expect(catchSync(() => new IpcRenderer({ connectTimeout: 100 }).connect(address)).code).toBe('ECONNREFUSED');
     const second = trackMain(new IpcMain());
@@ -187,17 +195,7 @@ describe('claiming a socket path', () => {
   });
 
   test('connect retries a refusal while the lock shows a live server (macOS answers a full backlog so), and fails fast on a dead one', { timeout: 30_000 }, async () => {
-    const dir = tmpDir();
-    const address = path.join(dir, 'busy.sock');
-    const main = makeMain(undefined, address);
-    main.handle('alive', () => 'yes');
-    // As in the test above: the live main's socket is moved away and a dead one put at its path, so connect is
-    // refused while the lock is held, as on macOS when the live server's queue is full.
-    const moved = path.join(dir, 'moved.sock');
-    fs.renameSync(address, moved);
-    const dead = path.join(dir, 'dead.sock');
-    await leaveDeadServers([], [dead]);
-    fs.renameSync(dead, address);
+    const { address, main, moved } = await liveMainBehindDeadSocket();
     const child = runNode(`
       const r = new ipcwire.IpcRenderer({ connectTimeout: 10000 });
       out('connecting');
