@@ -59,8 +59,17 @@ export interface LinkOwner<E> {
 
 /** Bytes a message takes on the wire: its frame and those of its out-of-band byte arrays. */
 export function wireBytes(encoded: Encoded): number {
-  let n = encoded.payload.length + FRAME_HEADER_BYTES;
-  for (const blob of encoded.blobs) n += blob.length + FRAME_HEADER_BYTES;
+  return framedBytes(encoded.payload.length, encoded.blobs);
+}
+
+/** The same for a received message: its payload spans `start`..`end`, its byte arrays came as `blobs`. */
+export function receivedBytes(start: number, end: number, blobs: readonly Uint8Array[] | null): number {
+  return framedBytes(end - start, blobs);
+}
+
+function framedBytes(payloadBytes: number, blobs: readonly Uint8Array[] | null): number {
+  let n = payloadBytes + FRAME_HEADER_BYTES;
+  if (blobs) for (const blob of blobs) n += blob.length + FRAME_HEADER_BYTES;
   return n;
 }
 
@@ -632,9 +641,7 @@ export class Link<E> {
     const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
     const call = new IncomingCall(traceparent);
     if (chHandleStart.hasSubscribers || chHandleEnd.hasSubscribers) {
-      let bytes = end - start + FRAME_HEADER_BYTES;
-      if (blobs) for (const b of blobs) bytes += b.length + FRAME_HEADER_BYTES;
-      call.trace = this.traceMessage('in', 'invoke', channel, id, bytes, traceparent);
+      call.trace = this.traceMessage('in', 'invoke', channel, id, receivedBytes(start, end, blobs), traceparent);
       call.t0 = performance.now();
       if (chHandleStart.hasSubscribers) chHandleStart.publish(call.trace);
     }

@@ -9,7 +9,7 @@ import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCrede
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, wireBytes, type LinkOwner } from './link';
+import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, receivedBytes, wireBytes, type LinkOwner } from './link';
 import { checkPathLength, inRuntimeDir, isWindows, resolveAddress, setLocalMainAddress, sweepRuntimeDir } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { Inspector } from './inspector';
@@ -336,9 +336,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
 
   private traceIn(kind: 'send' | 'sendSync', channel: string, id: number, src: Buffer, start: number, end: number,
     blobs: Buffer[] | null, traceparent: string | undefined): IpcTraceMessage {
-    let bytes = end - start + 9;
-    if (blobs) for (const b of blobs) bytes += b.length + 9;
-    return this.link.traceMessage('in', kind, channel, id, bytes, traceparent);
+    return this.link.traceMessage('in', kind, channel, id, receivedBytes(start, end, blobs), traceparent);
   }
 
   private onFrame(kind: number, id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
@@ -360,7 +358,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
       case Kind.MESSAGE: {
         const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
         if (chMessage.hasSubscribers) chMessage.publish(this.traceIn('send', channel, 0, src, start, end, blobs, traceparent));
-        if (this.main._inspector !== null) this.main._inspector.incoming(this.id, 'send', channel, end - start + 9, args);
+        if (this.main._inspector !== null) this.main._inspector.incoming(this.id, 'send', channel, receivedBytes(start, end, null), args);
         const event = new IpcMainEvent(this, traceparent);
         this.ipc.emit(channel, event, ...args);
         this.main.emit(channel, event, ...args);
@@ -373,7 +371,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
           (this.syncTraces ??= new Map()).set(id, { trace, t0: performance.now() });
           if (chHandleStart.hasSubscribers) chHandleStart.publish(trace);
         }
-        if (this.main._inspector !== null) this.main._inspector.incoming(this.id, 'sendSync', channel, end - start + 9, args);
+        if (this.main._inspector !== null) this.main._inspector.incoming(this.id, 'sendSync', channel, receivedBytes(start, end, null), args);
         if (this.ipc.listenerCount(channel) + this.main.listenerCount(channel) === 0) {
           this._replySync(id, [1, libraryError('ERR_IPC_NO_LISTENER',
             `No listener for sendSync('${channel}') in main`)]);

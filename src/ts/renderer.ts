@@ -3,11 +3,11 @@
  * `sendSync` blocks this thread inside the addon; everything else is asynchronous over the same socket.
  */
 import { EventEmitter } from 'node:events';
-import { Kind, PROTOCOL_VERSION, native, type NativeCredentials } from './native';
+import { FRAME_HEADER_BYTES, Kind, PROTOCOL_VERSION, native, type NativeCredentials } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type Encoded, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, wireBytes, type LinkOwner, type ReplyBody } from './link';
+import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, receivedBytes, wireBytes, type LinkOwner, type ReplyBody } from './link';
 import { ADDRESS_ENV, checkPathLength, envAddress, isLocalMainAddress, resolveAddress } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { chConnect, chMessage, chSyncEnd, chSyncStart, outgoingTraceparent, type IpcTraceMessage } from './trace';
@@ -417,7 +417,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     }
     if (traced) {
       const parts = Array.isArray(raw) ? raw : [raw];
-      for (const part of parts) traced.replyBytes += part.length + 9;
+      for (const part of parts) traced.replyBytes += part.length + FRAME_HEADER_BYTES;
     }
     let body: ReplyBody;
     try {
@@ -704,9 +704,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
       case Kind.MESSAGE: {
         const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
         if (chMessage.hasSubscribers && this.wire) {
-          let bytes = end - start + 9;
-          if (blobs) for (const b of blobs) bytes += b.length + 9;
-          chMessage.publish(this.wire.traceMessage('in', 'send', channel, 0, bytes, traceparent));
+          chMessage.publish(this.wire.traceMessage('in', 'send', channel, 0, receivedBytes(start, end, blobs), traceparent));
         }
         const event: IpcRendererEvent<C> = traceparent === undefined
           ? { sender: this, senderId: 0, ports: [] }
