@@ -106,6 +106,17 @@ Credentials PeerCredentials(int fd) {
   return c;
 }
 
+namespace {
+
+// Whether `fd` is still the file found at `path` (not one unlinked and replaced meanwhile).
+bool IsFileAt(int fd, const std::string& path) {
+  struct stat held, at_path;
+  return fstat(fd, &held) == 0 && lstat(path.c_str(), &at_path) == 0 && held.st_dev == at_path.st_dev &&
+         held.st_ino == at_path.st_ino;
+}
+
+}  // namespace
+
 int LockPath(const std::string& lock_path, int* out) {
   // Each retry means another holder released (and unlinked) the file between our open and our flock; a
   // hundred in a row would take a hundred servers coming and going on this one path meanwhile.
@@ -132,9 +143,7 @@ int LockPath(const std::string& lock_path, int* out) {
       close(fd);
       return (err == EWOULDBLOCK || err == EAGAIN) ? EADDRINUSE : err;
     }
-    struct stat held, at_path;
-    if (fstat(fd, &held) == 0 && lstat(lock_path.c_str(), &at_path) == 0 && held.st_dev == at_path.st_dev &&
-        held.st_ino == at_path.st_ino) {
+    if (IsFileAt(fd, lock_path)) {
       *out = fd;
       return 0;
     }
@@ -147,11 +156,7 @@ void UnlockPath(const std::string& lock_path, int fd) {
   if (fd < 0) return;
   // Unlink before closing: whoever opened this file meanwhile finds it gone once the lock is theirs, and
   // retries on a fresh one (LockPath).
-  struct stat held, at_path;
-  if (fstat(fd, &held) == 0 && lstat(lock_path.c_str(), &at_path) == 0 && held.st_dev == at_path.st_dev &&
-      held.st_ino == at_path.st_ino) {
-    unlink(lock_path.c_str());
-  }
+  if (IsFileAt(fd, lock_path)) unlink(lock_path.c_str());
   close(fd);
 }
 
