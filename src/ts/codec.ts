@@ -132,6 +132,35 @@ addExtension({
   },
 });
 
+/** A stream in an invoke's arguments or result: the id its producer sends it under. */
+export class StreamRef {
+  constructor(readonly id: number) {}
+}
+
+/** Makes the consumer of a stream reference while an invoke or its reply is decoded (null elsewhere). */
+let decodingStreams: ((id: number) => unknown) | null = null;
+
+addExtension({
+  Class: StreamRef,
+  type: 0x26,
+  write: (ref: StreamRef) => ref.id,
+  read: (id: number) => {
+    if (!decodingStreams) throw new TypeError('A stream outside an invoke\'s arguments or result');
+    if (!Number.isInteger(id) || id < 1 || id > 0xffffffff) throw new TypeError('Malformed stream reference');
+    return decodingStreams(id);
+  },
+});
+
+/** Decodes with `resolver` making the consumers of the stream references met. */
+export function withStreams<T>(resolver: (id: number) => unknown, fn: () => T): T {
+  decodingStreams = resolver;
+  try {
+    return fn();
+  } finally {
+    decodingStreams = null;
+  }
+}
+
 const packrOptions = { structuredClone: true, moreTypes: true, int64AsType: 'bigint' as const };
 const packr = new Packr(packrOptions);
 const smallUnpackr = new jsOnly.Packr(packrOptions);
@@ -177,10 +206,16 @@ function describe(value: unknown): string | undefined {
       if (value instanceof WeakMap) return 'a WeakMap';
       if (value instanceof WeakSet) return 'a WeakSet';
       if (typeof WeakRef !== 'undefined' && value instanceof WeakRef) return 'a WeakRef';
+      if (value !== null && isStreamLike(value)) return 'a stream (only invoke arguments and results may be streams, not nested in them)';
       return undefined;
     default:
       return undefined;
   }
+}
+
+function isStreamLike(value: object): boolean {
+  if (typeof ReadableStream !== 'undefined' && value instanceof ReadableStream) return true;
+  return typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function';
 }
 
 function isDense(array: unknown[]): boolean {

@@ -35,7 +35,9 @@ export type IpcErrorCode =
   | 'ERR_IPC_RECONNECT_FAILED'
   | 'ERR_IPC_NO_HANDLER'
   | 'ERR_IPC_HANDLER_EXISTS'
-  | 'ERR_IPC_SAME_THREAD';
+  | 'ERR_IPC_SAME_THREAD'
+  | 'ERR_IPC_NOT_A_STREAM'
+  | 'ERR_IPC_STREAM_CONSUMED';
 
 /** An error raised by ipcwire itself; `code` is one of {@link IpcErrorCode}. */
 export class IpcError extends Error {
@@ -75,6 +77,11 @@ export interface CallOptions {
   timeout?: number;
   /** W3C trace context sent with the call (`00-<trace id>-<span id>-<flags>`); the handler reads it as `event.traceparent`. */
   traceparent?: string;
+  /**
+   * For a streamed result: how far the handler's stream may run ahead of this caller's reading (chunks and bytes
+   * in flight; defaults `{ chunks: 32, bytes: 4 MiB }`).
+   */
+  streamWindow?: { chunks?: number; bytes?: number };
 }
 
 /** Validates per-call options; the TypeError / RangeError carry Node's validation codes. */

@@ -15,6 +15,8 @@ export { MAX_ARGS, MAX_SPARSE_LENGTH } from './codec';
 export { PROTOCOL_VERSION } from './native';
 export { ADDRESS_ENV } from './address';
 export { typed } from './typed';
+export { IpcStream, DEFAULT_STREAM_WINDOW } from './streams';
+export type { InvokeCall, StreamWindow, StreamChunk, Collected } from './streams';
 export type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 export type { TypedHandler } from './handlers';
 export type { SeedRenderer } from './seed';

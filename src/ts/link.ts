@@ -4,7 +4,11 @@
  * `IpcRenderer` each own one per connection and receive the frames this class does not handle itself.
  */
 import { FRAME_HEADER_BYTES, Kind, type NativeConnection } from './native';
-import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, type Encoded, type WireError } from './codec';
+import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, withStreams, type Encoded, type WireError } from './codec';
+import {
+  DEFAULT_STREAM_WINDOW, invokeCall, IpcStream, isStreamSource, StreamHub, streamWindowOption,
+  type InvokeCall, type InvokeMode, type StreamTransport, type StreamWindow,
+} from './streams';
 import { AbortError, abortError, codeOf, disconnectedError, makeError } from './errors';
 import type { InvokeHandler } from './handlers';
 import {
@@ -82,6 +86,12 @@ interface PendingInvoke {
   /** Set when the start was traced (someone subscribed): its record and time, for the end's duration. */
   trace: IpcTraceMessage | null;
   t0: number;
+  /** Streams among the arguments, producing for the handler. */
+  outs: ReturnType<StreamHub['prepare']>;
+  /** For a streamed result: iterated or read whole, the window its reader grants, the call's signal. */
+  mode: InvokeMode;
+  window: Required<StreamWindow>;
+  signal: AbortSignal | undefined;
 }
 
 /**
@@ -96,6 +106,15 @@ export class IncomingCall {
   /** When its start was traced: what to publish its end with. */
   trace: IpcTraceMessage | null = null;
   t0 = 0;
+  /** Streams among its arguments. */
+  argStreams: IpcStream[] | null = null;
+
+  /** Cancels the argument streams the handler did not start reading (`all`: every one not finished). */
+  cancelArgStreams(unstartedOnly: boolean): void {
+    if (!this.argStreams) return;
+    for (const s of this.argStreams) if (!unstartedOnly || !s._started) s.cancel();
+    this.argStreams = null;
+  }
 
   constructor(readonly traceparent: string | undefined) {}
 
@@ -134,7 +153,7 @@ function installExitHook(): void {
   });
 }
 
-export class Link<E> {
+export class Link<E> implements StreamTransport {
   private closed = false;
   /** end() was called: nothing more is accepted (the addon still flushes what was). */
   private ending = false;
@@ -154,6 +173,12 @@ export class Link<E> {
    * frames before the reply; otherwise a SYNC_REPLY carries them inline.
    */
   peerTakesSyncBlobs = false;
+  /** Streams in invoke arguments and results, both directions. */
+  readonly streams: StreamHub = new StreamHub(this);
+  /** The window this side grants to streams it receives as invoke arguments. */
+  streamWindow: Required<StreamWindow> = DEFAULT_STREAM_WINDOW;
+  /** Stream producers waiting for the write queue to drain. */
+  private drainWaiters: Array<() => void> = [];
 
   constructor(
     readonly conn: NativeConnection,
@@ -169,9 +194,29 @@ export class Link<E> {
       (err) => this.onNativeClose(err),
       () => {
         this.batchedSinceDrain = false;
-        this.owner.onDrain();
+        this.drained();
       },
     );
+  }
+
+  private drained(): void {
+    if (this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters;
+      this.drainWaiters = [];
+      for (const w of waiters) w();
+    }
+    this.owner.onDrain();
+  }
+
+  /** Resolves at the next 'drain' (or when the connection closes). */
+  whenDrained(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  /** Writes a stream's frame (with its blobs); see streams.ts. */
+  writeStreamFrame(kind: Kind, id: number, encoded: Encoded): void {
+    this.writeEncoded(kind, id, encoded);
   }
 
   /** Closed, or ending (end() was called): either way it takes no more calls. */
@@ -203,7 +248,7 @@ export class Link<E> {
    * A refusal in the handshake (ERR_IPC_PEER_REFUSED, ERR_IPC_PROTOCOL_VERSION) is what every later call
    * reports, since it says what to fix; any other end of the connection is ERR_IPC_DISCONNECTED.
    */
-  private deadError(): Error {
+  deadError(): Error {
     const err = this.closeError;
     const code = codeOf(err);
     if (err && (code === 'ERR_IPC_PEER_REFUSED' || code === 'ERR_IPC_PROTOCOL_VERSION')) {
@@ -261,7 +306,7 @@ export class Link<E> {
     this.flushBatch();
     if (this.batchedSinceDrain && this.bufferedAmount === 0) {
       this.batchedSinceDrain = false;
-      this.owner.onDrain();
+      this.drained();
     }
   };
 
@@ -388,19 +433,31 @@ export class Link<E> {
    * at once (AbortError or ERR_IPC_TIMEOUT), the peer is told with a CANCEL frame (its handler's `event.signal`
    * aborts) and the late reply, if any, is dropped.
    */
-  invoke(channel: string, args: unknown[], signal?: AbortSignal, timeoutMs = 0, traceparent?: string): Promise<unknown> {
+  invoke(channel: string, args: unknown[], signal?: AbortSignal, timeoutMs = 0, traceparent?: string,
+    streamWindow?: StreamWindow): InvokeCall<unknown> {
+    const mode: InvokeMode = { stream: false, collected: false };
+    return invokeCall(channel, this.startInvoke(channel, args, signal, timeoutMs, traceparent, streamWindow, mode), mode);
+  }
+
+  private startInvoke(channel: string, args: unknown[], signal: AbortSignal | undefined, timeoutMs: number,
+    traceparent: string | undefined, streamWindow: StreamWindow | undefined, mode: InvokeMode): Promise<unknown> {
     let encoded: Encoded;
+    let window: Required<StreamWindow>;
     const tp = outgoingTraceparent(traceparent);
+    let outs: PendingInvoke['outs'] = null;
     try {
       if (signal?.aborted) throw abortError(signal, `invoke('${channel}')`);
       this.assertOpen();
+      window = streamWindow === undefined ? DEFAULT_STREAM_WINDOW : streamWindowOption(streamWindow, 'options.streamWindow');
+      outs = this.streams.prepare(args);
       encoded = encodeMessage(channel, args, true, tp);
     } catch (err) {
+      this.streams.discard(outs);
       return Promise.reject(err);
     }
     const id = this.allocId();
     return new Promise((resolve, reject) => {
-      const call: PendingInvoke = { channel, resolve, reject, disarm: null, trace: null, t0: 0 };
+      const call: PendingInvoke = { channel, resolve, reject, disarm: null, trace: null, t0: 0, outs, mode, window, signal };
       if (chInvokeStart.hasSubscribers || chInvokeEnd.hasSubscribers) {
         call.trace = this.traceMessage('out', 'invoke', channel, id, wireBytes(encoded), tp);
         call.t0 = performance.now();
@@ -411,9 +468,11 @@ export class Link<E> {
         this.writeEncoded(Kind.INVOKE, id, encoded);
       } catch (err) {
         this.pending.delete(id);
+        this.streams.discard(outs);
         reject(err as Error);
         return;
       }
+      this.streams.start(outs);
       if (signal || timeoutMs > 0) this.arm(id, call, signal, timeoutMs);
       this.updateRef();
     });
@@ -439,6 +498,8 @@ export class Link<E> {
     if (!call) return;
     this.pending.delete(id);
     call.disarm?.();
+    // Streams among its arguments end for the handler with the same error.
+    if (call.outs) for (const out of call.outs) out.abort(err);
     if (!this.closed && !this.ending) {
       try {
         this.writeFrame(Kind.CANCEL, id, null);
@@ -456,10 +517,15 @@ export class Link<E> {
     return { pending: this.pending.size, answering: this.answering.size };
   }
 
+  /** @internal Test hook: open streams this side reads (in) and produces (out), and producers waiting for 'drain'. */
+  _streamCounts(): { streamsIn: number; streamsOut: number; drainWaiters: number } {
+    return { ...this.streams.counts(), drainWaiters: this.drainWaiters.length };
+  }
+
   /** Re-evaluates whether this connection keeps the process alive. */
   updateRef(): void {
     if (this.closed) return;
-    const want = this.pending.size > 0 || this.owner.wantsRef();
+    const want = this.pending.size > 0 || this.streams.wantsRef() || this.owner.wantsRef();
     if (want === this.refd) return;
     this.refd = want;
     if (want) this.conn.ref();
@@ -510,6 +576,10 @@ export class Link<E> {
       for (const call of this.answering.values()) call.abort(gone);
       this.answering.clear();
     }
+    this.streams.closeAll(this.deadError());
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiters) w();
   }
 
   private onNativeClose(err: Error | null): void {
@@ -607,15 +677,36 @@ export class Link<E> {
         return;
       case Kind.INVOKE_REPLY: {
         const call = this.pending.get(id);
-        const body = decode(src, blobs, start, end) as ReplyBody;
-        if (!call) return; // a reply to nothing we are waiting for (or to a call abandoned meanwhile)
+        const made: IpcStream[] = [];
+        const body = withStreams((sid) => {
+          const s = this.streams.consumer(sid, call ? call.window : DEFAULT_STREAM_WINDOW);
+          made.push(s);
+          return s;
+        }, () => decode(src, blobs, start, end)) as ReplyBody;
+        if (!call) {
+          // a reply to nothing we are waiting for (or to a call abandoned meanwhile)
+          for (const s of made) s.cancel();
+          return;
+        }
         this.pending.delete(id);
         call.disarm?.();
         this.updateRef();
         if (!Array.isArray(body)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed invoke reply');
+        for (const s of made) {
+          if (body[0] !== 0 || s !== body[1]) {
+            s.cancel(); // only a result that is a stream itself is one
+            continue;
+          }
+          s._label = `Error invoking remote method '${call.channel}'`;
+          if (call.signal) s._bindSignal(call.signal, `invoke('${call.channel}')`);
+        }
         if (body[0] === 0) {
           if (call.trace) this.traceEnd(chInvokeEnd, call.trace, call.t0, undefined, end - start + FRAME_HEADER_BYTES);
-          call.resolve(body[1]);
+          const value = body[1];
+          if (value instanceof IpcStream && !call.mode.stream) {
+            call.mode.collected = true;
+            call.resolve(value.all());
+          } else call.resolve(value);
         } else {
           const wire = (body[1] ?? {}) as WireError;
           const text = typeof wire.text === 'string' ? wire.text : 'Error';
@@ -625,6 +716,13 @@ export class Link<E> {
         }
         return;
       }
+      case Kind.STREAM:
+        this.streams.onStream(id, src, start, end, blobs);
+        return;
+      case Kind.STREAM_CTRL:
+        if (blobs) throw makeError('ERR_IPC_BAD_FRAME', 'Byte arrays before a stream control frame');
+        this.streams.onCtrl(id, src, start, end);
+        return;
       case Kind.CANCEL: {
         const call = this.answering.get(id);
         if (!call) return; // already answered: the reply crossed the cancel
@@ -638,8 +736,16 @@ export class Link<E> {
   }
 
   private answerInvoke(id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
-    const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
+    const made: IpcStream[] = [];
+    const { channel, args, traceparent } = withStreams((sid) => {
+      const s = this.streams.consumer(sid, this.streamWindow);
+      made.push(s);
+      return s;
+    }, () => decodeMessage(src, blobs, start, end));
+    const argStreams = made.length > 0 ? made : null;
+    if (argStreams) for (const s of argStreams) s._label = `Error in a stream argument of '${channel}'`;
     const call = new IncomingCall(traceparent);
+    call.argStreams = argStreams;
     if (chHandleStart.hasSubscribers || chHandleEnd.hasSubscribers) {
       call.trace = this.traceMessage('in', 'invoke', channel, id, receivedBytes(start, end, blobs), traceparent);
       call.t0 = performance.now();
@@ -672,15 +778,31 @@ export class Link<E> {
 
   /** Sends an answered invoke's reply (`now`: it never waited in `answering`); traces its end. */
   private finishInvoke(id: number, call: IncomingCall, body: ReplyBody, now = false, err?: Error): void {
+    const streamed = body[0] === 0 && isStreamSource(body[1]);
     if (!now) {
       if (this.answering.get(id) !== call) {
         // cancelled, or the connection went: no reply is sent
         if (call.trace) this.traceEnd(chHandleEnd, call.trace, call.t0, call.signal.reason as Error, 0);
+        if (streamed) this.streams.discard(this.streams.prepare([body[1]]));
+        call.cancelArgStreams(false);
         return;
       }
       this.answering.delete(id);
     }
+    // A stream argument the handler never started reading is cancelled once it has answered with something other
+    // than a stream (a streamed result may still read it later); after an error, every one is.
+    if (!streamed) call.cancelArgStreams(body[0] === 0);
+    let outs: ReturnType<StreamHub['prepare']> = null;
+    if (streamed) {
+      const result = [body[1]];
+      outs = this.streams.prepare(result);
+      body = [0, result[0]];
+    }
     const bytes = this.reply(Kind.INVOKE_REPLY, id, body);
+    if (outs) {
+      if (bytes > 0) this.streams.start(outs);
+      else this.streams.discard(outs);
+    }
     if (call.trace) this.traceEnd(chHandleEnd, call.trace, call.t0, err, bytes);
   }
 

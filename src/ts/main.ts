@@ -12,6 +12,7 @@ import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handle
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, receivedBytes, wireBytes, type LinkOwner } from './link';
 import { checkPathLength, inRuntimeDir, isWindows, resolveAddress, setLocalMainAddress, sweepRuntimeDir } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
+import { rejectedCall, streamWindowOption, type InvokeCall, type StreamWindow } from './streams';
 import { Inspector } from './inspector';
 import { chConnect, chHandleEnd, chHandleStart, chMessage, chSend, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
@@ -49,6 +50,12 @@ export interface IpcMainOptions {
    * handler's `event.signal` aborts). Default: no timeout, as Electron.
    */
   invokeTimeout?: number;
+  /**
+   * How far a stream that arrives as an invoke argument may run ahead of the handler's reading: chunks and bytes
+   * in flight. Default `{ chunks: 32, bytes: 4 MiB }`. (A caller sets the window of a streamed result per call,
+   * `invokeWith({ streamWindow })`.)
+   */
+  streamWindow?: StreamWindow;
 }
 
 /** The event a `send`/`sendSync` listener receives (`IpcMainEvent`). */
@@ -249,6 +256,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
         : undefined,
     };
     this.link = new Link(conn, owner, main._maxMessageSize, main._maxQueuedBytes);
+    this.link.streamWindow = main._streamWindow;
     this.link.updateRef();
     this.handshakeTimer = setTimeout(() => {
       if (this.handshaken) return;
@@ -276,12 +284,12 @@ export class Peer<C = AnyChannels> extends EventEmitter {
   }
 
   /** Calls the renderer's `ipcRenderer.handle(channel)` handler; resolves with its result. */
-  invoke<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): Promise<ChannelResult<C, K>>;
-  invoke(channel: string, ...args: unknown[]): Promise<any> {
+  invoke<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): InvokeCall<ChannelResult<C, K>>;
+  invoke(channel: string, ...args: unknown[]): InvokeCall<any> {
     try {
       checkChannel(channel);
     } catch (err) {
-      return Promise.reject(err);
+      return rejectedCall(err);
     }
     return this.link.invoke(channel, args, undefined, this.main._invokeTimeout);
   }
@@ -292,16 +300,17 @@ export class Peer<C = AnyChannels> extends EventEmitter {
    * reason, or ERR_IPC_TIMEOUT), the renderer's handler sees `event.signal` abort, and its late result is
    * dropped. `timeout` overrides the `invokeTimeout` option of `IpcMain`.
    */
-  invokeWith<K extends ChannelName<C>>(options: CallOptions, channel: K, ...args: ChannelArgs<C, K>): Promise<ChannelResult<C, K>>;
-  invokeWith(options: CallOptions, channel: string, ...args: unknown[]): Promise<any> {
+  invokeWith<K extends ChannelName<C>>(options: CallOptions, channel: K, ...args: ChannelArgs<C, K>): InvokeCall<ChannelResult<C, K>>;
+  invokeWith(options: CallOptions, channel: string, ...args: unknown[]): InvokeCall<any> {
     let opts: CallOptions;
     try {
       opts = checkCallOptions(options, true);
       checkChannel(channel);
     } catch (err) {
-      return Promise.reject(err);
+      return rejectedCall(err);
     }
-    return this.link.invoke(channel, args, opts.signal, opts.timeout ?? this.main._invokeTimeout, opts.traceparent);
+    return this.link.invoke(channel, args, opts.signal, opts.timeout ?? this.main._invokeTimeout, opts.traceparent,
+      opts.streamWindow);
   }
 
   isDestroyed(): boolean {
@@ -623,6 +632,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
   private readonly inspectAllowed: boolean;
   /** @internal */ readonly _allowPeer: ((credentials: NativeCredentials) => boolean) | undefined;
   /** @internal */ readonly _invokeTimeout: number;
+  /** @internal */ readonly _streamWindow: Required<StreamWindow>;
   private readonly backlog: number;
   private readonly socketMode: number;
   private server: NativeServer | null = null;
@@ -646,6 +656,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     }
     this._allowPeer = options.allowPeer;
     this._invokeTimeout = options.invokeTimeout === undefined ? 0 : checkTimeout(options.invokeTimeout, 'invokeTimeout');
+    this._streamWindow = streamWindowOption(options.streamWindow);
   }
 
   /** The address renderers connect to, once listening. */

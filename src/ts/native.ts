@@ -27,6 +27,8 @@ export const enum Kind {
   INVOKE_REPLY = 7, // either way: {v} | {e}, id = call id
   BLOB = 8, // either way: the raw bytes of one large Buffer of the next message, which refers to it by index
   CANCEL = 9, // either way (since version 2): the caller no longer waits for INVOKE `id`; empty payload
+  STREAM = 11, // producer → consumer: a chunk, the end or an error of stream `id` (see streams.ts)
+  STREAM_CTRL = 12, // consumer → producer: credit for stream `id`, or its cancel
 }
 
 /** Bytes of `u32 length | u8 kind | u32 id` before each payload. */

@@ -10,6 +10,7 @@ import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handle
 import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, receivedBytes, wireBytes, type LinkOwner, type ReplyBody } from './link';
 import { ADDRESS_ENV, checkPathLength, envAddress, isLocalMainAddress, resolveAddress } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
+import { rejectedCall, streamWindowOption, type InvokeCall, type StreamWindow } from './streams';
 import { chConnect, chMessage, chSyncEnd, chSyncStart, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
 /** Options of {@link IpcRenderer}. */
@@ -28,6 +29,12 @@ export interface IpcRendererOptions {
    * `event.signal` aborts). Default: no timeout, as Electron.
    */
   invokeTimeout?: number;
+  /**
+   * How far a stream that arrives as an argument of main's `peer.invoke` may run ahead of the handler's reading:
+   * chunks and bytes in flight. Default `{ chunks: 32, bytes: 4 MiB }`. (The window of a streamed result is set
+   * per call, `invokeWith({ streamWindow })`.)
+   */
+  streamWindow?: StreamWindow;
   /** Milliseconds `connect` keeps retrying while main's listen queue is full. Default 5000. */
   connectTimeout?: number;
   /** Largest frame (bytes) accepted from main. Default 512 MiB. */
@@ -186,6 +193,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   syncTimeout: number | undefined;
   /** Milliseconds an `invoke` waits before ERR_IPC_TIMEOUT; 0 or undefined waits for ever. */
   invokeTimeout: number | undefined;
+  private readonly streamWindow: Required<StreamWindow>;
   private readonly options: IpcRendererOptions;
   private readonly handlers = new HandlerRegistry<IpcRendererInvokeEvent>();
   private wire: Link<IpcRendererInvokeEvent> | null = null;
@@ -215,6 +223,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     this.syncTimeout = options.syncTimeout;
     if (options.invokeTimeout !== undefined) checkTimeout(options.invokeTimeout, 'invokeTimeout');
     this.invokeTimeout = options.invokeTimeout;
+    this.streamWindow = streamWindowOption(options.streamWindow);
     // As Electron: main may send on the channel 'error' without crashing the renderer.
     EventEmitter.prototype.on.call(this, 'error', noop);
     this.ready = true;
@@ -312,6 +321,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     };
     const maxFrame = this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
     wire = new Link(conn, owner, maxFrame, this.options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES);
+    wire.streamWindow = this.streamWindow;
     this.wire = wire;
     this.closedByUser = false;
     // syncBlobs: this addon's blocking call returns BLOB frames with the reply, so main may send a sendSync
@@ -434,14 +444,14 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   }
 
   /** Calls main's `ipcMain.handle(channel)` handler; resolves with its result. */
-  invoke<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): Promise<ChannelResult<C, K>>;
-  invoke(channel: string, ...args: unknown[]): Promise<any> {
+  invoke<K extends ChannelName<C>>(channel: K, ...args: ChannelArgs<C, K>): InvokeCall<ChannelResult<C, K>>;
+  invoke(channel: string, ...args: unknown[]): InvokeCall<any> {
     let wire: Link<IpcRendererInvokeEvent>;
     try {
       checkChannel(channel);
       wire = this.ensure();
     } catch (err) {
-      return Promise.reject(err);
+      return rejectedCall(err);
     }
     return wire.invoke(channel, args, undefined, this.invokeTimeout ?? 0);
   }
@@ -452,8 +462,8 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
    * promise rejects at once (an AbortError whose `cause` is the signal's reason, or ERR_IPC_TIMEOUT), main's
    * handler sees `event.signal` abort, and its late result is dropped. `timeout` overrides `invokeTimeout`.
    */
-  invokeWith<K extends ChannelName<C>>(options: CallOptions, channel: K, ...args: ChannelArgs<C, K>): Promise<ChannelResult<C, K>>;
-  invokeWith(options: CallOptions, channel: string, ...args: unknown[]): Promise<any> {
+  invokeWith<K extends ChannelName<C>>(options: CallOptions, channel: K, ...args: ChannelArgs<C, K>): InvokeCall<ChannelResult<C, K>>;
+  invokeWith(options: CallOptions, channel: string, ...args: unknown[]): InvokeCall<any> {
     let wire: Link<IpcRendererInvokeEvent>;
     let opts: CallOptions;
     try {
@@ -461,9 +471,10 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
       checkChannel(channel);
       wire = this.ensure();
     } catch (err) {
-      return Promise.reject(err);
+      return rejectedCall(err);
     }
-    return wire.invoke(channel, args, opts.signal, opts.timeout ?? this.invokeTimeout ?? 0, opts.traceparent);
+    return wire.invoke(channel, args, opts.signal, opts.timeout ?? this.invokeTimeout ?? 0, opts.traceparent,
+      opts.streamWindow);
   }
 
   /** Answers main's `peer.invoke(channel)`. */

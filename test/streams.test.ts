@@ -1,0 +1,350 @@
+/**
+ * Streams over invoke, with real processes: a handler (main's or a renderer's) answering with an async iterable or a
+ * web ReadableStream, streams as arguments, flow control (a slow reader bounds what the producer pulls), and every
+ * way a stream ends (break, reader.cancel(), an AbortSignal, a producer error, a disconnect) reaching the other
+ * side, with nothing left behind.
+ */
+import { describe, expect, test } from 'vitest';
+import { exitsCleanly, makeMain, runNode, useHarness, waitUntil } from './helpers';
+
+useHarness();
+
+/** An async generator of `n` tokens that records how far it got and whether its `finally` ran. */
+function tokens(n: number, log: { pulled: number; finished: boolean }) {
+  return (async function* () {
+    try {
+      for (let i = 0; i < n; i++) {
+        log.pulled = i + 1;
+        yield `tok${i}`;
+      }
+    } finally {
+      log.finished = true;
+    }
+  })();
+}
+
+describe('streams', () => {
+  test('streams: a main handler returning an async generator: for await reads it chunk by chunk, await gets all chunks, both directions', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const log = { pulled: 0, finished: false };
+    main.handle('tokens', (_e: any, n: number) => tokens(n, log));
+    main.handle('web', () => new ReadableStream({
+      start(c) {
+        c.enqueue({ a: 1 });
+        c.enqueue(new Map([[1, 2n]]));
+        c.close();
+      },
+    }));
+    const child = runNode(`
+      const r = ipcwire.ipcRenderer;
+      const seen = [];
+      for await (const t of r.invoke('tokens', 5)) seen.push(t);
+      out('iterated', seen);
+      out('whole', await r.invoke('tokens', 3));
+      const web = await r.invoke('web');
+      out('web', [web[0], [...web[1]].map(([k, v]) => [k, typeof v + ' ' + v])]);
+      // The ReadableStream view of a streamed result (ReadableStream.from reads the call's async iterator).
+      const rs = ReadableStream.from(r.invoke('tokens', 2));
+      const fromRs = [];
+      for await (const t of rs) fromRs.push(t);
+      out('readable', fromRs);
+      out('counts', r.wire._streamCounts());
+      // A renderer handler answering main's peer.invoke with a stream.
+      r.handle('countdown', (_e, from) => (async function* () { for (let i = from; i > 0; i--) yield i; })());
+      out('ready', true);
+      await new Promise((res) => r.once('done', res));
+      r.removeHandler('countdown');
+      r.close();
+    `, { address: main.address });
+    expect(await child.msg('iterated')).toEqual(['tok0', 'tok1', 'tok2', 'tok3', 'tok4']);
+    expect(await child.msg('whole')).toEqual(['tok0', 'tok1', 'tok2']);
+    expect(await child.msg('web')).toEqual([{ a: 1 }, [[1, 'bigint 2']]]);
+    expect(await child.msg('readable')).toEqual(['tok0', 'tok1']);
+    expect(await child.msg('counts')).toEqual({ streamsIn: 0, streamsOut: 0, drainWaiters: 0 });
+    await child.msg('ready');
+    const [peer] = main.peers.list();
+    const got: number[] = [];
+    for await (const n of peer.invoke('countdown', 4)) got.push(n);
+    expect(got).toEqual([4, 3, 2, 1]);
+    expect(await peer.invoke('countdown', 2)).toEqual([2, 1]);
+    expect(peer.link._streamCounts()).toEqual({ streamsIn: 0, streamsOut: 0, drainWaiters: 0 });
+    peer.send('done');
+    await exitsCleanly(child);
+  });
+
+  test('streams: stream arguments either way, large Buffer chunks out of band, intact and in order', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    main.handle('digest', async (_e: any, label: string, chunks: any) => {
+      const { createHash } = await import('node:crypto');
+      const h = createHash('sha256');
+      let n = 0;
+      let bytes = 0;
+      for await (const c of chunks) {
+        h.update(c);
+        n++;
+        bytes += c.length;
+        if (!Buffer.isBuffer(c)) throw new Error('not a Buffer');
+      }
+      return { label, n, bytes, sha: h.digest('hex') };
+    });
+    // Echo: the argument stream becomes the result stream, transformed on the way.
+    main.handle('upper', (_e: any, words: AsyncIterable<string>) => (async function* () {
+      for await (const w of words) yield w.toUpperCase();
+    })());
+    const child = runNode(`
+      const r = ipcwire.ipcRenderer;
+      const crypto = require('node:crypto');
+      const parts = [];
+      for (let i = 0; i < 12; i++) parts.push(crypto.randomBytes(i % 3 === 0 ? 100 : 300 * 1024 + i));
+      async function* gen() { for (const p of parts) yield p; }
+      const res = await r.invoke('digest', 'x', gen());
+      out('digest', { ...res, expected: sha256(Buffer.concat(parts)), bytes2: parts.reduce((a, p) => a + p.length, 0) });
+      out('upper', await r.invoke('upper', (async function* () { yield 'a'; yield 'bc'; })()));
+      // Main's peer.invoke passing a stream to a renderer handler.
+      r.handle('count', async (_e, s) => { let n = 0; for await (const x of s) n += x; return n; });
+      out('ready', true);
+      await new Promise((res) => r.once('done', res));
+      r.removeHandler('count');
+      r.close();
+    `, { address: main.address });
+    const d = await child.msg('digest');
+    expect(d).toMatchObject({ label: 'x', n: 12 });
+    expect(d.sha).toBe(d.expected);
+    expect(d.bytes).toBe(d.bytes2);
+    expect(await child.msg('upper')).toEqual(['A', 'BC']);
+    await child.msg('ready');
+    const [peer] = main.peers.list();
+    expect(await peer.invoke('count', new ReadableStream({
+      start(c) {
+        for (let i = 1; i <= 100; i++) c.enqueue(i);
+        c.close();
+      },
+    }))).toBe(5050);
+    peer.send('done');
+    await exitsCleanly(child);
+  });
+
+  test('streams: a slow reader bounds what the producer pulls to its window of chunks', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const log = { pulled: 0, finished: false };
+    main.handle('endless', () => tokens(1e9, log));
+    const WINDOW = 4;
+    const child = runNode(`
+      const r = ipcwire.ipcRenderer;
+      let read = 0;
+      for await (const t of r.invokeWith({ streamWindow: { chunks: ${WINDOW} } }, 'endless')) {
+        read++;
+        out('read' + read, t);
+        await new Promise((res) => r.once('next', res));
+        if (read === 10) break;
+      }
+      out('counts', r.wire._streamCounts());
+      r.close();
+    `, { address: main.address });
+    let maxAhead = 0;
+    await child.msg('read1');
+    const [peer] = main.peers.list();
+    for (let i = 1; i <= 10; i++) {
+      expect(await child.msg('read' + i)).toBe(`tok${i - 1}`);
+      // Give the producer every chance to run ahead before the reader takes the next chunk.
+      await new Promise((res) => setTimeout(res, 30));
+      maxAhead = Math.max(maxAhead, log.pulled - i);
+      peer.send('next');
+    }
+    // The producer holds at most one pulled chunk beyond what is in flight (window) and what was read.
+    expect(maxAhead).toBeGreaterThanOrEqual(1);
+    expect(maxAhead).toBeLessThanOrEqual(WINDOW + 1);
+    expect(await child.msg('counts')).toEqual({ streamsIn: 0, streamsOut: 0, drainWaiters: 0 });
+    await waitUntil(() => log.finished, 5000, "the generator's finally");
+    await exitsCleanly(child);
+    await waitUntil(() => peer.link._streamCounts().streamsOut === 0 || peer.isDestroyed(), 5000, 'producer gone');
+  });
+
+  test('streams: break, reader.cancel() and an AbortSignal end the stream on both sides (the producer\'s finally runs)', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const logs: Array<{ pulled: number; finished: boolean }> = [];
+    main.handle('endless', () => {
+      const log = { pulled: 0, finished: false };
+      logs.push(log);
+      return tokens(1e9, log);
+    });
+    const child = runNode(`
+      const r = ipcwire.ipcRenderer;
+      for await (const t of r.invoke('endless')) if (t === 'tok3') break;
+      out('broke', true);
+      const reader = ReadableStream.from(r.invoke('endless')).getReader();
+      out('first', (await reader.read()).value);
+      await reader.cancel();
+      out('cancelled', true);
+      const ac = new AbortController();
+      const got = [];
+      try {
+        for await (const t of r.invokeWith({ signal: ac.signal }, 'endless')) {
+          got.push(t);
+          if (got.length === 2) ac.abort(new Error('enough'));
+        }
+        out('aborted', 'not thrown');
+      } catch (e) {
+        out('aborted', { name: e.name, code: e.code, cause: e.cause && e.cause.message, got });
+      }
+      out('listeners', require('node:events').getEventListeners(ac.signal, 'abort').length);
+      // An abort while awaiting the whole result rejects it too.
+      const ac2 = new AbortController();
+      const whole = r.invokeWith({ signal: ac2.signal }, 'endless');
+      setTimeout(() => ac2.abort(), 50);
+      out('whole', await whole.then(() => 'resolved', (e) => e.name));
+      out('counts', r.wire._streamCounts());
+      r.close();
+    `, { address: main.address });
+    expect(await child.msg('broke')).toBe(true);
+    expect(await child.msg('first')).toBe('tok0');
+    expect(await child.msg('cancelled')).toBe(true);
+    expect(await child.msg('aborted')).toEqual({ name: 'AbortError', code: 'ABORT_ERR', cause: 'enough', got: ['tok0', 'tok1'] });
+    expect(await child.msg('listeners')).toBe(0);
+    expect(await child.msg('whole')).toBe('AbortError');
+    expect(await child.msg('counts')).toEqual({ streamsIn: 0, streamsOut: 0, drainWaiters: 0 });
+    await waitUntil(() => logs.length === 4 && logs.every((l) => l.finished), 5000, 'every producer finally');
+    await exitsCleanly(child);
+  });
+
+  test('streams: a producer error reaches the reader as the remote error; a non-stream result cannot be iterated; a nested stream is refused', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    main.handle('fails', () => (async function* () {
+      yield 1;
+      throw Object.assign(new Error('boom'), { code: 'E_BOOM' });
+    })());
+    main.handle('plain', () => 42);
+    main.handle('args', async (_e: any, s: any) => {
+      try {
+        for await (const _ of s) { /* read */ }
+        return 'no error';
+      } catch (e: any) {
+        return `${e.message} (${e.code})`;
+      }
+    });
+    const child = runNode(`
+      const r = ipcwire.ipcRenderer;
+      const got = [];
+      try { for await (const x of r.invoke('fails')) got.push(x); } catch (e) { out('iter', { got, message: e.message, code: e.code }); }
+      out('whole', await r.invoke('fails').then(() => 'resolved', (e) => e.message));
+      try { for await (const x of r.invoke('plain')) got.push(x); } catch (e) { out('plain', e.code); }
+      out('nested', await r.invoke('plain', { s: (async function* () {})() }).then(() => 'resolved', (e) => [e.code, e.message]));
+      try { r.send('x', (async function* () {})()); } catch (e) { out('send', e.code); }
+      out('argerr', await r.invoke('args', (async function* () { yield 1; throw new TypeError('bad input'); })()));
+      out('counts', r.wire._streamCounts());
+      r.close();
+    `, { address: main.address });
+    expect(await child.msg('iter')).toEqual({ got: [1], message: "Error invoking remote method 'fails': Error: boom", code: 'E_BOOM' });
+    expect(await child.msg('whole')).toBe("Error invoking remote method 'fails': Error: boom");
+    expect(await child.msg('plain')).toBe('ERR_IPC_NOT_A_STREAM');
+    expect(await child.msg('nested')).toEqual(['ERR_IPC_UNCLONABLE',
+      'An object could not be cloned. args[0].s is a stream (only invoke arguments and results may be streams, not nested in them).']);
+    expect(await child.msg('send')).toBe('ERR_IPC_UNCLONABLE');
+    expect(await child.msg('argerr')).toBe("Error in a stream argument of 'args': TypeError: bad input (undefined)");
+    expect(await child.msg('counts')).toEqual({ streamsIn: 0, streamsOut: 0, drainWaiters: 0 });
+    await exitsCleanly(child);
+  });
+
+  test('streams: a dead peer errors every open stream with ERR_IPC_DISCONNECTED and closes the local producers', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const log = { pulled: 0, finished: false };
+    let argError: any = null;
+    main.handle('endless', () => tokens(1e9, log));
+    main.handle('upload', async (_e: any, s: AsyncIterable<unknown>) => {
+      try {
+        for await (const _ of s) { /* read until the renderer dies */ }
+      } catch (e) {
+        argError = e;
+      }
+    });
+    const child = runNode(`
+      const r = ipcwire.ipcRenderer;
+      r.invoke('upload', (async function* () { for (let i = 0; ; i++) { yield i; await new Promise((res) => setTimeout(res, 5)); } })());
+      for await (const t of r.invoke('endless')) if (t === 'tok2') break;
+      const s = r.invoke('endless');
+      for await (const t of s) { out('reading', t); await new Promise(() => {}); }
+    `, { address: main.address });
+    await child.msg('reading');
+    const [peer] = main.peers.list();
+    await waitUntil(() => peer.link._streamCounts().streamsIn === 1 && peer.link._streamCounts().streamsOut >= 1, 5000, 'streams open');
+    child.kill('SIGKILL');
+    await child.exited;
+    await waitUntil(() => argError !== null && log.finished, 5000, 'stream argument errored and producer closed');
+    expect(argError.code).toBe('ERR_IPC_DISCONNECTED');
+    expect(peer.link._streamCounts()).toEqual({ streamsIn: 0, streamsOut: 0, drainWaiters: 0 });
+
+    // And the other way: main going away errors the renderer's open stream.
+    const main2 = makeMain();
+    main2.handle('slow', () => (async function* () { yield 1; await new Promise(() => {}); })());
+    const child2 = runNode(`
+      const r = ipcwire.ipcRenderer;
+      const got = [];
+      try { for await (const x of r.invoke('slow')) { got.push(x); out('got', x); } } catch (e) { out('err', { code: e.code, got }); }
+    `, { address: main2.address });
+    await child2.msg('got');
+    main2.close();
+    expect(await child2.msg('err')).toEqual({ code: 'ERR_IPC_DISCONNECTED', got: [1] });
+    await exitsCleanly(child2);
+  });
+
+  test('streams: 1,000 streams aborted at random leave no entries, listeners or producers on either side', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    let started = 0;
+    let finished = 0;
+    main.handle('s', (_e: any, n: number) => (async function* () {
+      started++;
+      try {
+        for (let i = 0; i < n; i++) {
+          yield i;
+          if (i % 7 === 0) await new Promise((res) => setImmediate(res));
+        }
+      } finally {
+        finished++;
+      }
+    })());
+    const child = runNode(`
+      const r = ipcwire.ipcRenderer;
+      const signals = [];
+      let outcomes = { done: 0, aborted: 0, broke: 0 };
+      const jobs = [];
+      let seed = 12345;
+      const rnd = (n) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+      for (let k = 0; k < 1000; k++) {
+        const ac = new AbortController();
+        signals.push(ac.signal);
+        const len = rnd(40);
+        const abortAfter = rnd(50);
+        const breakAt = rnd(60);
+        jobs.push((async () => {
+          let i = 0;
+          try {
+            for await (const x of r.invokeWith({ signal: ac.signal, streamWindow: { chunks: 1 + rnd(8) } }, 's', len)) {
+              if (i++ === abortAfter) ac.abort();
+              if (i === breakAt) { outcomes.broke++; return; }
+            }
+            outcomes.done++;
+          } catch (e) {
+            if (e.name !== 'AbortError') throw e;
+            outcomes.aborted++;
+          }
+        })());
+        if (k % 50 === 49) await Promise.all(jobs.splice(0));
+      }
+      await Promise.all(jobs);
+      out('outcomes', outcomes);
+      out('listeners', signals.reduce((n, s) => n + require('node:events').getEventListeners(s, 'abort').length, 0));
+      out('counts', [r.wire._counts(), r.wire._streamCounts()]);
+      r.close();
+    `, { address: main.address });
+    const outcomes = await child.msg('outcomes', 50_000);
+    expect(outcomes.done + outcomes.aborted + outcomes.broke).toBe(1000);
+    expect(outcomes.aborted).toBeGreaterThan(0);
+    expect(outcomes.broke).toBeGreaterThan(0);
+    expect(await child.msg('listeners')).toBe(0);
+    expect(await child.msg('counts')).toEqual([{ pending: 0, answering: 0 }, { streamsIn: 0, streamsOut: 0, drainWaiters: 0 }]);
+    const [peer] = main.peers.list();
+    if (peer) await waitUntil(() => peer.link._streamCounts().streamsOut === 0, 5000, 'producers gone');
+    await waitUntil(() => finished === started && started === 1000, 10_000, 'every producer finally');
+    await exitsCleanly(child);
+  });
+});
