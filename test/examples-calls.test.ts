@@ -1,5 +1,5 @@
 /**
- * The runnable examples of invoke cancellation, typed channels and tracing run as a user runs them
+ * The runnable examples of invoke cancellation, streamed invokes, typed channels and tracing run as a user runs them
  * (`node examples/<name>/main.js`) and print what their comments promise.
  */
 import * as path from 'node:path';
@@ -26,6 +26,20 @@ describe('examples-calls', () => {
     expect(lines.filter((l) => l.startsWith('main:'))).toEqual([
       "main: search('slow') abandoned by the renderer (AbortError)",
       "main: search('slow') abandoned by the renderer (AbortError)",
+    ]);
+  });
+
+  test('examples-calls: examples/stream-tokens streams tokens, stops one completion early (main\'s finally runs), awaits one whole', { timeout: 40_000 }, async () => {
+    const lines = await runExample('stream-tokens');
+    expect(lines.filter((l) => l.startsWith('renderer:'))).toEqual([
+      'renderer: brown fox jumps over the lazy dog the quick',
+      'renderer: first three: fox jumps over',
+      'renderer: 4 tokens: ["quick"," brown"," fox"," jumps"]',
+    ]);
+    expect(lines.filter((l) => l.startsWith('main:'))).toEqual([
+      "main: completion of 'hi' done (9 tokens)",
+      "main: completion of 'abc' stopped by the renderer after a few tokens",
+      "main: completion of 'x' done (4 tokens)",
     ]);
   });
 
