@@ -7,7 +7,9 @@
       "sources": [
         "src/native/addon.cc",
         "src/native/errors.cc",
-        "src/native/frame_decoder.cc"
+        "src/native/frame_decoder.cc",
+        "src/native/shm_pool.cc",
+        "src/native/shm_napi.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")"

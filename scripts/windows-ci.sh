@@ -84,7 +84,7 @@ fi
 # ---- 3. cross-compile ---------------------------------------------------------------------------------------------
 # Keep in step with binding.gyp's OS=="win" sources and CMakeLists.txt's WIN32 branch.
 SOURCES=()
-for f in src/native/addon.cc src/native/frame_decoder.cc src/native/errors.cc src/native/win/*.cc; do
+for f in src/native/addon.cc src/native/frame_decoder.cc src/native/errors.cc src/native/shm_pool.cc src/native/shm_napi.cc src/native/win/*.cc; do
   [ -f "$f" ] && SOURCES+=("$f")
 done
 CXXFLAGS=(-O2 -std=c++17 -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "shm_napi.h"
 #include "transport.h"
 
 namespace ipcwire {
@@ -29,6 +30,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) : tracker_(std::make_shared<Lo
                            InstanceAccessor("syncReplyBlobs", &Addon::GetSyncReplyBlobs, nullptr, napi_enumerable),
                            InstanceAccessor("bufferMode", &Addon::GetBufferMode, nullptr, napi_enumerable),
                        });
+  InitShm(env, exports);
 }
 
 Addon::~Addon() {

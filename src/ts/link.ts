@@ -3,13 +3,13 @@
  * answering incoming `invoke`s, liveness (ref/unref) and the exit-time flush. Main's `Peer` and the renderer's
  * `IpcRenderer` each own one per connection and receive the frames this class does not handle itself.
  */
-import { FRAME_HEADER_BYTES, Kind, type NativeConnection } from './native';
+import { FRAME_HEADER_BYTES, Kind, native, type NativeConnection, type NativeShmMapping, type NativeShmPool } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, withStreams, type Encoded, type WireError } from './codec';
 import {
   DEFAULT_STREAM_WINDOW, invokeCall, IpcStream, isStreamSource, StreamHub, streamWindowOption,
   type InvokeCall, type InvokeMode, type StreamTransport, type StreamWindow,
 } from './streams';
-import { AbortError, abortError, codeOf, disconnectedError, makeError } from './errors';
+import { AbortError, abortError, codeOf, disconnectedError, makeError, positiveInt } from './errors';
 import type { InvokeHandler } from './handlers';
 import {
   chDisconnect, chError, chHandleEnd, chHandleStart, chInvokeEnd, chInvokeStart, chSend, outgoingTraceparent,
@@ -27,6 +27,46 @@ export const DEFAULT_MAX_MESSAGE_SIZE = 512 * 1024 * 1024;
 export const DEFAULT_MAX_QUEUED_BYTES = 256 * 1024 * 1024;
 /** The largest frame body the u32 length prefix can declare. */
 export const MAX_FRAME_BODY = 0xffffffff;
+
+/**
+ * Shared memory for large byte arrays, per connection and direction: byte arrays of at least `threshold` bytes
+ * are copied into the sender's pool (a segment of `poolSize` bytes mapped by both processes) and only their
+ * place crosses the socket. See "Large payloads" in the README.
+ */
+export interface SharedMemoryOptions {
+  /** Smallest byte array sent through the pool. Default 64 KiB (smaller ones always ride in the message). */
+  threshold?: number;
+  /** Bytes of this side's pool per connection (its upper bound of shared memory). Default 64 MiB. */
+  poolSize?: number;
+}
+
+/** Default smallest byte array sent through shared memory (measured: below it the socket is as fast). */
+export const DEFAULT_SHM_THRESHOLD = 64 * 1024;
+/** Default size of one side's shared-memory pool per connection. */
+export const DEFAULT_SHM_POOL_SIZE = 64 * 1024 * 1024;
+/** Bytes of an SHM_BLOB payload: u32le segment, slot, offset, length. */
+const SHM_BLOB_BYTES = 16;
+
+/** Resolved shared-memory settings; null when off (`shm: false`, or the platform has none). */
+export interface SharedMemoryConfig {
+  threshold: number;
+  poolSize: number;
+}
+
+/** Checks a user's `shm` option; null when it turns shared memory off. */
+export function sharedMemoryConfig(option: boolean | SharedMemoryOptions | undefined): SharedMemoryConfig | null {
+  if (option === false) return null;
+  const opts = option === undefined || option === true ? {} : option;
+  if (typeof opts !== 'object' || opts === null) {
+    throw new TypeError(`The "shm" option must be false, true or { threshold, poolSize }. Received ${String(option)}`);
+  }
+  const threshold = positiveInt(opts.threshold, DEFAULT_SHM_THRESHOLD, 'shm.threshold');
+  const poolSize = positiveInt(opts.poolSize, DEFAULT_SHM_POOL_SIZE, 'shm.poolSize', 0xffffffff);
+  if (poolSize < 64 * 1024) {
+    throw new RangeError(`The "shm.poolSize" option must be at least 65536. Received ${poolSize}`);
+  }
+  return { threshold, poolSize };
+}
 
 /** Bytes of the body header (kind + id) counted in a frame body. */
 const BODY_HEADER = FRAME_HEADER_BYTES - 4;
@@ -179,13 +219,29 @@ export class Link<E> implements StreamTransport {
   streamWindow: Required<StreamWindow> = DEFAULT_STREAM_WINDOW;
   /** Stream producers waiting for the write queue to drain. */
   private drainWaiters: Array<() => void> = [];
+  /**
+   * Both sides said `shm` in the handshake: large byte arrays may go through this side's pool (which the
+   * peer maps), and the peer's SHM frames are expected.
+   */
+  peerShm = false;
+  /** This side's pool, once a large byte array needed it; `shmOutFailed` once creating it failed (seccomp…). */
+  private shmOut: NativeShmPool | null = null;
+  private shmOutFailed = false;
+  /** The peer's pool, mapped here. */
+  private shmIn: NativeShmMapping | null = null;
+  /** This side's shared-memory settings, offered in the handshake; null when off or not available here. */
+  readonly shm: SharedMemoryConfig | null;
 
   constructor(
     readonly conn: NativeConnection,
     private readonly owner: LinkOwner<E>,
     maxFrameSize: number,
     private readonly maxQueuedBytes: number = DEFAULT_MAX_QUEUED_BYTES,
+    /** This side's shared-memory settings (null: off); offered in the handshake. */
+    shm: SharedMemoryConfig | null = null,
   ) {
+    // IPCWIRE_SHM=0 turns it off for the whole process (to compare, or where a sandbox forbids it).
+    this.shm = shm && native().shmSupported && process.env.IPCWIRE_SHM !== '0' ? shm : null;
     conn.maxFrameSize = maxFrameSize;
     liveLinks.add(this as Link<unknown>);
     installExitHook();
@@ -346,8 +402,115 @@ export class Link<E> implements StreamTransport {
     this.assertOpen();
     this.checkSize(encoded.payload, encoded.blobs);
     this.checkQueue();
-    for (const blob of encoded.blobs) this.writeFrame(Kind.BLOB, 0, blob);
+    for (const blob of encoded.blobs) this.writeBlob(blob);
     this.writeFrame(kind, id, encoded.payload);
+  }
+
+  /**
+   * One large byte array of the next message: through the shared-memory pool when both sides have one and it
+   * has room (one copy, or none for an allocShared Buffer), else as a BLOB frame.
+   */
+  private writeBlob(blob: Uint8Array): void {
+    if (this.peerShm && blob.byteLength >= this.shm!.threshold) {
+      const at = this.sharedPool()?.put(blob);
+      if (at) {
+        const p = Buffer.allocUnsafe(SHM_BLOB_BYTES);
+        p.writeUInt32LE(0, 0);
+        p.writeUInt32LE(at[0], 4);
+        p.writeUInt32LE(at[1], 8);
+        p.writeUInt32LE(blob.byteLength, 12);
+        this.writeFrame(Kind.SHM_BLOB, 0, p);
+        return;
+      }
+    }
+    this.writeFrame(Kind.BLOB, 0, blob);
+  }
+
+  /**
+   * This side's pool, made and announced to the peer on first use (its descriptor on a HANDLES frame, then an
+   * SHM frame). null when shared memory cannot be had (memfd refused by a seccomp filter, out of descriptors…):
+   * this connection then uses the socket only.
+   */
+  private sharedPool(): NativeShmPool | null {
+    if (this.shmOut || this.shmOutFailed || this.closed) return this.shmOut;
+    let pool: NativeShmPool | null = null;
+    try {
+      pool = new (native().ShmPool)(this.shm!.poolSize);
+      this.flushBatch(); // the HANDLES frame is queued natively: frames batched before it go first
+      this.conn.writeHandles([pool.fd]);
+      pool.closeFd(); // the peer has its own duplicate now
+      const size = Buffer.alloc(8);
+      size.writeBigUInt64LE(BigInt(pool.size));
+      this.writeFrame(Kind.SHM, 0, size);
+      this.shmOut = pool;
+    } catch (err) {
+      pool?.close();
+      this.shmOutFailed = true;
+      if (codeOf(err) === 'ERR_IPC_DISCONNECTED') throw err;
+    }
+    return this.shmOut;
+  }
+
+  /**
+   * A Buffer inside this side's pool (zero copy when sent to this peer), or an ordinary one when the peer
+   * has no shared memory, the pool has no room, or external Buffers are refused (Electron's sandbox).
+   */
+  allocShared(size: number): Buffer {
+    if (!Number.isInteger(size) || size < 0 || size > 0xffffffff) {
+      throw new RangeError(`The "size" argument must be an integer from 0 to 4294967295. Received ${String(size)}`);
+    }
+    const shared = this.peerShm && size > 0 ? this.sharedPool()?.alloc(size) : null;
+    return shared ?? Buffer.allocUnsafe(size);
+  }
+
+  /** @internal Test hook: blocks of this side's pool not yet given back. */
+  _sharedStats(): { blocks: number; bytesInUse: number } | null {
+    return this.shmOut ? this.shmOut.stats() : null;
+  }
+
+  /** The peer's SHM frame: maps its segment (the descriptor came on the HANDLES frame before it). */
+  private mapPeerSegment(segment: number, payload: Buffer): void {
+    if (!this.peerShm) throw makeError('ERR_IPC_BAD_FRAME', 'Shared memory from a peer that did not negotiate it');
+    if (segment !== 0 || this.shmIn || payload.length !== 8) {
+      throw makeError('ERR_IPC_BAD_FRAME', 'Malformed shared-memory segment announcement');
+    }
+    const [fd] = this.conn.takeHandles(1);
+    this.shmIn = new (native().ShmMapping)(fd);
+  }
+
+  /** The byte array an SHM_BLOB frame points at: a Buffer over the peer's block. */
+  private sharedBlob(src: Buffer, start: number, end: number): Buffer {
+    if (end - start !== SHM_BLOB_BYTES || !this.shmIn || src.readUInt32LE(start) !== 0) {
+      throw makeError('ERR_IPC_BAD_FRAME', 'A shared-memory byte array without a shared segment');
+    }
+    return this.shmIn.view(src.readUInt32LE(start + 4), src.readUInt32LE(start + 8), src.readUInt32LE(start + 12));
+  }
+
+  /**
+   * The parts of a blocking call's result: the reply's payload and its byte arrays. `call()` returns the
+   * frames held before the reply whole (`frames: true`) when shared-memory frames are among them.
+   */
+  syncReplyParts(raw: Buffer | Buffer[]): { payload: Buffer; blobs: Buffer[] | null } {
+    if (!Array.isArray(raw)) return { payload: raw, blobs: null };
+    if (!(raw as Buffer[] & { frames?: boolean }).frames) return { payload: raw[0], blobs: raw.slice(1) };
+    const blobs: Buffer[] = [];
+    for (let i = 1; i < raw.length; i++) {
+      const frame = raw[i];
+      const kind = frame[4];
+      if (kind === Kind.BLOB) blobs.push(frame.subarray(FRAME_HEADER_BYTES));
+      else if (kind === Kind.SHM) this.mapPeerSegment(frame.readUInt32LE(5), frame.subarray(FRAME_HEADER_BYTES));
+      else if (kind === Kind.SHM_BLOB) blobs.push(this.sharedBlob(frame, FRAME_HEADER_BYTES, frame.length));
+      else throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} before a sendSync reply`);
+    }
+    return { payload: raw[0], blobs };
+  }
+
+  /** Lets go of both pools (the mappings live on while Buffers over their blocks do). */
+  private closeShared(): void {
+    this.shmOut?.close();
+    this.shmOut = null;
+    this.shmIn?.close();
+    this.shmIn = null;
   }
 
   /**
@@ -357,8 +520,9 @@ export class Link<E> implements StreamTransport {
   call(id: number, payload: Uint8Array, blobs: readonly Uint8Array[], timeoutMs: number, alive: () => void): Buffer | Buffer[] {
     this.assertOpen();
     this.checkQueue();
-    // Large byte arrays go first as BLOB frames (queued in order); the blocking call flushes them before the request.
-    for (const blob of blobs) this.writeFrame(Kind.BLOB, 0, blob);
+    // Large byte arrays go first as BLOB or SHM_BLOB frames (queued in order); the blocking call flushes them
+    // before the request.
+    for (const blob of blobs) this.writeBlob(blob);
     this.flushBatch();
     return this.conn.call(id, payload, timeoutMs, alive);
   }
@@ -564,6 +728,7 @@ export class Link<E> implements StreamTransport {
     this.batchLen = 0;
     this.batch = null;
     liveLinks.delete(this as Link<unknown>);
+    this.closeShared();
     for (const [id, call] of this.pending) {
       this.pending.delete(id);
       call.disarm?.();
@@ -623,6 +788,14 @@ export class Link<E> implements StreamTransport {
         try {
           if (kind === Kind.BLOB) {
             this.takeBlob(chunk.subarray(start, end));
+            continue;
+          }
+          if (kind === Kind.SHM_BLOB) {
+            this.takeBlob(this.sharedBlob(chunk, start, end));
+            continue;
+          }
+          if (kind === Kind.SHM) {
+            this.mapPeerSegment(id, chunk.subarray(start, end));
             continue;
           }
           const blobs = this.inboundBlobs;

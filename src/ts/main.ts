@@ -9,7 +9,10 @@ import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCrede
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, receivedBytes, wireBytes, type LinkOwner } from './link';
+import {
+  DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, receivedBytes, sharedMemoryConfig, wireBytes,
+  type LinkOwner, type SharedMemoryConfig, type SharedMemoryOptions,
+} from './link';
 import { checkPathLength, inRuntimeDir, isWindows, resolveAddress, setLocalMainAddress, sweepRuntimeDir } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { rejectedCall, streamWindowOption, type InvokeCall, type StreamWindow } from './streams';
@@ -56,6 +59,11 @@ export interface IpcMainOptions {
    * `invokeWith({ streamWindow })`.)
    */
   streamWindow?: StreamWindow;
+  /**
+   * Large byte arrays through shared memory (Linux, macOS): on by default with a 64 KiB threshold and a 64 MiB
+   * pool per renderer for main's side; `false` keeps every byte on the socket. See "Large payloads" in the README.
+   */
+  shm?: boolean | SharedMemoryOptions;
 }
 
 /** The event a `send`/`sendSync` listener receives (`IpcMainEvent`). */
@@ -255,7 +263,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
         ? (channel, args, bytes) => this.main._inspector?.incoming(this.id, 'invoke', channel, bytes, args)
         : undefined,
     };
-    this.link = new Link(conn, owner, main._maxMessageSize, main._maxQueuedBytes);
+    this.link = new Link(conn, owner, main._maxMessageSize, main._maxQueuedBytes, main._shm);
     this.link.streamWindow = main._streamWindow;
     this.link.updateRef();
     this.handshakeTimer = setTimeout(() => {
@@ -271,6 +279,16 @@ export class Peer<C = AnyChannels> extends EventEmitter {
   send(channel: string, ...args: unknown[]): void {
     checkChannel(channel);
     this.link.send(channel, args);
+  }
+
+  /**
+   * A Buffer of `size` bytes (not zeroed) inside this connection's shared-memory pool: sending it to this
+   * renderer moves no bytes, only its place. It is an ordinary Buffer when shared memory is off or not (yet)
+   * agreed with this renderer, or the pool has no room. Writing into it after sending changes what the renderer
+   * reads from that message's Buffer (only those bytes); allocate a new one per message.
+   */
+  allocShared(size: number): Buffer {
+    return this.link.allocShared(size);
   }
 
   /**
@@ -412,7 +430,9 @@ export class Peer<C = AnyChannels> extends EventEmitter {
   }
 
   private onHello(payload: Buffer): void {
-    const hello = decode(payload) as { magic?: unknown; version?: unknown; maxFrame?: unknown; syncBlobs?: unknown; inspect?: unknown } | null;
+    const hello = decode(payload) as {
+      magic?: unknown; version?: unknown; maxFrame?: unknown; syncBlobs?: unknown; inspect?: unknown; shm?: unknown;
+    } | null;
     if (typeof hello !== 'object' || hello === null || hello.magic !== 'ipcwire') {
       throw makeError('ERR_IPC_BAD_FRAME', 'Not an ipcwire handshake');
     }
@@ -432,6 +452,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
     }
     if (typeof hello.maxFrame === 'number' && hello.maxFrame > 0) this.link.peerMaxFrame = hello.maxFrame;
     this.link.peerTakesSyncBlobs = hello.syncBlobs === true;
+    this.link.peerShm = hello.shm === true && this.link.shm !== null;
     if (refusal) {
       const { code, message } = refusal as Error & { code: string };
       this.refusal = refusal;
@@ -444,7 +465,9 @@ export class Peer<C = AnyChannels> extends EventEmitter {
       this.handshakeTimer = cutoff;
       return;
     }
-    this.link.reply(Kind.WELCOME, 0, [0, { version: PROTOCOL_VERSION, peerId: this.id, maxFrame: this.main._maxMessageSize }]);
+    const welcome: Record<string, unknown> = { version: PROTOCOL_VERSION, peerId: this.id, maxFrame: this.main._maxMessageSize };
+    if (this.link.peerShm) welcome.shm = true;
+    this.link.reply(Kind.WELCOME, 0, [0, welcome]);
     if (hello.inspect === true) {
       // An inspector, not a renderer: it is sent snapshots and is never one of main's peers.
       this.inspecting = true;
@@ -626,6 +649,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
   /** @internal */ readonly _maxMessageSize: number;
   /** @internal */ readonly _handshakeTimeout: number;
   /** @internal */ readonly _maxQueuedBytes: number;
+  /** @internal */ readonly _shm: SharedMemoryConfig | null;
   /** @internal */ readonly _idleTimeout: number;
   /** @internal Collecting for inspector clients; null unless inspection is allowed and listening. */
   _inspector: Inspector | null = null;
@@ -644,6 +668,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     this._maxMessageSize = positiveInt(options.maxMessageSize, DEFAULT_MAX_MESSAGE_SIZE, 'maxMessageSize', MAX_FRAME_BODY);
     this._handshakeTimeout = positiveInt(options.handshakeTimeout, 5000, 'handshakeTimeout');
     this._maxQueuedBytes = positiveInt(options.maxQueuedBytes, DEFAULT_MAX_QUEUED_BYTES, 'maxQueuedBytes');
+    this._shm = sharedMemoryConfig(options.shm);
     this._idleTimeout = positiveInt(options.idleTimeout, 0, 'idleTimeout') || 0;
     if (options.inspect !== undefined && typeof options.inspect !== 'boolean') {
       throw new TypeError('The "inspect" option must be a boolean');

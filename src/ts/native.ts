@@ -27,12 +27,55 @@ export const enum Kind {
   INVOKE_REPLY = 7, // either way: {v} | {e}, id = call id
   BLOB = 8, // either way: the raw bytes of one large Buffer of the next message, which refers to it by index
   CANCEL = 9, // either way (since version 2): the caller no longer waits for INVOKE `id`; empty payload
+  HANDLES = 10, // either way: `id` descriptors for the next message (reserved; see the descriptor-passing API)
   STREAM = 11, // producer → consumer: a chunk, the end or an error of stream `id` (see streams.ts)
   STREAM_CTRL = 12, // consumer → producer: credit for stream `id`, or its cancel
+  // either way, when both said `shm` in the handshake: the sender's shared-memory segment, id = segment number,
+  // payload u64le size; its descriptor rides on the HANDLES frame right before it
+  SHM = 13,
+  // either way: in place of a BLOB frame, a byte array in the sender's segment: u32le segment, slot, offset, length
+  SHM_BLOB = 14,
+  // reserved: blocks come back through their slot counters in the segment header, never through a frame
+  SHM_RELEASE = 15,
 }
 
 /** Bytes of `u32 length | u8 kind | u32 id` before each payload. */
 export const FRAME_HEADER_BYTES = 9;
+
+/**
+ * The sending side's shared-memory segment (memfd on Linux, an unlinked 0600 shm_open object on macOS), mapped
+ * here. Used only on the JS thread of the environment that made it.
+ */
+export interface NativeShmPool {
+  /** The segment's descriptor until `closeFd()` (-1 after): what is passed to the peer. */
+  readonly fd: number;
+  /** Bytes of the segment, its 4 KiB header included. */
+  readonly size: number;
+  closeFd(): void;
+  /**
+   * The block the peer reads `bytes` from, as [slot, offset]: no copy when `bytes` lie inside a block of this
+   * pool (allocShared), else a copy into a free block. Counts one more send of that block. null when no block is
+   * free (the peer still holds them) or the pool is closed.
+   */
+  put(bytes: Uint8Array): [number, number] | null;
+  /** A Buffer over a fresh block (not zeroed), or null when none is free or external Buffers are refused. */
+  alloc(size: number): Buffer | null;
+  /** Blocks not yet given back, and their bytes. */
+  stats(): { blocks: number; bytesInUse: number };
+  /** Idempotent. The mapping lives on until the last Buffer over one of its blocks is collected. */
+  close(): void;
+}
+
+/** The peer's segment, mapped here (read-write, shared). */
+export interface NativeShmMapping {
+  readonly size: number;
+  /**
+   * A Buffer over the block (a copy in copied-buffer mode); the block goes back to the peer when the Buffer
+   * is collected. Throws ERR_IPC_BAD_FRAME for a block outside the segment.
+   */
+  view(slot: number, offset: number, length: number): Buffer;
+  close(): void;
+}
 
 /** Peer credentials read from the kernel (SO_PEERCRED / getpeereid / GetNamedPipeClientProcessId). */
 export interface NativeCredentials {
@@ -82,6 +125,13 @@ export interface NativeConnection {
    * ERR_IPC_INTERRUPTED (the environment is terminating).
    */
   call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void): Buffer | Buffer[];
+  /**
+   * Queues a HANDLES frame carrying duplicates of these descriptors, in order with the other frames (the caller
+   * keeps and may close its own).
+   */
+  writeHandles(fds: number[]): void;
+  /** The next `count` received descriptors in arrival order (ownership passes); ERR_IPC_BAD_FRAME if fewer arrived. */
+  takeHandles(count: number): number[];
   /** Block until everything queued is written or `timeoutMs` passes; used at process exit. Returns bytes left. */
   flush(timeoutMs: number): number;
   /** Whether the connection keeps the event loop alive (queued writes always do, until flushed). */
@@ -139,6 +189,12 @@ export interface NativeBinding {
   readonly maxPathLength: number;
   /** Whether `call()` hands back the BLOB frames read right before its reply (as [reply, ...blobs]). */
   readonly syncReplyBlobs?: boolean;
+  /** Whether this platform has shared-memory pools (false on Windows, where large byte arrays use the pipe). */
+  readonly shmSupported: boolean;
+  /** A new segment of `size` bytes; throws a system error (EPERM, ENOSYS, EMFILE, ENOMEM, …) when refused. */
+  ShmPool: new (size: number) => NativeShmPool;
+  /** Maps a segment received from the peer; takes (and closes) `fd`. ERR_IPC_BAD_FRAME if it cannot be used. */
+  ShmMapping: new (fd: number) => NativeShmMapping;
   /** Hand the JS error class used for ERR_IPC_* errors to the addon (so codes come from one factory). */
   setErrorFactory(make: (code: string, message: string, props?: Record<string, unknown>) => Error): void;
 }

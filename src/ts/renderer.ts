@@ -7,7 +7,10 @@ import { FRAME_HEADER_BYTES, Kind, PROTOCOL_VERSION, native, type NativeCredenti
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type Encoded, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
-import { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, receivedBytes, wireBytes, type LinkOwner, type ReplyBody } from './link';
+import {
+  DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, receivedBytes, sharedMemoryConfig, wireBytes,
+  type LinkOwner, type ReplyBody, type SharedMemoryOptions,
+} from './link';
 import { ADDRESS_ENV, checkPathLength, envAddress, isLocalMainAddress, resolveAddress } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { rejectedCall, streamWindowOption, type InvokeCall, type StreamWindow } from './streams';
@@ -57,6 +60,11 @@ export interface IpcRendererOptions {
    * the {@link ReconnectOptions}. Default: off (a lost connection stays lost, as in Electron).
    */
   reconnect?: boolean | ReconnectOptions;
+  /**
+   * Large byte arrays through shared memory (Linux, macOS): on by default with a 64 KiB threshold and a 64 MiB
+   * pool for this side; `false` keeps every byte on the socket. See "Large payloads" in the README.
+   */
+  shm?: boolean | SharedMemoryOptions;
 }
 
 /**
@@ -219,6 +227,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     }
     if (options.syncTimeout !== undefined) positiveInt(options.syncTimeout, 0, 'syncTimeout');
     this.reconnectOptions = reconnectConfig(options.reconnect);
+    sharedMemoryConfig(options.shm);
     this.options = options;
     this.syncTimeout = options.syncTimeout;
     if (options.invokeTimeout !== undefined) checkTimeout(options.invokeTimeout, 'invokeTimeout');
@@ -320,7 +329,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
       peerId: () => this.peerIdValue,
     };
     const maxFrame = this.options.maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE;
-    wire = new Link(conn, owner, maxFrame, this.options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES);
+    wire = new Link(conn, owner, maxFrame, this.options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES, sharedMemoryConfig(this.options.shm));
     wire.streamWindow = this.streamWindow;
     this.wire = wire;
     this.closedByUser = false;
@@ -328,6 +337,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     // return value's large byte arrays out of band (no copy into the msgpack payload on main's side).
     const hello: Record<string, unknown> = { magic: 'ipcwire', version: PROTOCOL_VERSION, maxFrame, syncBlobs: binding.syncReplyBlobs === true };
     if (this.options.inspect) hello.inspect = true;
+    if (wire.shm) hello.shm = true;
     wire.write(Kind.HELLO, 0, encodeValue(hello, 'hello').payload);
     wire.updateRef();
     process.nextTick(() => this.link.emit('connect'));
@@ -432,7 +442,8 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     let body: ReplyBody;
     try {
       // [reply, ...blobs] when main sent the return value's large byte arrays out of band.
-      body = (Array.isArray(raw) ? decode(raw[0], raw.slice(1)) : decode(raw)) as ReplyBody;
+      const { payload: replyPayload, blobs: replyBlobs } = wire.syncReplyParts(raw);
+      body = decode(replyPayload, replyBlobs) as ReplyBody;
       if (!Array.isArray(body)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed sendSync reply');
     } catch (err) {
       wire.fail(err as Error);
@@ -441,6 +452,16 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     if (body[0] === 0) return body[1];
     const remote = (body[1] ?? {}) as WireError;
     throw fromWireError(remote, typeof remote.message === 'string' ? remote.message : String(remote.text));
+  }
+
+  /**
+   * A Buffer of `size` bytes (not zeroed) inside this connection's shared-memory pool: sending it to main moves
+   * no bytes, only its place. It is an ordinary Buffer when shared memory is off, not agreed with main yet (main
+   * answers the handshake asynchronously after the connection opens), or the pool has no room. Writing into it
+   * after sending changes what main reads from that message's Buffer (only those bytes); allocate one per message.
+   */
+  allocShared(size: number): Buffer {
+    return this.ensure().allocShared(size);
   }
 
   /** Calls main's `ipcMain.handle(channel)` handler; resolves with its result. */
@@ -730,7 +751,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
       case Kind.WELCOME: {
         const body = decode(src, null, start, end) as ReplyBody;
         const welcome = (Array.isArray(body) ? body[1] : null) as
-          | { version?: number; peerId?: number; maxFrame?: number; error?: { code: string; message: string } }
+          | { version?: number; peerId?: number; maxFrame?: number; shm?: boolean; error?: { code: string; message: string } }
           | null;
         if (!welcome || typeof welcome !== 'object') throw makeError('ERR_IPC_BAD_FRAME', 'Malformed handshake reply');
         if (welcome.error) {
@@ -739,6 +760,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
           return;
         }
         if (typeof welcome.peerId === 'number') this.peerIdValue = welcome.peerId;
+        if (this.wire) this.wire.peerShm = welcome.shm === true && this.wire.shm !== null;
         if (chConnect.hasSubscribers && this.wire) chConnect.publish(this.wire.traceMessage('out', 'connect', '', 0, 0));
         if (typeof welcome.maxFrame === 'number' && welcome.maxFrame > 0 && this.wire) {
           this.wire.peerMaxFrame = welcome.maxFrame;

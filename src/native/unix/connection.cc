@@ -19,6 +19,8 @@ namespace {
 constexpr uint8_t kKindSync = 4;
 constexpr uint8_t kKindSyncReply = 5;
 constexpr uint8_t kKindBlob = 8;
+constexpr uint8_t kKindShm = 13;      // Kind.SHM: the peer's shared-memory segment (its descriptor came with it)
+constexpr uint8_t kKindShmBlob = 14;  // Kind.SHM_BLOB: a large byte array in that segment, in place of a BLOB
 // Fairness: one readable event reads at most this much of small frames (or one large frame).
 constexpr size_t kReadBudget = 1024 * 1024;
 // Frames up to this size reach JS as ordinary (copied) Buffers; larger ones as external Buffers, no copy.
@@ -304,12 +306,18 @@ Napi::Value Connection::Call(const Napi::CallbackInfo& info) {
       // sendSync calls would hold every reply and land each new one in fresh pages.
       // With BLOB frames (a renderer that said syncBlobs in its hello gets large byte arrays out of band), the
       // result is [reply, ...blobs], the blobs copied the same way.
+      // When shared-memory frames are among them, every held frame is returned whole (header included, so
+      // that JS sees its kind) and the array is marked `frames: true`.
       if (match.blobs.empty()) return ToBuffer(env, std::move(match.frame), kFrameHeaderBytes, kCopyReplyThreshold);
       {
+        bool whole = false;
+        for (const Block& b : match.blobs) whole = whole || (b.size() > 4 && b.data()[4] != kKindBlob);
+        size_t skip = whole ? 0 : kFrameHeaderBytes;
         Napi::Array out = Napi::Array::New(env, match.blobs.size() + 1);
         out.Set(0u, ToBuffer(env, std::move(match.frame), kFrameHeaderBytes, kCopyReplyThreshold));
         for (size_t i = 0; i < match.blobs.size(); i++)
-          out.Set(static_cast<uint32_t>(i + 1), ToBuffer(env, std::move(match.blobs[i]), kFrameHeaderBytes, kCopyReplyThreshold));
+          out.Set(static_cast<uint32_t>(i + 1), ToBuffer(env, std::move(match.blobs[i]), skip, kCopyReplyThreshold));
+        if (whole) out.Set("frames", Napi::Boolean::New(env, true));
         return out;
       }
     case WaitEnd::kTimeout:
@@ -582,8 +590,8 @@ bool Connection::DrainDecoder(CallMatch* match) {
     if (s == DecodeStatus::kNeedMore) return true;
     if (s != DecodeStatus::kFrame) return false;
     if (match != nullptr && !match->found) {
-      if (f.kind == kKindBlob) {
-        // Maybe the reply's: main writes a value's large byte arrays as BLOB frames right before it.
+      if (f.kind == kKindBlob || f.kind == kKindShm || f.kind == kKindShmBlob) {
+        // Maybe the reply's: main writes a value's large byte arrays as BLOB (or SHM_BLOB) frames right before it.
         Block b;
         if (f.owned) {
           b = Block(f.data, f.size);

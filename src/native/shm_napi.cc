@@ -1,0 +1,232 @@
+// The JS face of shm_pool.h: `new binding.ShmPool(size)` (the sending side's segment) and
+// `new binding.ShmMapping(fd)` (the peer's segment, mapped here). Nothing static: each environment defines
+// its own classes.
+#include "shm_napi.h"
+
+#include <cerrno>
+#include <memory>
+
+#ifndef _WIN32
+#include <unistd.h>
+#endif
+
+#include "addon.h"
+#include "errors.h"
+#include "shm_pool.h"
+
+namespace ipcwire {
+
+namespace {
+
+uint32_t ToU32(const Napi::Value& v) {
+  if (!v.IsNumber()) return 0xffffffffu;
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0) || d != static_cast<double>(static_cast<uint32_t>(d))) return 0xffffffffu;
+  return static_cast<uint32_t>(d);
+}
+
+// What a Buffer over one of this process's own blocks (allocShared) keeps alive.
+struct LocalHint {
+  std::shared_ptr<shm::Pool> pool;
+  uint32_t offset;
+};
+
+// What a Buffer over a block of the peer's segment keeps alive, and the slot it gives back.
+struct ViewHint {
+  std::shared_ptr<shm::Mapping> mapping;
+  uint32_t slot;
+};
+
+void FinalizeLocal(napi_env, void*, void* hint) {
+  auto* h = static_cast<LocalHint*>(hint);
+  h->pool->DropLocal(h->offset);
+  delete h;
+}
+
+void FinalizeView(napi_env, void*, void* hint) {
+  auto* h = static_cast<ViewHint*>(hint);
+  // Only an atomic store into shared memory: fine on any thread and at teardown. The sender reads it when
+  // it next allocates.
+  h->mapping->counter(h->slot)->fetch_sub(1, std::memory_order_release);
+  delete h;
+}
+
+void CloseFd(int fd) {
+#ifndef _WIN32
+  if (fd >= 0) close(fd);
+#endif
+}
+
+class ShmPool : public Napi::ObjectWrap<ShmPool> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ShmPool",
+                       {
+                           InstanceAccessor<&ShmPool::GetFd>("fd"),
+                           InstanceAccessor<&ShmPool::GetSize>("size"),
+                           InstanceMethod<&ShmPool::CloseFdMethod>("closeFd"),
+                           InstanceMethod<&ShmPool::Put>("put"),
+                           InstanceMethod<&ShmPool::Alloc>("alloc"),
+                           InstanceMethod<&ShmPool::Stats>("stats"),
+                           InstanceMethod<&ShmPool::Close>("close"),
+                       });
+  }
+
+  ShmPool(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ShmPool>(info) {
+    Napi::Env env = info.Env();
+    double size = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+    if (!(size > static_cast<double>(shm::kHeaderBytes) && size <= static_cast<double>(shm::kMaxSegmentBytes))) {
+      throw Napi::RangeError::New(env, "ShmPool size out of range");
+    }
+    std::string call;
+    int err_no = 0;
+    auto mapping = shm::Mapping::Create(static_cast<size_t>(size), &fd_, &call, &err_no);
+    if (!mapping) {
+      if (err_no == 0) throw Napi::Error::New(env, call);
+      ThrowError(env, ErrorInfo::System(err_no, call.c_str()));
+    }
+    pool_ = std::make_shared<shm::Pool>(std::move(mapping));
+  }
+
+  ~ShmPool() override { CloseFd(fd_); }
+
+ private:
+  Napi::Value GetFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+  Napi::Value GetSize(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), pool_ ? static_cast<double>(pool_->mapping()->size()) : 0);
+  }
+
+  // The descriptor is only needed until it has been passed to the peer (which dups it).
+  Napi::Value CloseFdMethod(const Napi::CallbackInfo& info) {
+    CloseFd(fd_);
+    fd_ = -1;
+    return info.Env().Undefined();
+  }
+
+  // put(bytes) -> [slot, offset] | null: the block the peer reads `bytes` from. Bytes inside one of this
+  // pool's own blocks (allocShared) are not copied; others are copied into a free block. null when the pool
+  // is full or closed: the caller sends them through the socket.
+  Napi::Value Put(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!pool_ || !info[0].IsTypedArray()) return env.Null();
+    Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+    size_t length = ta.ByteLength();
+    const uint8_t* src = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    uint32_t slot = 0, offset = 0;
+    if (!pool_->Find(src, length, &slot, &offset)) {
+      if (!pool_->Alloc(length, &slot, &offset)) return env.Null();
+      memcpy(pool_->mapping()->base() + offset, src, length);
+    }
+    pool_->Sent(slot);
+    Napi::Array out = Napi::Array::New(env, 2);
+    out.Set(0u, Napi::Number::New(env, slot));
+    out.Set(1u, Napi::Number::New(env, offset));
+    return out;
+  }
+
+  // alloc(size) -> Buffer | null: a Buffer over a fresh block of this pool (zero copy when sent).
+  Napi::Value Alloc(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t length = ToU32(info[0]);
+    if (!pool_ || length == 0xffffffffu) return env.Null();
+    uint32_t slot = 0, offset = 0;
+    if (!pool_->Alloc(length, &slot, &offset)) return env.Null();
+    pool_->AddLocal(offset);
+    auto* hint = new LocalHint{pool_, offset};
+    napi_value buf;
+    napi_status s = napi_create_external_buffer(env, length, pool_->mapping()->base() + offset, FinalizeLocal, hint, &buf);
+    if (s != napi_ok) {
+      // Electron's V8 sandbox refuses Buffers over foreign memory: no zero copy there.
+      FinalizeLocal(env, nullptr, hint);
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) {
+        napi_value ignored;
+        napi_get_and_clear_last_exception(env, &ignored);
+      }
+      return env.Null();
+    }
+    return Napi::Value(env, buf);
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("blocks", Napi::Number::New(env, pool_ ? static_cast<double>(pool_->blocks()) : 0));
+    out.Set("bytesInUse", Napi::Number::New(env, pool_ ? static_cast<double>(pool_->bytes_in_use()) : 0));
+    return out;
+  }
+
+  // Idempotent. The mapping stays until the last Buffer over one of its blocks is gone.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    CloseFd(fd_);
+    fd_ = -1;
+    pool_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<shm::Pool> pool_;
+  int fd_ = -1;
+};
+
+class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ShmMapping",
+                       {
+                           InstanceAccessor<&ShmMapping::GetSize>("size"),
+                           InstanceMethod<&ShmMapping::View>("view"),
+                           InstanceMethod<&ShmMapping::Close>("close"),
+                       });
+  }
+
+  // new ShmMapping(fd): maps the peer's segment. Takes the descriptor: it is closed here, mapped or not.
+  ShmMapping(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ShmMapping>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "ShmMapping expects a descriptor");
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    std::string why;
+    mapping_ = fd >= 0 ? shm::Mapping::Adopt(fd, &why) : nullptr;
+    CloseFd(fd);
+    if (!mapping_) {
+      ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "The peer's shared memory cannot be used: " +
+                                                           (why.empty() ? std::string("bad descriptor") : why)));
+    }
+  }
+
+ private:
+  Napi::Value GetSize(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), mapping_ ? static_cast<double>(mapping_->size()) : 0);
+  }
+
+  // view(slot, offset, length) -> Buffer over that block (or a copy where external Buffers are refused or
+  // IPCWIRE_COPY_BUFFERS=1); the block is given back when the Buffer goes (at once for a copy).
+  // ERR_IPC_BAD_FRAME for a block outside the segment.
+  Napi::Value View(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t slot = ToU32(info[0]), offset = ToU32(info[1]), length = ToU32(info[2]);
+    uint8_t* p = mapping_ ? mapping_->Locate(slot, offset, length) : nullptr;
+    if (p == nullptr || length == 0xffffffffu || offset == 0xffffffffu) {
+      ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "A shared-memory block outside the peer's segment"));
+    }
+    auto* hint = new ViewHint{mapping_, slot};
+    return Addon::Get(env)->NewBuffer(env, p, length, FinalizeView, hint);
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    mapping_.reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<shm::Mapping> mapping_;
+};
+
+}  // namespace
+
+void InitShm(Napi::Env env, Napi::Object exports) {
+  exports.Set("shmSupported", Napi::Boolean::New(env, shm::Supported()));
+  exports.Set("ShmPool", ShmPool::Define(env));
+  exports.Set("ShmMapping", ShmMapping::Define(env));
+}
+
+}  // namespace ipcwire
