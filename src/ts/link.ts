@@ -227,6 +227,9 @@ export class Link<E> implements StreamTransport {
   /** This side's pool, once a large byte array needed it; `shmOutFailed` once creating it failed (seccomp…). */
   private shmOut: NativeShmPool | null = null;
   private shmOutFailed = false;
+  /** Byte arrays sent through the pool, and those of at least the threshold that fell back to the socket. */
+  private shmSent = 0;
+  private shmFellBack = 0;
   /** The peer's pool, mapped here. */
   private shmIn: NativeShmMapping | null = null;
   /** This side's shared-memory settings, offered in the handshake; null when off or not available here. */
@@ -420,8 +423,10 @@ export class Link<E> implements StreamTransport {
         p.writeUInt32LE(at[1], 8);
         p.writeUInt32LE(blob.byteLength, 12);
         this.writeFrame(Kind.SHM_BLOB, 0, p);
+        this.shmSent++;
         return;
       }
+      this.shmFellBack++;
     }
     this.writeFrame(Kind.BLOB, 0, blob);
   }
@@ -463,9 +468,13 @@ export class Link<E> implements StreamTransport {
     return shared ?? Buffer.allocUnsafe(size);
   }
 
-  /** @internal Test hook: blocks of this side's pool not yet given back. */
-  _sharedStats(): { blocks: number; bytesInUse: number } | null {
-    return this.shmOut ? this.shmOut.stats() : null;
+  /**
+   * @internal Test hook: whether both sides agreed on shared memory, byte arrays sent through it and those that
+   * fell back to the socket, and this side's pool blocks not yet given back.
+   */
+  _sharedStats(): { agreed: boolean; sent: number; fellBack: number; blocks: number; bytesInUse: number } {
+    const pool = this.shmOut ? this.shmOut.stats() : { blocks: 0, bytesInUse: 0 };
+    return { agreed: this.peerShm, sent: this.shmSent, fellBack: this.shmFellBack, ...pool };
   }
 
   /** The peer's SHM frame: maps its segment (the descriptor came on the HANDLES frame before it). */
