@@ -176,6 +176,11 @@ function buildJobs() {
       });
     }
     jobs.push({ sys, section: 'scale', pin: 'unpinned', rep: 0, cells });
+    if (plan.idle) {
+      const { idle, holders, active } = plan.idle;
+      const cfg = { durationMs: plan.scale.durationMs, timeoutMs: plan.scale.timeoutMs, warmupCalls: plan.scale.warmupCalls };
+      jobs.push({ sys, section: 'idle', pin: 'unpinned', rep: 0, cells: [{ kind: 'idle', idle, holders, active, cfg }] });
+    }
   }
   return jobs;
 }
@@ -234,12 +239,16 @@ function fmtElapsed() {
 
 function progress(rec) {
   done++;
-  const what = `${rec.section}${rec.section === 'latency' ? '/' + rec.pin : ''} ${rec.label}${rec.renderers ? ` ×${rec.renderers}` : ''}${rec.rate ? ` at ${rec.rate}/s each` : ''} ${rec.payload || ''}`;
+  const what = `${rec.section}${rec.section === 'latency' ? '/' + rec.pin : ''} ${rec.label}${rec.renderers ? ` ×${rec.renderers}` : ''}${rec.idle ? ` ${rec.idle} idle` : ''}${rec.rate ? ` at ${rec.rate}/s each` : ''} ${rec.payload || ''}`;
   let res;
   if (rec.error) res = `ERROR ${rec.error.slice(0, 160)}`;
   else if (rec.section === 'latency') res = `median ${rec.result.median_us} µs, p99 ${rec.result.p99_us} µs (n=${rec.result.n})`;
   else if (rec.section === 'throughput') res = `${rec.result.msgs_per_s} msgs/s, ${rec.result.mb_per_s} MB/s`;
-  else res = `${rec.result.calls_per_s} calls/s, p99 ${rec.result.p99_us} µs, failures ${rec.result.failures}`;
+  else if (rec.section === 'idle') {
+    const r = rec.result;
+    res = r.skipped ? `skipped: ${r.skipped}` : `${r.rss_bytes_per_idle} B RSS and ${r.heap_bytes_per_idle} B heap per idle connection; ` +
+      `${r.active} active: p99 ${r.before.p99_us} → ${r.during.p99_us} µs, ${r.before.calls_per_s} → ${r.during.calls_per_s} calls/s, failures ${r.failures}`;
+  } else res = `${rec.result.calls_per_s} calls/s, p99 ${rec.result.p99_us} µs, failures ${rec.result.failures}`;
   log(`[${String(done).padStart(3)}/${total} ${fmtElapsed()}] ${what.replace(/\s+/g, ' ').trim()}${rec.rep ? ` (repeat ${rec.rep + 1})` : ''}: ${res}`);
 }
 
@@ -250,7 +259,7 @@ async function runNodeJob(job) {
   const argv = [process.execPath, script, JSON.stringify(cfg)];
   const r = await runProcess(argv, job.pin, plan.driverTimeoutMs, (obj) => {
     if (obj.type !== 'cell') return;
-    const i = job.cells.findIndex((c, k) => !seen.has(k) && c.payload === obj.payload && c.api === obj.api && c.renderers === obj.renderers && c.rate === obj.rate);
+    const i = job.cells.findIndex((c, k) => !seen.has(k) && c.payload === obj.payload && c.api === obj.api && c.renderers === obj.renderers && c.rate === obj.rate && c.idle === obj.idle);
     seen.add(i);
     record(job, obj, obj.result, obj.error);
   });
@@ -345,10 +354,11 @@ function record(job, cell, result, error) {
     pin: job.pin,
     rep: job.rep,
     system: sys.id,
-    label: job.section === 'scale' && sys.kind !== 'c' ? 'ipcwire sendSync' : label(sys, job.section === 'throughput' ? sys.tpApi : cell.api),
+    label: (job.section === 'scale' || job.section === 'idle') && sys.kind !== 'c' ? 'ipcwire sendSync' : label(sys, job.section === 'throughput' ? sys.tpApi : cell.api),
     payload: cell.payload,
     renderers: cell.renderers,
     rate: cell.rate,
+    idle: cell.idle,
     result: result || null,
     error: error || null,
   };
@@ -388,10 +398,10 @@ async function main() {
   }
   // Smoke: every system must have produced numbers in every cell; timings are never judged.
   const failed = records.filter((r) => r.error || !r.result);
-  const scaleFailures = records.filter((r) => r.section === 'scale' && r.result && r.result.failures > 0);
+  const scaleFailures = records.filter((r) => (r.section === 'scale' || r.section === 'idle') && r.result && r.result.failures > 0);
   if (failed.length) log(`${failed.length} measurement(s) failed:\n` + failed.map((r) => `  ${r.section} ${r.pin} ${r.label} ${r.payload || r.renderers}: ${r.error}`).join('\n'));
   if (graphFailed) log(`graph: ${graphFailed}`);
-  if (scaleFailures.length) log(`scale: sendSync calls failed: ${scaleFailures.map((r) => `${r.renderers} renderers: ${r.result.failures} (${r.result.first_error})`).join('; ')}`);
+  if (scaleFailures.length) log(`scale: sendSync calls failed: ${scaleFailures.map((r) => `${r.idle ? `${r.idle} idle connections and active` : r.renderers} renderers: ${r.result.failures} (${r.result.first_error})`).join('; ')}`);
   process.exitCode = failed.length || scaleFailures.length || graphFailed ? 1 : 0;
 }
 

@@ -56,6 +56,9 @@ const FULL = {
   addonMaxIters: 20000, // call-rtt.js: iterations as the C program (its warm-up is min(1000, iters))
   cThroughput: { small: [500000, 20000], '1MiB': [3000, 50], '16MiB': [150, 4] },
   scale: { counts: [1, 10, 100], durationMs: 2000, timeoutMs: 120000, warmupCalls: 300, paced: { counts: [1, 100], rate: 20, durationMs: 3000 } },
+  // Idle connections: `idle` silent renderer connections opened by `holders` processes, `active` renderers
+  // calling sendSync back to back for scale.durationMs before and while they are connected (~40 s).
+  idle: { idle: 10000, holders: 4, active: 10 },
   // Big object graphs: {list} of N small objects, medians of `reps` rounds (the 1 M case alone is ~10 s a round).
   graph: { sizes: [100000, 1000000], reps: 3 },
   driverTimeoutMs: 240000,
@@ -80,6 +83,7 @@ const SMOKE = {
   cLatency: { small: [500, 50], '1KiB': [500, 50], '1MiB': [20, 2] },
   cThroughput: { small: [10000, 500], '1MiB': [50, 2] },
   scale: { counts: [1, 10, 100], durationMs: 200, timeoutMs: 90000, warmupCalls: 20 },
+  idle: { idle: 200, holders: 2, active: 3 },
   graph: { sizes: [20000], reps: 1 },
   driverTimeoutMs: 100000,
 };

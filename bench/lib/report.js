@@ -122,10 +122,12 @@ function aggregate(records, meta) {
       ? round(((row.renderers / single.calls_per_s) * 1e6) / single.p99_us) : null;
   }
 
-  return { meta, latency, throughput, scale, targets: targets(meta, latency, throughput, scale) };
+  const idle = all.filter((g) => g.section === 'idle').map((g) => ({ label: g.label, ...(g.ok[0] || {}), error: g.errors[0] || undefined }));
+
+  return { meta, latency, throughput, scale, idle, targets: targets(meta, latency, throughput, scale, idle) };
 }
 
-function targets(meta, latency, throughput, scale) {
+function targets(meta, latency, throughput, scale, idle = []) {
   const pin = meta.pins.includes('pinned') ? 'pinned' : 'unpinned';
   const lat = (l) => latency.find((r) => r.pin === pin && r.payload === 'small' && r.label === l);
   const tp = (l, p) => throughput.find((r) => r.payload === p && r.label === l);
@@ -166,6 +168,20 @@ function targets(meta, latency, throughput, scale) {
         (c100 && c100.p99_x_single != null ? `; the C limit itself: ${c100.p99_x_single}×` : '')
       : `missing${s100 && s100.error ? `: ${s100.error}` : ''}`,
   });
+  for (const n of [10, 100]) {
+    const w = scale.find((r) => r.label !== C_LABEL && r.renderers === n && !r.rate);
+    const cn = scale.find((r) => r.label === C_LABEL && r.renderers === n && !r.rate);
+    add(`scale-${n}-calls`, `${n} renderers back to back: calls/s ≥ 60% of the C server's (same N)`, ratio(w && w.calls_per_s, cn && cn.calls_per_s), 0.6, '>=',
+      w && cn && w.calls_per_s != null && cn.calls_per_s != null ? `${w.calls_per_s} vs ${cn.calls_per_s} calls/s` : 'missing');
+  }
+  const id = idle.find((r) => r.idle != null && !r.skipped);
+  const idleSkip = idle.find((r) => r.skipped || r.error);
+  const idleMissing = idleSkip ? `missing: ${idleSkip.skipped || idleSkip.error}` : 'missing';
+  add('idle-memory', `${id ? id.idle.toLocaleString('en-US') : 'N'} idle connections: main's RSS per idle connection ÷ 16 KiB ≤ 1`,
+    id ? id.rss_bytes_per_idle / 16384 : null, 1, '<=',
+    id ? `${(id.rss_bytes_per_idle / 1024).toFixed(1)} KiB RSS (V8 heap ${(id.heap_bytes_per_idle / 1024).toFixed(1)} KiB) per connection; main ${id.main_rss_mib} MiB` : idleMissing);
+  add('idle-p99', `${id ? id.active : 'N'} active renderers' sendSync p99 with the idle connections ≤ 2× without`, id ? id.p99_ratio : null, 2, '<=',
+    id ? `${id.during.p99_us} µs vs ${id.before.p99_us} µs; ${id.failures} failed calls` : idleMissing);
   return out;
 }
 
@@ -218,6 +234,16 @@ function targetRows(results) {
   return results.targets.map((t) => [t.text, t.value == null ? '—' : `${t.value}`, `${t.cmp} ${t.limit}`,
     t.met == null ? 'n/a' : t.met ? 'met' : 'MISSED', t.detail]);
 }
+function idleRows(results) {
+  return results.idle.map((r) => r.skipped || r.error ? [r.label, 'skipped', r.skipped || r.error, '', '', '', '', '', '', ''] : [
+    r.label, `${num(r.idle)} idle (${r.holders} processes), ${r.active} active`, `${(r.connect_ms / 1000).toFixed(1)} s`,
+    `${(r.rss_bytes_per_idle / 1024).toFixed(1)} KiB`, `${(r.heap_bytes_per_idle / 1024).toFixed(1)} KiB`, `${r.main_rss_mib} MiB`,
+    `${num(r.before.calls_per_s)} → ${num(r.during.calls_per_s)}`, `${us(r.before.p99_us)} → ${us(r.during.p99_us)}`, times(r.p99_ratio),
+    `${r.failures} of ${num(r.before.calls + r.during.calls)}`,
+  ]);
+}
+const IDLE_HEAD = ['system', 'connections', 'all connected in', 'main RSS per idle', 'V8 heap per idle', 'main RSS', 'active calls/s without → with', 'active p99 without → with', 'p99 ×without', 'failed calls'];
+
 const TARGET_HEAD = ['target', 'ratio', 'needs', 'result', 'measured'];
 
 function textTable(head, rows) {
@@ -248,6 +274,7 @@ function sections(results, fmt) {
   }
   if (results.throughput.length) out.push(['One-way throughput (unpinned)', fmt(TP_HEAD, throughputRows(results))]);
   if (results.scale.length) out.push(['Scale: N renderers doing sendSync at once against one main (unpinned)', fmt(SCALE_HEAD, scaleRows(results))]);
+  if (results.idle && results.idle.length) out.push(['Idle connections: silent renderers held open against one main, active renderers doing sendSync meanwhile (unpinned)', fmt(IDLE_HEAD, idleRows(results))]);
   if (results.graph && results.graph.length) out.push(['Big object graphs: one message of N {id, name, tags} objects, ms (median), ipcwire against msgpackr alone in the same process', fmt(GRAPH_HEAD, graphRows(results))]);
   out.push(['Targets (ratios from this run)', fmt(TARGET_HEAD, targetRows(results))]);
   return out;

@@ -75,7 +75,7 @@ function renderer(sockPath, durationMs, warmupCalls, rate) {
   r.send('ready');
 }
 
-async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate = 0 }) {
+function startMain() {
   const { IpcMain } = require(modulePath);
   const main = new IpcMain();
   const sock = C.tmpSocket('sc');
@@ -83,12 +83,27 @@ async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate 
     event.returnValue = args;
   });
   main.listen(sock.path);
+  return { main, sock };
+}
+
+function stopMain({ main, sock }) {
+  main.close();
+  fs.rmSync(sock.dir, { recursive: true, force: true });
+}
+
+/** `shared`: a main (from startMain) to reuse and leave open; by default the cell has a main of its own. */
+async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate = 0 }, shared) {
+  const own = shared ? null : startMain();
+  const { main, sock } = shared || own;
   let ready = 0;
   let allReady;
   const readyP = new Promise((res) => (allReady = res));
-  main.on('ready', () => {
+  const readyPeers = [];
+  const onReady = (event) => {
+    readyPeers.push(event.sender);
     if (++ready === count) allReady();
-  });
+  };
+  main.on('ready', onReady);
   const results = [];
   const exits = [];
   const children = [];
@@ -108,7 +123,8 @@ async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate 
   const failedEarly = Promise.all(exits).then(() => 'exited');
   if ((await Promise.race([readyP.then(() => 'ready'), failedEarly])) !== 'ready') {
     clearTimeout(timer);
-    main.close();
+    main.removeListener('ready', onReady);
+    if (own) stopMain(own);
     throw new Error(`only ${ready} of ${count} renderers became ready`);
   }
   const startupMs = Math.round((C.now() - spawned) / 1e6);
@@ -127,14 +143,15 @@ async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate 
   let exited = 0;
   const codesSoFar = () => exited;
   for (const e of exits) e.then(() => exited++);
-  main.broadcast('go');
+  // Only to this cell's renderers: with idle connections (runIdle), a broadcast would be 10,000 writes.
+  for (const peer of readyPeers) peer.send('go');
   await allResults;
   mainCpu = process.cpuUsage(mainCpu0);
   windowNs = C.now() - goAt;
   const codes = await Promise.all(exits);
   clearTimeout(timer);
-  main.close();
-  fs.rmSync(sock.dir, { recursive: true, force: true });
+  main.removeListener('ready', onReady);
+  if (own) stopMain(own);
 
   const badExits = codes.filter((c) => c !== 0).length;
   let calls = 0;
@@ -179,11 +196,129 @@ async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate 
   };
 }
 
+// Idle connections: a holder process opens `count` renderer connections to main (in batches, so that the
+// listen backlog never overflows) and keeps them open, saying nothing, until its stdin closes.
+function holder(sockPath, count) {
+  const { IpcRenderer } = require(modulePath);
+  const held = [];
+  let i = 0;
+  const batch = () => {
+    for (const end = Math.min(count, i + 100); i < end; i++) held.push(new IpcRenderer().connect(sockPath));
+    if (i < count) setTimeout(batch, 5);
+  };
+  batch();
+  process.stdin.on('data', () => {});
+  process.stdin.on('end', () => {
+    for (const r of held) r.close();
+  });
+}
+
+/** Soft and hard RLIMIT_NOFILE of this process, raised with prlimit(1) to `need` where permitted. */
+function raiseFdLimit(need) {
+  const { spawnSync } = require('node:child_process');
+  const get = () => {
+    const r = spawnSync('prlimit', ['--pid', String(process.pid), '--nofile', '--raw', '--noheadings', '--output=SOFT,HARD'], { encoding: 'utf8' });
+    if (r.status !== 0) return null;
+    const [soft, hard] = r.stdout.trim().split(/\s+/).map((x) => (x === 'unlimited' ? Infinity : Number(x)));
+    return { soft, hard };
+  };
+  const before = get();
+  if (!before) return { ok: false, why: 'prlimit (util-linux) is not available to read or raise the fd limit' };
+  if (before.soft >= need) return { ok: true, ...before };
+  // Raising the hard limit needs root (CAP_SYS_RESOURCE); the soft limit can go up to the hard one.
+  const target = before.hard >= need ? `${need}:${before.hard}` : `${need}:${need}`;
+  spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${target}`]);
+  const after = get();
+  if (after && after.soft >= need) return { ok: true, ...after };
+  return { ok: false, why: `${need} descriptors needed, the fd limit is ${before.soft} (hard ${before.hard}) and could not be raised (not root)` };
+}
+
+function gcNow() {
+  if (!global.gc) {
+    require('node:v8').setFlagsFromString('--expose-gc');
+    global.gc = require('node:vm').runInNewContext('gc');
+  }
+  global.gc();
+  global.gc();
+}
+
+/**
+ * `idle` connections held open by `holders` processes against one main, while `active` renderers call
+ * sendSync back to back: main's RSS and V8 heap per idle connection, and the active renderers' p99 with and
+ * without the idle ones (same main, same run).
+ */
+async function runIdle({ idle, holders, active, cfg }) {
+  const lim = raiseFdLimit(idle + active + 256);
+  if (!lim.ok) return { skipped: lim.why };
+  const shared = startMain();
+  const { main, sock } = shared;
+  const procs = [];
+  try {
+    await runScale(active, { ...cfg, durationMs: Math.min(cfg.durationMs, 500) }, shared); // warm main up
+    const before = await runScale(active, cfg, shared);
+    gcNow();
+    await new Promise((res) => setTimeout(res, 200));
+    gcNow();
+    const mem0 = process.memoryUsage();
+    let connected = 0;
+    let allConnected;
+    const connectedP = new Promise((res) => (allConnected = res));
+    const onConnect = () => {
+      if (++connected === idle) allConnected();
+    };
+    main.peers.on('connect', onConnect);
+    const t0 = C.now();
+    const per = Math.ceil(idle / holders);
+    for (let h = 0, left = idle; h < holders; h++, left -= per) {
+      // A holder needs a descriptor per connection too: raise its limit in the shell that starts it.
+      const n = Math.min(per, left);
+      const child = spawn('sh', ['-c', `ulimit -n ${n + 256} 2>/dev/null; exec "$0" "$@"`, process.execPath, __filename, 'holder', sock.path, String(n)], {
+        stdio: ['pipe', 'ignore', 'inherit'],
+      });
+      procs.push({ child, exit: new Promise((res) => child.once('exit', res)) });
+    }
+    const timer = setTimeout(() => allConnected('timeout'), cfg.timeoutMs);
+    const how = await connectedP;
+    clearTimeout(timer);
+    main.peers.removeListener('connect', onConnect);
+    if (how === 'timeout') throw new Error(`only ${connected} of ${idle} idle connections were made`);
+    const connectMs = Math.round((C.now() - t0) / 1e6);
+    await new Promise((res) => setTimeout(res, 500));
+    gcNow();
+    const mem1 = process.memoryUsage();
+    const during = await runScale(active, cfg, shared);
+    const rssPer = (mem1.rss - mem0.rss) / idle;
+    const heapPer = (mem1.heapUsed - mem0.heapUsed) / idle;
+    const externalPer = (mem1.external + mem1.arrayBuffers - mem0.external - mem0.arrayBuffers) / idle;
+    return {
+      idle,
+      holders,
+      active,
+      connect_ms: connectMs,
+      rss_bytes_per_idle: Math.round(rssPer),
+      heap_bytes_per_idle: Math.round(heapPer),
+      external_bytes_per_idle: Math.round(externalPer),
+      main_rss_mib: Math.round(mem1.rss / 1048576),
+      before,
+      during,
+      p99_ratio: Math.round((during.p99_us / before.p99_us) * 100) / 100,
+      calls_per_s_ratio: Math.round((during.calls_per_s / before.calls_per_s) * 100) / 100,
+      failures: before.failures + during.failures,
+      first_error: before.first_error || during.first_error,
+    };
+  } finally {
+    for (const p of procs) p.child.stdin.end();
+    await Promise.all(procs.map((p) => p.exit));
+    stopMain(shared);
+  }
+}
+
 async function driver(cfg) {
-  await C.runCells(cfg, (cell) => runScale(cell.renderers, cell.cfg));
+  await C.runCells(cfg, (cell) => (cell.idle ? runIdle(cell) : runScale(cell.renderers, cell.cfg)));
 }
 
 if (process.argv[2] === 'renderer') renderer(process.argv[3], Number(process.argv[4]), Number(process.argv[5]), Number(process.argv[6]));
+else if (process.argv[2] === 'holder') holder(process.argv[3], Number(process.argv[4]));
 else driver(C.driverConfig()).catch((e) => {
   console.error(e);
   process.exit(1);
