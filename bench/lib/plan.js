@@ -61,6 +61,8 @@ const FULL = {
   idle: { idle: 10000, holders: 4, active: 10 },
   // Big object graphs: {list} of N small objects, medians of `reps` rounds (the 1 M case alone is ~10 s a round).
   graph: { sizes: [100000, 1000000], reps: 3 },
+  // Streams (bench/systems/streams.js): 1 GiB of 1 MiB chunks, 2 alternating rounds against send; a slow reader for 10 s.
+  streams: { totalMiB: 1024, chunkMiB: 1, rounds: 2, slowSeconds: 10, pings: 2000 },
   driverTimeoutMs: 240000,
 };
 
@@ -85,6 +87,7 @@ const SMOKE = {
   scale: { counts: [1, 10, 100], durationMs: 200, timeoutMs: 90000, warmupCalls: 20 },
   idle: { idle: 200, holders: 2, active: 3 },
   graph: { sizes: [20000], reps: 1 },
+  streams: { totalMiB: 32, chunkMiB: 1, rounds: 1, slowSeconds: 2, pings: 100 },
   driverTimeoutMs: 100000,
 };
 

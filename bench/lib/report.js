@@ -267,6 +267,33 @@ function graphRows(results) {
     g.decode_ms.ipcwire, g.decode_ms.msgpackr_structured, g.decode_ms.msgpackr_plain, g.decode_x_structured, g.decode_x_plain]);
 }
 
+const STREAM_TP_HEAD = ['total', 'chunks', 'stream MB/s', 'send MB/s', 'stream/send'];
+const STREAM_LAT_HEAD = ['small invoke', 'alone median µs', 'alone p99 µs', 'during a stream median µs', 'during p99 µs', '×p99'];
+const STREAM_RSS_HEAD = ['slow reader', 'chunks read', 'chunks main pulled', 'main RSS before MiB', 'max MiB', 'growth MiB'];
+
+/** The streams section (bench/systems/streams.js): one row each for throughput, latency and the slow reader. */
+function streamTables(results, fmt) {
+  const st = results.streams || {};
+  const out = [];
+  const tp = st.throughput;
+  if (tp) {
+    out.push(['Streams: a streamed invoke result of 1 MiB Buffers (`for await`) against one-way `send` of the same Buffers (main → renderer, unpinned)',
+      fmt(STREAM_TP_HEAD, [[`${Math.round(tp.total_bytes / 2 ** 20)} MiB`, `${Math.round(tp.chunk_bytes / 2 ** 20)} MiB`, tp.stream_mb_s, tp.send_mb_s, tp.ratio]])]);
+  }
+  const lat = st.latency;
+  if (lat) {
+    out.push(['Streams: small invoke round trips alone and while such a stream runs on the same connection',
+      fmt(STREAM_LAT_HEAD, [['ping', lat.alone_median_us, lat.alone_p99_us, lat.during_median_us, lat.during_p99_us,
+        Math.round((lat.during_p99_us / lat.alone_p99_us) * 10) / 10]])]);
+  }
+  const slow = st['slow-reader'];
+  if (slow) {
+    out.push([`Streams: main's memory while the renderer reads one 1 MiB chunk a second for ${slow.seconds} s (default window)`,
+      fmt(STREAM_RSS_HEAD, [['1 chunk/s', slow.chunks_read, slow.chunks_pulled, slow.rss_before_mib, slow.rss_max_mib, slow.rss_growth_mib]])]);
+  }
+  return out;
+}
+
 function sections(results, fmt) {
   const out = [];
   for (const pin of results.meta.pins) {
@@ -276,6 +303,7 @@ function sections(results, fmt) {
   if (results.scale.length) out.push(['Scale: N renderers doing sendSync at once against one main (unpinned)', fmt(SCALE_HEAD, scaleRows(results))]);
   if (results.idle && results.idle.length) out.push(['Idle connections: silent renderers held open against one main, active renderers doing sendSync meanwhile (unpinned)', fmt(IDLE_HEAD, idleRows(results))]);
   if (results.graph && results.graph.length) out.push(['Big object graphs: one message of N {id, name, tags} objects, ms (median), ipcwire against msgpackr alone in the same process', fmt(GRAPH_HEAD, graphRows(results))]);
+  out.push(...streamTables(results, fmt));
   out.push(['Targets (ratios from this run)', fmt(TARGET_HEAD, targetRows(results))]);
   return out;
 }
