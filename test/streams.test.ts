@@ -6,6 +6,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { exitsCleanly, makeMain, runNode, useHarness, waitUntil } from './helpers';
+import { KIND, captureHandshake, frame, parseFrames, rawClient } from './helpers/wire';
 
 useHarness();
 
@@ -346,5 +347,55 @@ describe('streams', () => {
     if (peer) await waitUntil(() => peer.link._streamCounts().streamsOut === 0, 5000, 'producers gone');
     await waitUntil(() => finished === started && started === 1000, 10_000, 'every producer finally');
     await exitsCleanly(child);
+  });
+});
+
+describe('streams-hostile', () => {
+  test('streams-hostile: a peer overrunning its window, a malformed credit or a stream inside a chunk closes that connection with ERR_IPC_BAD_FRAME', { timeout: 30_000 }, async () => {
+    const main = makeMain({ streamWindow: { chunks: 2 } });
+    const { hello } = await captureHandshake(main);
+    const errors: any[] = [];
+    main.peers.on('error', (err: any) => errors.push(err));
+    const held: any[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    main.handle('upload', (_e: any, s: any) => {
+      held.push(s);
+      return gate;
+    });
+    // ['upload', [<stream 1>]]: msgpack by hand; msgpackr writes the stream reference as extension 0x26 (fixext 1,
+    // data 0) followed by its id.
+    const invoke = frame(KIND.INVOKE, 7, Buffer.from([0x92, 0xa6, ...Buffer.from('upload'), 0x91, 0xd4, 0x26, 0x00, 0x01]));
+    const chunk = (id: number) => frame(KIND.STREAM, id, Buffer.from([0x92, 0x00, 0x2a])); // [0, 42]
+
+    // 1. More chunks than the two the window allows, before any credit beyond it.
+    const a = rawClient(main.address);
+    a.socket.write(Buffer.concat([hello, invoke]));
+    await waitUntil(() => parseFrames(a.received()).frames.some((f) => f.readUInt8(4) === KIND.STREAM_CTRL), 5000, 'the first credit');
+    a.socket.write(Buffer.concat([chunk(1), chunk(1), chunk(1)]));
+    await a.closed;
+    await waitUntil(() => errors.length === 1, 5000, 'an error event');
+    expect(errors[0].code).toBe('ERR_IPC_BAD_FRAME');
+    expect(errors[0].message).toMatch(/more chunks than its window/);
+    // The handler's stream ends with the reason the connection closed.
+    await expect(held[0].all()).rejects.toMatchObject({ code: 'ERR_IPC_DISCONNECTED' });
+
+    // 2. A malformed credit for a stream main never made.
+    const b = rawClient(main.address);
+    b.socket.write(Buffer.concat([hello, frame(KIND.STREAM_CTRL, 5, Buffer.from([0x92, 0x00, 0xa1, 0x78]))]));
+    await b.closed;
+    await waitUntil(() => errors.length === 2, 5000, 'a second error event');
+    expect(errors[1].code).toBe('ERR_IPC_BAD_FRAME');
+
+    // 3. A chunk that itself holds a stream reference.
+    const c = rawClient(main.address);
+    c.socket.write(Buffer.concat([hello, invoke]));
+    await waitUntil(() => held.length === 2, 5000, 'the second upload');
+    c.socket.write(frame(KIND.STREAM, 1, Buffer.from([0x92, 0x00, 0xd4, 0x26, 0x00, 0x02])));
+    await c.closed;
+    await waitUntil(() => errors.length === 3, 5000, 'a third error event');
+    expect(errors[2].code).toBe('ERR_IPC_BAD_FRAME');
+    release();
+    expect(main.peers.size).toBe(0);
   });
 });

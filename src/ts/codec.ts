@@ -151,14 +151,12 @@ addExtension({
   },
 });
 
-/** Decodes with `resolver` making the consumers of the stream references met. */
-export function withStreams<T>(resolver: (id: number) => unknown, fn: () => T): T {
+/**
+ * While set, stream references met by decode() become what `resolver` makes of their ids (an invoke's arguments
+ * or result being decoded); unset, a reference is a malformed message.
+ */
+export function setStreamDecoder(resolver: ((id: number) => unknown) | null): void {
   decodingStreams = resolver;
-  try {
-    return fn();
-  } finally {
-    decodingStreams = null;
-  }
 }
 
 const packrOptions = { structuredClone: true, moreTypes: true, int64AsType: 'bigint' as const };

@@ -4,7 +4,7 @@
  * `IpcRenderer` each own one per connection and receive the frames this class does not handle itself.
  */
 import { FRAME_HEADER_BYTES, Kind, native, type NativeConnection, type NativeShmMapping, type NativeShmPool } from './native';
-import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, withStreams, type Encoded, type WireError } from './codec';
+import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, setStreamDecoder, type Encoded, type WireError } from './codec';
 import {
   DEFAULT_STREAM_WINDOW, invokeCall, IpcStream, isStreamSource, StreamHub, streamWindowOption,
   type InvokeCall, type InvokeMode, type StreamTransport, type StreamWindow,
@@ -217,6 +217,22 @@ export class Link<E> implements StreamTransport {
   readonly streams: StreamHub = new StreamHub(this);
   /** The window this side grants to streams it receives as invoke arguments. */
   streamWindow: Required<StreamWindow> = DEFAULT_STREAM_WINDOW;
+  /** The window of the streams met by the decode under way, and their consumers (see streamDecoder). */
+  private decodeWindow: Required<StreamWindow> = DEFAULT_STREAM_WINDOW;
+  private decodedStreams: IpcStream[] | null = null;
+  /** Makes the consumer of a stream reference in an invoke or its reply being decoded. */
+  private readonly streamDecoder = (sid: number): unknown => {
+    const s = this.streams.consumer(sid, this.decodeWindow);
+    (this.decodedStreams ??= []).push(s);
+    return s;
+  };
+
+  private takeDecodedStreams(): IpcStream[] | null {
+    const made = this.decodedStreams;
+    this.decodedStreams = null;
+    return made;
+  }
+
   /** Stream producers waiting for the write queue to drain. */
   private drainWaiters: Array<() => void> = [];
   /**
@@ -859,22 +875,26 @@ export class Link<E> implements StreamTransport {
         return;
       case Kind.INVOKE_REPLY: {
         const call = this.pending.get(id);
-        const made: IpcStream[] = [];
-        const body = withStreams((sid) => {
-          const s = this.streams.consumer(sid, call ? call.window : DEFAULT_STREAM_WINDOW);
-          made.push(s);
-          return s;
-        }, () => decode(src, blobs, start, end)) as ReplyBody;
+        this.decodeWindow = call ? call.window : DEFAULT_STREAM_WINDOW;
+        this.decodedStreams = null;
+        let body: ReplyBody;
+        setStreamDecoder(this.streamDecoder);
+        try {
+          body = decode(src, blobs, start, end) as ReplyBody;
+        } finally {
+          setStreamDecoder(null);
+        }
+        const made = this.takeDecodedStreams();
         if (!call) {
           // a reply to nothing we are waiting for (or to a call abandoned meanwhile)
-          for (const s of made) s.cancel();
+          if (made) for (const s of made) s.cancel();
           return;
         }
         this.pending.delete(id);
         call.disarm?.();
         this.updateRef();
         if (!Array.isArray(body)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed invoke reply');
-        for (const s of made) {
+        if (made) for (const s of made) {
           if (body[0] !== 0 || s !== body[1]) {
             s.cancel(); // only a result that is a stream itself is one
             continue;
@@ -918,13 +938,17 @@ export class Link<E> implements StreamTransport {
   }
 
   private answerInvoke(id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
-    const made: IpcStream[] = [];
-    const { channel, args, traceparent } = withStreams((sid) => {
-      const s = this.streams.consumer(sid, this.streamWindow);
-      made.push(s);
-      return s;
-    }, () => decodeMessage(src, blobs, start, end));
-    const argStreams = made.length > 0 ? made : null;
+    this.decodeWindow = this.streamWindow;
+    this.decodedStreams = null;
+    let msg: ReturnType<typeof decodeMessage>;
+    setStreamDecoder(this.streamDecoder);
+    try {
+      msg = decodeMessage(src, blobs, start, end);
+    } finally {
+      setStreamDecoder(null);
+    }
+    const { channel, args, traceparent } = msg;
+    const argStreams = this.takeDecodedStreams();
     if (argStreams) for (const s of argStreams) s._label = `Error in a stream argument of '${channel}'`;
     const call = new IncomingCall(traceparent);
     call.argStreams = argStreams;

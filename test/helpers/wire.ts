@@ -10,7 +10,7 @@ import * as net from 'node:net';
 import { expect } from 'vitest';
 import { type Any, runNode, sleep, sockPath, trackRaw } from './index';
 
-export const KIND = { HELLO: 1, WELCOME: 2, MESSAGE: 3, SYNC: 4, SYNC_REPLY: 5, INVOKE: 6, INVOKE_REPLY: 7, BLOB: 8 } as const;
+export const KIND = { HELLO: 1, WELCOME: 2, MESSAGE: 3, SYNC: 4, SYNC_REPLY: 5, INVOKE: 6, INVOKE_REPLY: 7, BLOB: 8, STREAM: 11, STREAM_CTRL: 12 } as const;
 
 /** A whole frame: length prefix, kind, id, payload. */
 export function frame(kind: number, id: number, payload: Uint8Array): Buffer {
