@@ -46,12 +46,15 @@ ReadTarget FrameDecoder::Prepare() {
     return {large_ + large_fill_, large_cap_ - large_fill_};
   }
   if (staging_ == nullptr) {
-    // Allocated lazily: an idle connection costs no staging memory until its first read.
-    staging_ = static_cast<uint8_t*>(malloc(staging_capacity_));
+    // Allocated lazily (an idle connection costs no staging memory until its first read), and small at
+    // first: most connections never need more.
+    size_t cap = kInitialStagingBytes < staging_capacity_ ? kInitialStagingBytes : staging_capacity_;
+    staging_ = static_cast<uint8_t*>(malloc(cap));
     if (staging_ == nullptr) {
-      Fail(DecodeStatus::kOutOfMemory, staging_capacity_);
+      Fail(DecodeStatus::kOutOfMemory, cap);
       return {nullptr, 0};
     }
+    staging_cap_ = cap;
   }
   if (rpos_ > 0) {
     // What remains is at most one partial small frame (< large_threshold_), so this move is short.
@@ -60,7 +63,19 @@ ReadTarget FrameDecoder::Prepare() {
     rpos_ = 0;
     wpos_ = rest;
   }
-  return {staging_ + wpos_, staging_capacity_ - wpos_};
+  // A read filled the buffer (more is likely waiting), or a partial small frame fills it: grow to the full
+  // capacity once, which always has room for a small frame.
+  if ((staging_filled_ || wpos_ == staging_cap_) && staging_cap_ < staging_capacity_) {
+    auto* grown = static_cast<uint8_t*>(realloc(staging_, staging_capacity_));
+    if (grown == nullptr) {
+      Fail(DecodeStatus::kOutOfMemory, staging_capacity_);
+      return {nullptr, 0};
+    }
+    staging_ = grown;
+    staging_cap_ = staging_capacity_;
+  }
+  staging_filled_ = false;
+  return {staging_ + wpos_, staging_cap_ - wpos_};
 }
 
 void FrameDecoder::Commit(size_t n) {
@@ -68,6 +83,7 @@ void FrameDecoder::Commit(size_t n) {
     large_fill_ += n;
   } else {
     wpos_ += n;
+    if (wpos_ == staging_cap_) staging_filled_ = true;
   }
 }
 
@@ -130,7 +146,8 @@ size_t FrameDecoder::Feed(const uint8_t* data, size_t n) {
     memcpy(t.data, data + taken, k);
     Commit(k);
     taken += k;
-    // Without draining, a full staging buffer cannot take more: let the caller run Next().
+    // Without draining, a full staging buffer cannot take more: let the caller run Next(). (One still at
+    // its initial size grows in the next Prepare().)
     if (large_ == nullptr && wpos_ == staging_capacity_) break;
     if (large_ != nullptr && large_fill_ == large_size_) break;
   }

@@ -3,8 +3,10 @@
 // Pure C++ (no Node or libuv headers) so it can be unit-tested and fuzzed on its own.
 //
 // Memory model (why it looks like this):
-// - Small frames are read into a fixed staging buffer and handed out as views into it; the caller copies
-//   them (coalescing several into one chunk) before asking for the next read target.
+// - Small frames are read into a staging buffer and handed out as views into it; the caller copies
+//   them (coalescing several into one chunk) before asking for the next read target. The staging buffer
+//   starts at kInitialStagingBytes and grows to its full capacity the first time a read fills it: a main
+//   holding thousands of mostly idle connections pays ~1 KiB each instead of a page of a 128 KiB buffer.
 // - A frame bigger than `large_threshold` gets its own allocation; the rest of it is read straight into that
 //   allocation (no second copy) and ownership passes to the caller when it is complete, sized exactly
 //   4 + bodyLength bytes. Up to kEagerBytes it is allocated whole when its length prefix is known (or taken
@@ -72,6 +74,8 @@ class FrameDecoder {
   static constexpr size_t kDefaultLargeThreshold = 64 * 1024;
   // Large frames up to this size are allocated whole at once; bigger ones grow from it as bytes arrive.
   static constexpr size_t kEagerBytes = 1024 * 1024;
+  // First size of the staging buffer (a handshake and small calls fit); grown to staging_capacity when full.
+  static constexpr size_t kInitialStagingBytes = 1024;
 
   // large_threshold: frames whose total size (prefix included) exceeds it get their own allocation.
   // Requires staging_capacity > large_threshold (a small frame always fits after compaction).
@@ -106,6 +110,8 @@ class FrameDecoder {
   size_t large_capacity() const { return large_cap_; }
   // Bytes held that do not yet form a complete frame.
   size_t buffered() const;
+  // Bytes allocated for the staging buffer so far (0 before the first Prepare()).
+  size_t staging_allocated() const { return staging_cap_; }
 
  private:
   DecodeStatus Fail(DecodeStatus status, uint64_t length);
@@ -114,6 +120,8 @@ class FrameDecoder {
   size_t staging_capacity_;
   size_t large_threshold_;
   uint8_t* staging_ = nullptr;
+  size_t staging_cap_ = 0;  // allocated so far: kInitialStagingBytes, then staging_capacity_
+  bool staging_filled_ = false;  // a read filled the staging buffer: grow before the next one
   size_t rpos_ = 0;  // first unconsumed byte in staging
   size_t wpos_ = 0;  // end of data in staging
   uint8_t* large_ = nullptr;

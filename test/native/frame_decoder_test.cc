@@ -295,6 +295,39 @@ bool LargeFrameGrowsWithArrivingBytes() {
   return true;
 }
 
+// A connection that only says hello keeps a small staging buffer; one whose reads fill it gets the full
+// capacity, and a small frame bigger than the initial buffer still decodes.
+bool StagingStartsSmallAndGrows() {
+  FrameDecoder d;
+  std::vector<uint8_t> hello = Encode({{1, 0, std::vector<uint8_t>(100, 7)}});
+  CHECK(d.Feed(hello.data(), hello.size()) == hello.size());
+  DecodedFrame f;
+  CHECK(d.Next(&f) == DecodeStatus::kFrame && f.size == hello.size());
+  CHECK(d.Next(&f) == DecodeStatus::kNeedMore);
+  CHECK(d.staging_allocated() == FrameDecoder::kInitialStagingBytes);
+  std::vector<uint8_t> big = Encode({{2, 9, std::vector<uint8_t>(40000, 3)}, {2, 10, std::vector<uint8_t>(10, 4)}});
+  size_t off = 0;
+  std::vector<uint32_t> ids;
+  while (off < big.size()) {
+    size_t n = d.Feed(big.data() + off, big.size() - off);
+    off += n;
+    for (;;) {
+      DecodeStatus s = d.Next(&f);
+      if (s != DecodeStatus::kFrame) {
+        CHECK(s == DecodeStatus::kNeedMore);
+        break;
+      }
+      CHECK(!f.owned && f.kind == 2);
+      ids.push_back(f.id);
+    }
+    CHECK(n > 0 || off == big.size());
+  }
+  CHECK(ids.size() == 2 && ids[0] == 9 && ids[1] == 10);
+  CHECK(d.staging_allocated() == FrameDecoder::kDefaultStagingCapacity);
+  CHECK(d.buffered() == 0);
+  return true;
+}
+
 }  // namespace
 
 int main() {
@@ -308,5 +341,6 @@ int main() {
   Run("max-body-adjustable", MaxBodyAdjustable);
   Run("buffering-bounded", BufferingIsBounded);
   Run("large-frame-grows-with-arriving-bytes", LargeFrameGrowsWithArrivingBytes);
+  Run("staging-starts-small-and-grows", StagingStartsSmallAndGrows);
   return native_test::Summary("frame_decoder");
 }
