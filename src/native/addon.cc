@@ -25,6 +25,9 @@ Addon::Addon(Napi::Env env, Napi::Object exports) : tracker_(std::make_shared<Lo
                            InstanceMethod("listen", &Addon::Listen, napi_enumerable),
                            InstanceMethod("connect", &Addon::Connect, napi_enumerable),
                            InstanceMethod("removeStale", &Addon::RemoveStale, napi_enumerable),
+                           InstanceMethod("socketpair", &Addon::SocketPair, napi_enumerable),
+                           InstanceMethod("adoptConnection", &Addon::AdoptConnection, napi_enumerable),
+                           InstanceMethod("closeHandle", &Addon::CloseHandle, napi_enumerable),
                            InstanceMethod("setErrorFactory", &Addon::SetErrorFactory, napi_enumerable),
                            InstanceAccessor("maxPathLength", &Addon::GetMaxPathLength, nullptr, napi_enumerable),
                            InstanceAccessor("syncReplyBlobs", &Addon::GetSyncReplyBlobs, nullptr, napi_enumerable),
@@ -61,6 +64,12 @@ Napi::Value Addon::Listen(const Napi::CallbackInfo& info) { return transport::Li
 Napi::Value Addon::Connect(const Napi::CallbackInfo& info) { return transport::Connect(info); }
 
 Napi::Value Addon::RemoveStale(const Napi::CallbackInfo& info) { return transport::RemoveStale(info); }
+
+Napi::Value Addon::SocketPair(const Napi::CallbackInfo& info) { return transport::SocketPair(info); }
+
+Napi::Value Addon::AdoptConnection(const Napi::CallbackInfo& info) { return transport::AdoptConnection(info); }
+
+Napi::Value Addon::CloseHandle(const Napi::CallbackInfo& info) { return transport::CloseHandle(info); }
 
 Napi::Value Addon::GetSyncReplyBlobs(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), transport::SyncReplyBlobs());

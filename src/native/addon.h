@@ -83,6 +83,9 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value Listen(const Napi::CallbackInfo& info);
   Napi::Value Connect(const Napi::CallbackInfo& info);
   Napi::Value RemoveStale(const Napi::CallbackInfo& info);
+  Napi::Value SocketPair(const Napi::CallbackInfo& info);
+  Napi::Value AdoptConnection(const Napi::CallbackInfo& info);
+  Napi::Value CloseHandle(const Napi::CallbackInfo& info);
   Napi::Value GetMaxPathLength(const Napi::CallbackInfo& info);
   Napi::Value GetSyncReplyBlobs(const Napi::CallbackInfo& info);
   Napi::Value GetBufferMode(const Napi::CallbackInfo& info);

@@ -205,6 +205,8 @@ export class Link<E> implements StreamTransport {
   private refd = false;
   /** BLOB frames received for the next message, and their total size (bounded by maxFrameSize). */
   private inboundBlobs: Buffer[] | null = null;
+  /** Descriptors received (HANDLES frames) for the next message; ours until something adopts them. */
+  private inboundHandles: number[] | null = null;
   private inboundBlobBytes = 0;
   /** Largest body the peer accepts; learned from the handshake. */
   peerMaxFrame = DEFAULT_MAX_MESSAGE_SIZE;
@@ -499,7 +501,8 @@ export class Link<E> implements StreamTransport {
     if (segment !== 0 || this.shmIn || payload.length !== 8) {
       throw makeError('ERR_IPC_BAD_FRAME', 'Malformed shared-memory segment announcement');
     }
-    const [fd] = this.conn.takeHandles(1);
+    const fd = this.inboundHandles?.shift();
+    if (fd === undefined) throw makeError('ERR_IPC_BAD_FRAME', 'A shared-memory segment announced without its descriptor');
     this.shmIn = new (native().ShmMapping)(fd);
   }
 
@@ -523,6 +526,7 @@ export class Link<E> implements StreamTransport {
       const frame = raw[i];
       const kind = frame[4];
       if (kind === Kind.BLOB) blobs.push(frame.subarray(FRAME_HEADER_BYTES));
+      else if (kind === Kind.HANDLES) this.takeHandles(frame.readUInt32LE(5));
       else if (kind === Kind.SHM) this.mapPeerSegment(frame.readUInt32LE(5), frame.subarray(FRAME_HEADER_BYTES));
       else if (kind === Kind.SHM_BLOB) blobs.push(this.sharedBlob(frame, FRAME_HEADER_BYTES, frame.length));
       else throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} before a sendSync reply`);
@@ -782,6 +786,7 @@ export class Link<E> implements StreamTransport {
         `The connection closed in the middle of a message (${this.inboundBlobs.length} of its byte arrays received)`);
     }
     this.markDisconnected(reason);
+    this.closeInboundHandles();
     if (chDisconnect.hasSubscribers) {
       const msg = this.traceMessage('in', 'disconnect', '', 0, 0);
       if (reason) msg.error = reason;
@@ -823,10 +828,19 @@ export class Link<E> implements StreamTransport {
             this.mapPeerSegment(id, chunk.subarray(start, end));
             continue;
           }
+          if (kind === Kind.HANDLES) {
+            this.takeHandles(id);
+            continue;
+          }
           const blobs = this.inboundBlobs;
           this.inboundBlobs = null;
           this.inboundBlobBytes = 0;
-          this.dispatch(kind, id, chunk, start, end, blobs);
+          try {
+            this.dispatch(kind, id, chunk, start, end, blobs);
+          } finally {
+            // Nothing adopts descriptors yet: whatever came with this frame is closed, never leaked.
+            this.closeInboundHandles();
+          }
         } catch (err) {
           const code = codeOf(err);
           if (code === 'ERR_IPC_BAD_FRAME' || code === 'ERR_IPC_FRAME_TOO_LARGE') {
@@ -852,6 +866,28 @@ export class Link<E> implements StreamTransport {
 
   /** The protocol error that made us close, reported instead of the plain local close. */
   failure: Error | null = null;
+
+  /** Takes the descriptors a HANDLES frame announced from the addon; they belong to the next message. */
+  private takeHandles(count: number): void {
+    const fds = this.conn.takeHandles(count);
+    if (this.inboundHandles) this.inboundHandles.push(...fds);
+    else this.inboundHandles = fds;
+  }
+
+  /** @internal Closes the descriptors received for the message just handled that nothing adopted. */
+  closeInboundHandles(): void {
+    const fds = this.inboundHandles;
+    if (!fds) return;
+    this.inboundHandles = null;
+    const binding = native();
+    for (const fd of fds) {
+      try {
+        binding.closeHandle(fd);
+      } catch {
+        // already closed by whoever adopted it
+      }
+    }
+  }
 
   private takeBlob(payload: Buffer): void {
     this.inboundBlobBytes += payload.length;

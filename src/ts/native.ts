@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import { makeError } from './errors';
 
 /** Bumped whenever frames or payloads change shape; checked in the handshake. */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 
 /** Frame kinds. Values are part of the wire protocol (see PROTOCOL_VERSION). */
 export const enum Kind {
@@ -27,7 +27,12 @@ export const enum Kind {
   INVOKE_REPLY = 7, // either way: {v} | {e}, id = call id
   BLOB = 8, // either way: the raw bytes of one large Buffer of the next message, which refers to it by index
   CANCEL = 9, // either way (since version 2): the caller no longer waits for INVOKE `id`; empty payload
-  HANDLES = 10, // either way: `id` descriptors for the next message (reserved; see the descriptor-passing API)
+  /**
+   * Either way (since version 3): `id` descriptors for the next MESSAGE / SYNC / SYNC_REPLY / INVOKE / INVOKE_REPLY
+   * frame (like BLOB frames). Unix: they ride on this frame's first byte as SCM_RIGHTS, payload empty. Windows: the
+   * payload is the u64le handle values, already duplicated into the receiving process by the sender.
+   */
+  HANDLES = 10,
   STREAM = 11, // producer → consumer: a chunk, the end or an error of stream `id` (see streams.ts)
   STREAM_CTRL = 12, // consumer → producer: credit for stream `id`, or its cancel
   // either way, when both said `shm` in the handshake: the sender's shared-memory segment, id = segment number,
@@ -141,6 +146,20 @@ export interface NativeConnection {
   close(): void;
   /** Half-close after flushing: queued writes are still sent, then the fd is shut down and closed. */
   end(): void;
+  /**
+   * Queue a HANDLES frame carrying duplicates of these descriptors (at most 253), in order with the other frames;
+   * the caller keeps its own and may close them at once. The duplicates are closed once sent, or when the
+   * connection closes first. Returns the bytes still buffered; throws ERR_IPC_DISCONNECTED when closed.
+   */
+  writeHandles(fds: number[]): number;
+  /**
+   * The next `count` received descriptors, in arrival order; they are the caller's from now on (close them with
+   * `closeHandle`). A HANDLES frame's descriptors are always there by the time the frame reaches `onFrames`.
+   * Throws ERR_IPC_BAD_FRAME if fewer arrived. Descriptors nobody took are closed when the connection closes;
+   * more than 256 untaken at once close the connection with ERR_IPC_BAD_FRAME, as do descriptors the kernel
+   * dropped on the way.
+   */
+  takeHandles(count: number): number[];
   readonly bufferedAmount: number;
   readonly credentials: NativeCredentials;
   /** Largest frame body accepted from the peer; bigger declared lengths close the connection. */
@@ -173,6 +192,19 @@ export interface NativeBinding {
    * backoff until `timeoutMs`. Throws ENOENT, ECONNREFUSED, EACCES, … with syscall 'connect' and address.
    */
   connect(address: string, timeoutMs: number): NativeConnection;
+  /**
+   * Two connected stream sockets (Unix: socketpair(2), non-blocking, close-on-exec; Windows: a connected
+   * named-pipe pair, handles as numbers). Each end can be adopted here, or sent to another process.
+   */
+  socketpair(): [number, number];
+  /**
+   * Wraps a connected descriptor as a connection (not started): same framing, blocking call, blobs and handles
+   * as a renderer↔main connection; credentials read from the socket. Ownership passes, also when this throws
+   * (ENOTSOCK for anything but a Unix stream socket; EBADF for a descriptor that is not open).
+   */
+  adoptConnection(fd: number): NativeConnection;
+  /** Closes a descriptor JS owns (from socketpair() or takeHandles()). Throws EBADF if it is not open. */
+  closeHandle(fd: number): void;
   /**
    * Removes the socket file at `socketPath` and its lock file when no live server holds the lock (never a file
    * that is not a socket, never a socket that still accepts connections). Whether they were removed; always

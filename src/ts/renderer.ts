@@ -448,6 +448,9 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     } catch (err) {
       wire.fail(err as Error);
       throw err;
+    } finally {
+      // Nothing adopts descriptors yet: whatever came with the reply is closed, never leaked.
+      wire.closeInboundHandles();
     }
     if (body[0] === 0) return body[1];
     const remote = (body[1] ?? {}) as WireError;

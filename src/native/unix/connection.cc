@@ -19,6 +19,7 @@ namespace {
 constexpr uint8_t kKindSync = 4;
 constexpr uint8_t kKindSyncReply = 5;
 constexpr uint8_t kKindBlob = 8;
+constexpr uint8_t kKindHandles = 10;
 constexpr uint8_t kKindShm = 13;      // Kind.SHM: the peer's shared-memory segment (its descriptor came with it)
 constexpr uint8_t kKindShmBlob = 14;  // Kind.SHM_BLOB: a large byte array in that segment, in place of a BLOB
 // Fairness: one readable event reads at most this much of small frames (or one large frame).
@@ -120,6 +121,8 @@ Napi::Function Connection::Define(Napi::Env env) {
                          InstanceMethod("start", &Connection::Start),
                          InstanceMethod("write", &Connection::Write),
                          InstanceMethod("writeFrames", &Connection::WriteFrames),
+                         InstanceMethod("writeHandles", &Connection::WriteHandles),
+                         InstanceMethod("takeHandles", &Connection::TakeHandles),
                          InstanceMethod("call", &Connection::Call),
                          InstanceMethod("flush", &Connection::Flush),
                          InstanceMethod("ref", &Connection::Ref),
@@ -180,6 +183,7 @@ Connection::Connection(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Connec
 
 Connection::~Connection() {
   if (tracker_) tracker_->resources.erase(this);
+  CloseReceived();
   if (handles_ != nullptr) {
     // Only reachable when the JS object was collected without close(): close the handles; their
     // callbacks must not see this object any more.
@@ -249,6 +253,70 @@ Napi::Value Connection::WriteFrames(const Napi::CallbackInfo& info) {
   if (!AcceptsWrite(env)) return Napi::Number::New(env, 0);
   if (len > 0) EnqueueFrames(data, len);
   return Napi::Number::New(env, static_cast<double>(buffered_));
+}
+
+Napi::Value Connection::WriteHandles(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "writeHandles expects an array of descriptors");
+  Napi::Array list = info[0].As<Napi::Array>();
+  uint32_t count = list.Length();
+  if (count > sys::kMaxFdsPerMessage)
+    throw Napi::RangeError::New(env, "writeHandles takes at most " + std::to_string(sys::kMaxFdsPerMessage) +
+                                         " descriptors at once");
+  std::vector<int> fds;
+  fds.reserve(count);
+  for (uint32_t i = 0; i < count; i++) {
+    Napi::Value v = list.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    if (!(d >= 0 && d <= 0x7fffffff) || d != std::floor(d))
+      throw Napi::TypeError::New(env, "writeHandles: every descriptor must be a non-negative integer");
+    fds.push_back(static_cast<int>(d));
+  }
+  if (!AcceptsWrite(env)) return Napi::Number::New(env, 0);
+  if (count == 0) return Napi::Number::New(env, static_cast<double>(buffered_));
+  // Duplicates travel, so that the caller may close its own at once and a frame still queued never refers to a
+  // number the caller reused meanwhile.
+  WriteItem it;
+  for (int fd : fds) {
+    int dup_fd = -1;
+    if (int err = sys::DupCloexec(fd, &dup_fd)) ThrowError(env, ErrorInfo::System(err, "dup"));  // it.fds closes the rest
+    it.fds.list().push_back(dup_fd);
+  }
+  WriteU32LE(it.header, static_cast<uint32_t>(kBodyHeaderBytes));
+  it.header[4] = kKindHandles;
+  WriteU32LE(it.header + 5, count);
+  bool was_empty = queue_.empty();
+  PushQueued(std::move(it));
+  if (was_empty) {
+    // Nothing ahead of it: send now (a queued HANDLES frame would wait for the next writable event).
+    int err = FlushSome();
+    if (err != 0) {
+      WriteFailed(err);
+    } else if (queue_.empty()) {
+      UpdatePoll();
+      UpdateRef();
+      UpdatePin();
+    }
+  }
+  return Napi::Number::New(env, static_cast<double>(buffered_));
+}
+
+Napi::Value Connection::TakeHandles(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double d = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0) || d != std::floor(d)) throw Napi::TypeError::New(env, "takeHandles expects a count");
+  if (d > static_cast<double>(received_.size()))
+    ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "A HANDLES frame announced " + std::to_string(static_cast<long long>(d)) +
+                                                         " descriptors but " + std::to_string(received_.size()) +
+                                                         " arrived")
+                        .With("expected", d)
+                        .With("received", static_cast<double>(received_.size())));
+  size_t count = static_cast<size_t>(d);
+  Napi::Array out = Napi::Array::New(env, count);
+  for (size_t i = 0; i < count; i++) out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, received_[i]));
+  // Ownership passes to JS only once the array is complete (making it may throw).
+  received_.erase(received_.begin(), received_.begin() + static_cast<std::ptrdiff_t>(count));
+  return out;
 }
 
 bool Connection::AcceptsWrite(Napi::Env env) {
@@ -484,6 +552,9 @@ void Connection::OnReadable(int poll_status) {
     case ReadEnd::kDecodeError:
       PeerGone(DecodeError());
       break;
+    case ReadEnd::kHandleError:
+      PeerGone(std::move(handle_err_));
+      break;
     case ReadEnd::kAgain:
       if (poll_status < 0) {
         int so_err = 0;
@@ -562,7 +633,24 @@ Connection::ReadEnd Connection::ReadAvailable(size_t budget, CallMatch* match, i
   for (;;) {
     ReadTarget t = decoder_.Prepare();
     if (t.size == 0) return ReadEnd::kDecodeError;
-    ssize_t n = read(fd_, t.data, t.size);
+    // recvmsg, not read: descriptors (SCM_RIGHTS) come with the bytes they were sent with, which precede the
+    // end of their HANDLES frame, so they are in received_ before that frame reaches JS.
+    bool lost = false;
+    std::vector<int> fds;
+    ssize_t n = sys::RecvWithFds(fd_, t.data, t.size, &fds, &lost);
+    if (!fds.empty() || lost) {
+      received_.insert(received_.end(), fds.begin(), fds.end());
+      if (lost || received_.size() > kMaxUntakenHandles) {
+        handle_err_ = lost ? ErrorInfo::Ipc(codes::kBadFrame, "Descriptors sent by the peer were lost (control message "
+                                                              "truncated: too many at once, or out of descriptors)")
+                           : ErrorInfo::Ipc(codes::kBadFrame, "The peer sent more than " +
+                                                                  std::to_string(kMaxUntakenHandles) +
+                                                                  " descriptors that were not taken")
+                                 .With("received", static_cast<double>(received_.size()));
+        CloseReceived();
+        return ReadEnd::kHandleError;
+      }
+    }
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return ReadEnd::kAgain;
@@ -590,7 +678,7 @@ bool Connection::DrainDecoder(CallMatch* match) {
     if (s == DecodeStatus::kNeedMore) return true;
     if (s != DecodeStatus::kFrame) return false;
     if (match != nullptr && !match->found) {
-      if (f.kind == kKindBlob || f.kind == kKindShm || f.kind == kKindShmBlob) {
+      if (f.kind == kKindBlob || f.kind == kKindShm || f.kind == kKindShmBlob || f.kind == kKindHandles) {
         // Maybe the reply's: main writes a value's large byte arrays as BLOB (or SHM_BLOB) frames right before it.
         Block b;
         if (f.owned) {
@@ -792,18 +880,25 @@ int Connection::FlushSome() {
   while (!queue_.empty()) {
     iovec iov[kMaxIov];
     int n = 0;
+    // Descriptors go with the first byte of their HANDLES frame: a batch stops before a frame that still
+    // carries some, and such a frame starts a batch of its own with them attached. Once any byte of that
+    // sendmsg is written they are sent (and our duplicates closed), so a partial write never sends them twice.
+    WriteItem& first = queue_.front();
     for (auto& it : queue_) {
       if (n + 2 > kMaxIov) break;
+      if (&it != &first && !it.fds.empty()) break;
       if (it.header_off < kFrameHeaderBytes)
         iov[n++] = {it.header + it.header_off, kFrameHeaderBytes - it.header_off};
       if (it.off < it.len) iov[n++] = {const_cast<uint8_t*>(it.data + it.off), it.len - it.off};
     }
-    ssize_t w = sys::WriteV(fd_, iov, n);
+    ssize_t w = first.fds.empty() ? sys::WriteV(fd_, iov, n)
+                                  : sys::SendWithFds(fd_, iov, n, first.fds.list().data(), first.fds.size());
     if (w < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
       return errno;
     }
+    if (w > 0) first.fds.CloseAll();
     Consume(static_cast<size_t>(w));
   }
   return 0;
@@ -876,6 +971,9 @@ Connection::WaitEnd Connection::WaitLoop(CallMatch* match, double deadline, cons
         return WaitEnd::kGone;
       case ReadEnd::kDecodeError:
         PeerGone(DecodeError());
+        return WaitEnd::kGone;
+      case ReadEnd::kHandleError:
+        PeerGone(std::move(handle_err_));
         return WaitEnd::kGone;
       case ReadEnd::kAgain:
       case ReadEnd::kBudget:
@@ -967,6 +1065,7 @@ void Connection::FinishClose(ErrorInfo err) {
   buffered_ = 0;
   PublishBuffered();
   pending_.clear();
+  CloseReceived();
   drain_pending_ = false;
   poll_events_ = 0;
   if (handles_ != nullptr) {

@@ -20,6 +20,34 @@ namespace ipcwire {
 
 class Connection;
 
+// Descriptors this process owns until they are closed or handed on (moving transfers ownership).
+class OwnedFds {
+ public:
+  OwnedFds() = default;
+  OwnedFds(OwnedFds&& o) noexcept : fds_(std::move(o.fds_)) { o.fds_.clear(); }
+  OwnedFds& operator=(OwnedFds&& o) noexcept {
+    if (this != &o) {
+      CloseAll();
+      fds_ = std::move(o.fds_);
+      o.fds_.clear();
+    }
+    return *this;
+  }
+  OwnedFds(const OwnedFds&) = delete;
+  OwnedFds& operator=(const OwnedFds&) = delete;
+  ~OwnedFds() { CloseAll(); }
+  void CloseAll() {
+    for (int fd : fds_) sys::CloseFd(fd);
+    fds_.clear();
+  }
+  std::vector<int>& list() { return fds_; }
+  bool empty() const { return fds_.empty(); }
+  size_t size() const { return fds_.size(); }
+
+ private:
+  std::vector<int> fds_;
+};
+
 // The libuv handles of a connection, in their own allocation: it is freed only in the last close
 // callback, which may run after the Connection (a GC'd JS object) is gone. `owner` is cleared then.
 struct ConnHandles {
@@ -36,6 +64,8 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   static Napi::Function Define(Napi::Env env);
   // Wraps an already connected fd (ownership passes to the Connection).
   static Napi::Object NewInstance(Napi::Env env, int fd, const sys::Credentials& creds);
+  // Most received descriptors held for takeHandles() at once; more closes the connection (ERR_IPC_BAD_FRAME).
+  static constexpr size_t kMaxUntakenHandles = 256;
 
   explicit Connection(const Napi::CallbackInfo& info);
   ~Connection() override;
@@ -51,6 +81,9 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
     size_t off = 0;
     std::vector<uint8_t> copy;           // the payload (rest) when copied
     Napi::Reference<Napi::Value> keep;   // the payload's owner when not copied
+    // A HANDLES frame's descriptors (our duplicates): sent with the frame's first byte, closed once sent or
+    // when the item is dropped.
+    OwnedFds fds;
     size_t remaining() const { return (kFrameHeaderBytes - header_off) + (len - off); }
   };
 
@@ -66,12 +99,14 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   // Moves BLOB frames held by a call into pending_, in order (they belong to a frame that is not the reply).
   void ReleaseHeldBlobs(CallMatch* match);
 
-  enum class ReadEnd { kAgain, kBudget, kReply, kEof, kError, kDecodeError };
+  enum class ReadEnd { kAgain, kBudget, kReply, kEof, kError, kDecodeError, kHandleError };
 
   // JS methods.
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value WriteFrames(const Napi::CallbackInfo& info);
+  Napi::Value WriteHandles(const Napi::CallbackInfo& info);
+  Napi::Value TakeHandles(const Napi::CallbackInfo& info);
   // For write()/writeFrames(): throws ERR_IPC_DISCONNECTED once closed or ending; false (drop quietly) once
   // the peer is gone but onClose has not run yet.
   bool AcceptsWrite(Napi::Env env);
@@ -152,6 +187,13 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
     if (buffered_cell_ != nullptr) *buffered_cell_ = static_cast<double>(buffered_);
   }
   std::vector<Block> pending_;  // decoded frames not yet handed to onFrames, in arrival order
+  // Descriptors received (SCM_RIGHTS) and not yet taken by JS, in arrival order; closed with the connection.
+  std::deque<int> received_;
+  void CloseReceived() {
+    for (int fd : received_) sys::CloseFd(fd);
+    received_.clear();
+  }
+  ErrorInfo handle_err_;  // why received descriptors broke the connection (kHandleError)
 
   Napi::FunctionReference on_frames_, on_close_, on_drain_;
   std::unique_ptr<Napi::AsyncContext> async_context_;

@@ -20,7 +20,7 @@ int FillAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
   return 0;
 }
 
-[[maybe_unused]] static int SetFlags(int fd) {
+static int SetFlags(int fd) {
   int fl = fcntl(fd, F_GETFD);
   if (fl < 0 || fcntl(fd, F_SETFD, fl | FD_CLOEXEC) < 0) return errno;
   fl = fcntl(fd, F_GETFL);
@@ -216,6 +216,109 @@ ssize_t WriteV(int fd, const iovec* iov, int iovcnt) {
 #else
   return writev(fd, iov, iovcnt);
 #endif
+}
+
+int SocketPair(int fds[2]) {
+#if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, fds) < 0) return errno;
+#else
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0) return errno;
+#endif
+  for (int i = 0; i < 2; i++) {
+#if !(defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK))
+    int err = SetFlags(fds[i]);
+#else
+    int err = 0;
+#endif
+    if (err == 0) err = NoSigPipe(fds[i]);
+    if (err != 0) {
+      close(fds[0]);
+      close(fds[1]);
+      return err;
+    }
+  }
+  return 0;
+}
+
+int PrepareAdopted(int fd) {
+  if (fd < 0 || fcntl(fd, F_GETFD) < 0) return EBADF;
+  int type = 0;
+  socklen_t len = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0) return errno == EBADF ? EBADF : ENOTSOCK;
+  sockaddr_storage addr;
+  socklen_t alen = sizeof(addr);
+  memset(&addr, 0, sizeof(addr));
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) < 0) return errno;
+  if (type != SOCK_STREAM || addr.ss_family != AF_UNIX) return ENOTSOCK;
+  if (int err = SetFlags(fd)) return err;
+  return NoSigPipe(fd);
+}
+
+int DupCloexec(int fd, int* out) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (d < 0) return errno;
+  *out = d;
+  return 0;
+}
+
+ssize_t SendWithFds(int fd, const iovec* iov, int iovcnt, const int* fds, size_t nfds) {
+  if (nfds == 0) return WriteV(fd, iov, iovcnt);
+  if (nfds > kMaxFdsPerMessage) {
+    errno = EINVAL;
+    return -1;
+  }
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))];
+  memset(control, 0, sizeof(control));
+  msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = iovcnt;
+  msg.msg_control = control;
+  msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+  memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
+#if defined(MSG_NOSIGNAL)
+  return sendmsg(fd, &msg, MSG_NOSIGNAL);
+#else
+  return sendmsg(fd, &msg, 0);
+#endif
+}
+
+ssize_t RecvWithFds(int fd, void* buf, size_t len, std::vector<int>* fds, bool* lost) {
+  alignas(cmsghdr) char control[CMSG_SPACE(kMaxFdsPerMessage * sizeof(int))];
+  iovec iov = {buf, len};
+  msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+#if defined(MSG_CMSG_CLOEXEC)
+  ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+#else
+  ssize_t n = recvmsg(fd, &msg, 0);
+#endif
+  if (n < 0) return n;
+  if (msg.msg_flags & MSG_CTRUNC) *lost = true;
+  if (msg.msg_controllen == 0) return n;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    const unsigned char* data = CMSG_DATA(c);
+    for (size_t i = 0; i < count; i++) {
+      int received;
+      memcpy(&received, data + i * sizeof(int), sizeof(int));
+#if !defined(MSG_CMSG_CLOEXEC)
+      // No atomic close-on-exec here (macOS): a fork+exec on another thread in between could inherit it.
+      fcntl(received, F_SETFD, FD_CLOEXEC);
+#endif
+      fds->push_back(received);
+    }
+  }
+  return n;
 }
 
 double NowMs() {

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace ipcwire {
 namespace sys {
@@ -55,6 +56,22 @@ bool LockHeld(const std::string& lock_path);
 bool RetryConnect(int err, const std::string& path);
 // The identity of a file (lstat), to remove only what we made. false if it does not exist.
 bool FileId(const std::string& path, dev_t* dev, ino_t* ino);
+// Most descriptors one sendmsg may carry (Linux's SCM_MAX_FD); the receive buffer has room for this many.
+constexpr size_t kMaxFdsPerMessage = 253;
+// Two connected stream sockets, non-blocking, close-on-exec, without SIGPIPE.
+int SocketPair(int fds[2]);
+// Makes a descriptor handed in from outside usable as a connection: EBADF if it is not open, ENOTSOCK if it is
+// not an AF_UNIX stream socket; then non-blocking, close-on-exec, without SIGPIPE.
+int PrepareAdopted(int fd);
+// A close-on-exec duplicate of `fd` in *out.
+int DupCloexec(int fd, int* out);
+// sendmsg of `iov` with `nfds` descriptors attached as SCM_RIGHTS (nfds may be 0), without SIGPIPE.
+// Returns bytes written or -1 with errno set; once any byte is written the descriptors went with it.
+ssize_t SendWithFds(int fd, const iovec* iov, int iovcnt, const int* fds, size_t nfds);
+// recvmsg into `buf`: descriptors that came with the bytes are appended to `fds` (close-on-exec). *lost is set
+// when the kernel dropped some (MSG_CTRUNC: more than fit, or this process is out of descriptors). Returns
+// bytes read (0 = EOF) or -1 with errno set.
+ssize_t RecvWithFds(int fd, void* buf, size_t len, std::vector<int>* fds, bool* lost);
 // writev without SIGPIPE. Returns bytes written or -1 with errno set.
 ssize_t WriteV(int fd, const iovec* iov, int iovcnt);
 // Monotonic clock in milliseconds.

@@ -172,5 +172,43 @@ Napi::Value Connect(const Napi::CallbackInfo& info) {
   return Connection::NewInstance(env, fd, sys::PeerCredentials(fd));
 }
 
+namespace {
+
+int ToFd(const Napi::CallbackInfo& info) {
+  double d = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d <= 0x7fffffff) || d != std::floor(d))
+    throw Napi::TypeError::New(info.Env(), "a descriptor must be a non-negative integer");
+  return static_cast<int>(d);
+}
+
+}  // namespace
+
+Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fds[2];
+  if (int err = sys::SocketPair(fds)) ThrowError(env, ErrorInfo::System(err, "socketpair"));
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, fds[0]));
+  out.Set(1u, Napi::Number::New(env, fds[1]));
+  return out;
+}
+
+Napi::Value AdoptConnection(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ToFd(info);
+  if (int err = sys::PrepareAdopted(fd)) {
+    if (err != EBADF) sys::CloseFd(fd);  // ownership passed with the call
+    ThrowError(env, ErrorInfo::System(err, "adoptConnection"));
+  }
+  return Connection::NewInstance(env, fd, sys::PeerCredentials(fd));
+}
+
+Napi::Value CloseHandle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ToFd(info);
+  if (close(fd) < 0 && errno == EBADF) ThrowError(env, ErrorInfo::System(EBADF, "close"));
+  return env.Undefined();
+}
+
 }  // namespace transport
 }  // namespace ipcwire

@@ -56,6 +56,17 @@ Napi::Value RemoveStale(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), false);  // a named pipe goes with its server: nothing is left behind
 }
 
+// Handle passing over named pipes is not implemented yet on Windows.
+Napi::Value SocketPair(const Napi::CallbackInfo& info) {
+  throw Napi::Error::New(info.Env(), "socketpair() is not available on Windows yet");
+}
+Napi::Value AdoptConnection(const Napi::CallbackInfo& info) {
+  throw Napi::Error::New(info.Env(), "adoptConnection() is not available on Windows yet");
+}
+Napi::Value CloseHandle(const Napi::CallbackInfo& info) {
+  throw Napi::Error::New(info.Env(), "closeHandle() is not available on Windows yet");
+}
+
 bool SyncReplyBlobs() { return false; }  // its call() returns the reply frame only
 uint32_t MaxPathLength() { return 256; }  // characters of a pipe name, "\\.\pipe\" included
 

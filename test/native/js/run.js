@@ -9,7 +9,7 @@ const path = require('node:path');
 const fs = require('node:fs');
 const { childStatus, ourLeaks } = require('./sanitizer');
 
-const all = ['errors', 'eacces', 'e2e', 'frames', 'call', 'worker', 'server', 'shm'];
+const all = ['errors', 'eacces', 'e2e', 'frames', 'call', 'worker', 'server', 'shm', 'handles'];
 const names = process.argv.slice(2).length ? process.argv.slice(2) : all;
 let passed = 0, failed = 0, skipped = 0;
 // Leak reports exit with 23 (not ASan's default 1), so they are told apart from a failing test.
