@@ -423,7 +423,10 @@ export class Link<E> implements StreamTransport {
     this.assertOpen();
     this.checkSize(encoded.payload, encoded.blobs);
     this.checkQueue();
-    for (const blob of encoded.blobs) this.writeBlob(blob);
+    // Never through shared memory for a sendSync reply: the blocked caller holds only the frames right before
+    // its reply, so a segment announced before an earlier message would not be mapped yet when the reply is read.
+    const shared = kind !== Kind.SYNC_REPLY;
+    for (const blob of encoded.blobs) this.writeBlob(blob, shared);
     this.writeFrame(kind, id, encoded.payload);
   }
 
@@ -431,8 +434,8 @@ export class Link<E> implements StreamTransport {
    * One large byte array of the next message: through the shared-memory pool when both sides have one and it
    * has room (one copy, or none for an allocShared Buffer), else as a BLOB frame.
    */
-  private writeBlob(blob: Uint8Array): void {
-    if (this.peerShm && blob.byteLength >= this.shm!.threshold) {
+  private writeBlob(blob: Uint8Array, shared = true): void {
+    if (shared && this.peerShm && blob.byteLength >= this.shm!.threshold) {
       const at = this.sharedPool()?.put(blob);
       if (at) {
         const p = Buffer.allocUnsafe(SHM_BLOB_BYTES);

@@ -130,13 +130,6 @@ export interface NativeConnection {
    * ERR_IPC_INTERRUPTED (the environment is terminating).
    */
   call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void): Buffer | Buffer[];
-  /**
-   * Queues a HANDLES frame carrying duplicates of these descriptors, in order with the other frames (the caller
-   * keeps and may close its own).
-   */
-  writeHandles(fds: number[]): void;
-  /** The next `count` received descriptors in arrival order (ownership passes); ERR_IPC_BAD_FRAME if fewer arrived. */
-  takeHandles(count: number): number[];
   /** Block until everything queued is written or `timeoutMs` passes; used at process exit. Returns bytes left. */
   flush(timeoutMs: number): number;
   /** Whether the connection keeps the event loop alive (queued writes always do, until flushed). */
