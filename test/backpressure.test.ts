@@ -11,7 +11,8 @@ const MiB = 1024 * 1024;
 
 describe('backpressure', () => {
   test('backpressure: peer.bufferedAmount grows past 8 MiB while the renderer is stopped; drain fires when it resumes', { timeout: 60_000 }, async () => {
-    const main = makeMain();
+    // The socket's backpressure: shared memory off, else these 1 MiB Buffers would go through the pool instead.
+    const main = makeMain({ shm: false });
     const child = runNode(
       `
       const r = ipcwire.ipcRenderer;
@@ -52,7 +53,7 @@ describe('backpressure', () => {
   test('backpressure: ipcRenderer.bufferedAmount grows past 8 MiB while main is stopped; link drain fires when it resumes', { timeout: 60_000 }, async () => {
     const address = trackPath(sockPath());
     const mainProc = runNode(`
-      const main = new ipcwire.IpcMain();
+      const main = new ipcwire.IpcMain({ shm: false }); // the socket's backpressure, not the pool's
       main.listen(${JSON.stringify(address)});
       let n = 0, bytes = 0;
       main.on('chunk', (e, buf) => { n++; bytes += buf.length; });
