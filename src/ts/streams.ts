@@ -211,7 +211,8 @@ class OutStream {
         // the connection went meanwhile: the consumer learns it from the disconnect
       }
     }
-    this.cancel(false);
+    // A chunk that could not be encoded leaves the source suspended: close it (harmless when it threw itself).
+    this.cancel();
   }
 
   private finish(): void {
