@@ -208,6 +208,57 @@ describe('streams', () => {
     await exitsCleanly(child);
   });
 
+  test('streams: a stream argument ends in the caller too: unread (cancelled when the handler answers), broken out of, or its call aborted', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    let abortedRead: any = null;
+    main.handle('ignore', () => 'ignored');
+    main.handle('firstTwo', async (_e: any, s: AsyncIterable<number>) => {
+      const got = [];
+      for await (const x of s) if (got.push(x) === 2) break;
+      return got;
+    });
+    main.handle('slowRead', async (event: any, s: AsyncIterable<number>) => {
+      event.sender.send('reading');
+      try {
+        for await (const _ of s) { /* until the caller aborts */ }
+      } catch (e: any) {
+        abortedRead = { message: e.message, code: e.code };
+      }
+    });
+    const child = runNode(`
+      const r = ipcwire.ipcRenderer;
+      const started = [];
+      const finallies = [];
+      const gen = (tag) => (async function* () {
+        started.push(tag);
+        try { for (let i = 1; ; i++) { yield i; await new Promise((res) => setImmediate(res)); } }
+        finally { finallies.push(tag); }
+      })();
+      out('ignore', await r.invoke('ignore', gen('ignore')));
+      out('firstTwo', await r.invoke('firstTwo', gen('firstTwo')));
+      const ac = new AbortController();
+      r.once('reading', () => setTimeout(() => ac.abort(), 20));
+      out('abort', await r.invokeWith({ signal: ac.signal }, 'slowRead', gen('abort')).then(() => 'resolved', (e) => e.name));
+      // Every generator that started has run its finally (an unread one may never have started: the handler's
+      // answer can cancel it before it was first pulled, and a generator closed before its start has no finally to run).
+      while (finallies.length < started.length || finallies.length < 2) await new Promise((res) => setTimeout(res, 10));
+      out('finallies', { started: started.sort(), finallies: finallies.sort() });
+      out('counts', r.wire._streamCounts());
+      r.close();
+    `, { address: main.address });
+    expect(await child.msg('ignore')).toBe('ignored');
+    expect(await child.msg('firstTwo')).toEqual([1, 2]);
+    expect(await child.msg('abort')).toBe('AbortError');
+    const { started, finallies } = await child.msg('finallies');
+    expect(finallies).toEqual(started);
+    expect(finallies).toEqual(expect.arrayContaining(['abort', 'firstTwo']));
+    expect(await child.msg('counts')).toEqual({ streamsIn: 0, streamsOut: 0, drainWaiters: 0 });
+    await waitUntil(() => abortedRead !== null, 5000, "the handler's read to fail");
+    expect(abortedRead.message).toMatch(/^Error in a stream argument of 'slowRead': AbortError: invoke\('slowRead'\) was aborted/);
+    expect(abortedRead.code).toBe('ABORT_ERR');
+    await exitsCleanly(child);
+  });
+
   test('streams: a producer error reaches the reader as the remote error; a non-stream result cannot be iterated; a nested stream is refused', { timeout: 30_000 }, async () => {
     const main = makeMain();
     main.handle('fails', () => (async function* () {
