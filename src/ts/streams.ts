@@ -434,6 +434,12 @@ export class IpcStream<T = unknown> implements AsyncIterable<T> {
     return this.started;
   }
 
+  /** What `console.log` and the inspector's previews show: the stream's state, not its connection. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    const state = this.done ? (this.error ? 'errored' : 'ended') : this.started ? 'reading' : 'unread';
+    return `IpcStream { id: ${this.id}, ${state}, buffered: ${this.queue.length} }`;
+  }
+
   /** Reads the whole stream into an array. */
   async all(): Promise<T[]> {
     const out: T[] = [];
@@ -518,10 +524,11 @@ export class StreamHub {
 
   /** A STREAM frame from the peer (for a stream it produces). */
   onStream(id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
+    const s = this.ins.get(id);
+    // Cancelled here while it was in flight: not even decoded, so that nothing it carries (descriptors) is adopted.
+    if (!s) return;
     const body = decode(src, blobs, start, end);
     if (!Array.isArray(body)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed stream frame');
-    const s = this.ins.get(id);
-    if (!s) return; // cancelled here while it was in flight
     let bytes = end - start + FRAME_HEADER_BYTES;
     if (blobs) for (const blob of blobs) bytes += blob.length + FRAME_HEADER_BYTES;
     s._push(body, bytes);
