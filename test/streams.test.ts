@@ -259,6 +259,34 @@ describe('streams', () => {
     await exitsCleanly(child);
   });
 
+  test('streams: worker threads read streams on their own connections while the main thread reads one too', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    main.handle('count', (_e: any, who: string, n: number) => (async function* () {
+      for (let i = 0; i < n; i++) {
+        yield `${who}:${i}`;
+        if (i % 10 === 0) await new Promise((res) => setImmediate(res));
+      }
+    })());
+    const child = runNode(`
+      const { Worker } = require('node:worker_threads');
+      const workers = [1, 2].map(() => {
+        const w = new Worker(require.resolve('./worker.cjs'), { workerData: { code: \`
+          const got = [];
+          for await (const x of ipcwire.ipcRenderer.invoke('count', 'w' + threadId, 200)) got.push(x);
+          post('w', { n: got.length, last: got[199] === 'w' + threadId + ':199', peerId: ipcwire.ipcRenderer.peerId });
+          ipcwire.ipcRenderer.close();
+        \` } });
+        return new Promise((resolve) => { w.on('message', (m) => resolve(m.data)); w.on('error', (e) => resolve(errInfo(e))); });
+      });
+      const mine = await ipcwire.ipcRenderer.invoke('count', 'main', 300);
+      const ws = await Promise.all(workers);
+      out('result', { main: mine.length, workers: ws.map((w) => [w.n, w.last]), distinct: new Set(ws.map((w) => w.peerId).concat(ipcwire.ipcRenderer.peerId)).size });
+      ipcwire.ipcRenderer.close();
+    `, { address: main.address });
+    expect(await child.msg('result')).toEqual({ main: 300, workers: [[200, true], [200, true]], distinct: 3 });
+    await exitsCleanly(child);
+  });
+
   test('streams: a producer error reaches the reader as the remote error; a non-stream result cannot be iterated; a nested stream is refused', { timeout: 30_000 }, async () => {
     const main = makeMain();
     main.handle('fails', () => (async function* () {
