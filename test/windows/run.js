@@ -535,6 +535,233 @@ test('peers-disconnect-is-observed', withMain(async (main) => {
   await exitsCleanly(p, 'renderer');
 }));
 
+// ---- handle passing (the addon's own API, below the link) ------------------------------------------------------
+
+const KIND_MESSAGE = 3;
+const KIND_SYNC = 4;
+const KIND_SYNC_REPLY = 5;
+const KIND_HANDLES = 10;
+
+/** Splits the chunks onFrames receives into [kind, id, payload] triples. */
+function frameList(chunks) {
+  const out = [];
+  for (const chunk of chunks) {
+    for (let at = 0; at < chunk.length; ) {
+      const len = chunk.readUInt32LE(at);
+      out.push([chunk[at + 4], chunk.readUInt32LE(at + 5), Buffer.from(chunk.subarray(at + 9, at + 4 + len))]);
+      at += 4 + len;
+    }
+  }
+  return out;
+}
+
+/** A started connection that records frames and its close; `next(pred)` waits for a matching frame. */
+function watch(conn) {
+  const got = [];
+  const waiters = [];
+  let closeErr;
+  const closed = new Promise((resolve) => {
+    conn.start(
+      (chunks) => {
+        for (const f of frameList(chunks)) {
+          got.push(f);
+          for (const w of waiters.splice(0)) w();
+        }
+      },
+      (err) => {
+        closeErr = err;
+        resolve(err);
+      },
+      () => {},
+    );
+  });
+  conn.ref();
+  const next = async (pred) => {
+    for (;;) {
+      const i = got.findIndex(pred);
+      if (i >= 0) return got.splice(i, 1)[0];
+      await new Promise((resolve) => waiters.push(resolve));
+    }
+  };
+  return { conn, got, next, closed, closeErr: () => closeErr };
+}
+
+/** A bare listening pipe (no handshake): `accepted` resolves with the first connection, watched. */
+function bareServer(what) {
+  const { native } = require(path.join(root, 'dist', 'cjs', 'native.js'));
+  const binding = native();
+  const address = `\\\\.\\pipe\\${uniqueName(what)}`;
+  let server;
+  const accepted = new Promise((resolve, reject) => {
+    server = binding.listen(address, 16, 0o600, (conn) => resolve(watch(conn)), reject);
+  });
+  return { binding, address, server, accepted };
+}
+
+const handleChild = (scenario, address) => node(path.join(fixtures, 'handles.js'), [scenario, address]);
+
+/** The first JSON line the child printed. */
+async function childSays(p, what) {
+  return within(20000, (async () => {
+    while (!p.out().includes('\n')) await delay(20);
+    return JSON.parse(p.out().split('\n')[0]);
+  })(), what, p);
+}
+
+test('handles-socketpair-ends-talk-in-one-process', async () => {
+  const { native } = require(path.join(root, 'dist', 'cjs', 'native.js'));
+  const binding = native();
+  const [a, b] = binding.socketpair();
+  assert.ok(Number.isInteger(a) && Number.isInteger(b) && a !== b, `${a} ${b}`);
+  const ea = watch(binding.adoptConnection(a));
+  const eb = watch(binding.adoptConnection(b));
+  try {
+    // A second pair: one end travels over the first as a handle, the sender closes its own at once.
+    const [c, d] = binding.socketpair();
+    ea.conn.writeHandles([c]);
+    binding.closeHandle(c);
+    ea.conn.write(KIND_MESSAGE, 7, Buffer.from('with a handle'));
+    const [, count] = await within(10000, eb.next(([k]) => k === KIND_HANDLES), 'HANDLES frame');
+    assert.equal(count, 1);
+    const [, id, payload] = await within(10000, eb.next(([k]) => k === KIND_MESSAGE), 'message after it');
+    assert.deepEqual([id, payload.toString()], [7, 'with a handle']);
+    const [c2] = eb.conn.takeHandles(1);
+    assert.throws(() => eb.conn.takeHandles(1), (err) => err.code === 'ERR_IPC_BAD_FRAME');
+    // The announcement frames never reach JS; each end knows the other's holder: this process.
+    assert.equal(ea.got.length + eb.got.length, 0);
+    assert.equal(ea.conn.credentials.pid, process.pid);
+    const ec = watch(binding.adoptConnection(c2));
+    const ed = watch(binding.adoptConnection(d));
+    ec.conn.write(KIND_MESSAGE, 1, Buffer.from('over the passed end'));
+    const [, , text] = await within(10000, ed.next(([k]) => k === KIND_MESSAGE), 'message over the passed end');
+    assert.equal(text.toString(), 'over the passed end');
+    ec.conn.close();
+    assert.equal(await within(10000, ed.closed, 'peer end closed'), null);
+    ed.conn.close();
+  } finally {
+    ea.conn.close();
+    eb.conn.close();
+  }
+});
+
+test('handles-errors-are-clear', async () => {
+  const { native } = require(path.join(root, 'dist', 'cjs', 'native.js'));
+  const binding = native();
+  assert.throws(() => binding.adoptConnection(0x7ffffff0), (err) => err.code === 'EBADF');
+  assert.throws(() => binding.closeHandle(0x7ffffff0), (err) => err.code === 'EBADF');
+  assert.throws(() => binding.adoptConnection(-1), TypeError);
+  const [a, b] = binding.socketpair();
+  const ea = watch(binding.adoptConnection(a));
+  try {
+    assert.throws(() => ea.conn.writeHandles([0x7ffffff0]), (err) => err.code === 'EBADF');
+    assert.throws(() => ea.conn.writeHandles(new Array(254).fill(b)), RangeError);
+    assert.deepEqual(ea.conn.takeHandles(0), []);
+    assert.throws(() => ea.conn.takeHandles(1), (err) => err.code === 'ERR_IPC_BAD_FRAME');
+    ea.conn.close();
+    assert.throws(() => ea.conn.writeHandles([b]), (err) => err.code === 'ERR_IPC_DISCONNECTED');
+  } finally {
+    ea.conn.close();
+    binding.closeHandle(b);
+  }
+});
+
+test('handles-pipe-end-passed-to-another-process-carries-blocking-calls', async () => {
+  const srv = bareServer('pass');
+  const p = handleChild('adopt', srv.address);
+  let ours;
+  try {
+    const conn = await within(20000, srv.accepted, 'child connected', p);
+    const [a, b] = srv.binding.socketpair();
+    ours = watch(srv.binding.adoptConnection(a));
+    conn.conn.writeHandles([b]);
+    srv.binding.closeHandle(b);
+    // The child answers over the end it received, with a blocking call this side replies to.
+    const [, id, payload] = await within(20000, ours.next(([k]) => k === KIND_SYNC), 'SYNC over the passed end', p);
+    assert.equal(payload.toString(), 'ping');
+    // Two handles for the reply, as a HANDLES frame right before it.
+    const [c, d] = srv.binding.socketpair();
+    ours.conn.writeHandles([c, d]);
+    srv.binding.closeHandle(c);
+    srv.binding.closeHandle(d);
+    ours.conn.write(KIND_SYNC_REPLY, id, Buffer.from('pong'));
+    const said = await childSays(p, 'child report');
+    assert.deepEqual(said, { reply: 'pong', frames: true, kinds: [KIND_HANDLES], took: 2, peerPid: process.pid });
+    // The child's announcement told this end who holds the other one now.
+    assert.equal(ours.conn.credentials.pid, p.child.pid);
+    await exitsCleanly(p, 'child');
+    assert.equal(await within(10000, ours.closed, 'passed end closed by the child'), null);
+    conn.conn.close();
+  } finally {
+    if (ours) ours.conn.close();
+    srv.server.close();
+    p.child.kill();
+  }
+});
+
+test('handles-untaken-are-closed-with-the-connection', async () => {
+  const srv = bareServer('untaken');
+  const p = handleChild('ignore', srv.address);
+  let ours;
+  try {
+    const conn = await within(20000, srv.accepted, 'child connected', p);
+    const [a, b] = srv.binding.socketpair();
+    ours = watch(srv.binding.adoptConnection(a));
+    conn.conn.writeHandles([b]);
+    srv.binding.closeHandle(b);
+    assert.deepEqual(await childSays(p, 'child closed without taking'), { closed: true });
+    // The only copy of the other end was the one waiting in the child: closing its connection closed it.
+    assert.equal(await within(10000, ours.closed, 'the untaken end closed', p), null);
+    conn.conn.close();
+  } finally {
+    if (ours) ours.conn.close();
+    srv.server.close();
+    p.child.kill();
+    await p.done;
+  }
+});
+
+test('handles-hostile-values-and-floods-close-the-connection', async () => {
+  // A value that is no handle of the receiver's (a peer naming the receiver's own handles, or garbage).
+  {
+    const srv = bareServer('forged');
+    const p = handleChild('hostile', srv.address);
+    try {
+      const conn = await within(20000, srv.accepted, 'child connected', p);
+      const forged = Buffer.alloc(8);
+      forged.writeUInt32LE(0x7ffffff0, 0);
+      conn.conn.write(KIND_HANDLES, 1, forged);
+      assert.equal((await childSays(p, 'forged value refused')).closeCode, 'ERR_IPC_BAD_FRAME');
+      await exitsCleanly(p, 'child');
+      conn.conn.close();
+    } finally {
+      srv.server.close();
+      p.child.kill();
+    }
+  }
+  // More than 256 handles nobody takes.
+  {
+    const srv = bareServer('flood');
+    const p = handleChild('hostile', srv.address);
+    try {
+      const conn = await within(20000, srv.accepted, 'child connected', p);
+      const [a, b] = srv.binding.socketpair();
+      const many = new Array(200).fill(b);
+      conn.conn.writeHandles(many);
+      conn.conn.writeHandles(many);
+      srv.binding.closeHandle(a);
+      srv.binding.closeHandle(b);
+      const said = await childSays(p, 'flood refused');
+      assert.equal(said.closeCode, 'ERR_IPC_BAD_FRAME', said.message);
+      assert.match(said.message, /256/);
+      await exitsCleanly(p, 'child');
+      conn.conn.close();
+    } finally {
+      srv.server.close();
+      p.child.kill();
+    }
+  }
+});
+
 // ---- checks Windows would pass and wine cannot show ------------------------------------------------------------
 
 test('security-pipe-refuses-other-users-and-remote-clients', null, {

@@ -25,6 +25,13 @@ void FreeBlock(napi_env /*env*/, void* /*data*/, void* hint) {
 
 constexpr uint8_t kSync = 4;         // Kind.SYNC in src/ts/native.ts
 constexpr uint8_t kSyncReply = 5;    // Kind.SYNC_REPLY
+constexpr uint8_t kBlob = 8;         // Kind.BLOB
+constexpr uint8_t kHandles = 10;     // Kind.HANDLES
+constexpr uint8_t kShm = 13;         // Kind.SHM
+constexpr uint8_t kShmBlob = 14;     // Kind.SHM_BLOB
+constexpr uint32_t kMaxHandlesPerFrame = 253;  // as SCM_RIGHTS on Linux: the same bound on every platform
+constexpr size_t kMaxUntakenHandles = 256;
+constexpr size_t kAnnouncementBytes = 4;  // a HANDLES frame with id 0: u32le pid of the end's holder
 constexpr DWORD kSliceMs = 20;       // call() notices termination within one slice
 constexpr size_t kWriteChunk = 1 << 20;  // one WriteFile moves at most this much (huge frames go in pieces)
 constexpr size_t kBatchBytes = 64 * 1024;  // small frames are coalesced into chunks up to this size
@@ -34,7 +41,23 @@ struct Handoff {
   HANDLE pipe;
   bool server_side;
   const std::string* address;
+  bool adopted;
 };
+
+void WriteU64LE(uint8_t* p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
+uint64_t ReadU64LE(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+void CloseAll(std::vector<HANDLE>* handles) {
+  for (HANDLE h : *handles) CloseHandle(h);
+  handles->clear();
+}
 
 }  // namespace
 
@@ -50,6 +73,8 @@ Napi::Function PipeConnection::Define(Napi::Env env) {
                          InstanceMethod("unref", &PipeConnection::JsUnref),
                          InstanceMethod("close", &PipeConnection::Close),
                          InstanceMethod("end", &PipeConnection::End),
+                         InstanceMethod("writeHandles", &PipeConnection::WriteHandles),
+                         InstanceMethod("takeHandles", &PipeConnection::TakeHandles),
                          InstanceAccessor("bufferedAmount", &PipeConnection::GetBufferedAmount, nullptr),
                          InstanceAccessor("credentials", &PipeConnection::GetCredentials, nullptr),
                          InstanceAccessor("maxFrameSize", &PipeConnection::GetMaxFrameSize,
@@ -57,8 +82,9 @@ Napi::Function PipeConnection::Define(Napi::Env env) {
                      });
 }
 
-Napi::Object PipeConnection::NewInstance(Napi::Env env, HANDLE pipe, bool server_side, const std::string& address) {
-  Handoff h{pipe, server_side, &address};
+Napi::Object PipeConnection::NewInstance(Napi::Env env, HANDLE pipe, bool server_side, const std::string& address,
+                                         bool adopted) {
+  Handoff h{pipe, server_side, &address, adopted};
   Addon* addon = Addon::Get(env);
   return addon->connection_ctor.New({Napi::External<Handoff>::New(env, &h)});
 }
@@ -74,8 +100,14 @@ PipeConnection::PipeConnection(const Napi::CallbackInfo& info) : Napi::ObjectWra
   pipe_ = h->pipe;
   server_side_ = h->server_side;
   address_ = *h->address;
+  adopted_ = h->adopted;
   ULONG pid = 0;
-  if (server_side_ ? GetNamedPipeClientProcessId(pipe_, &pid) : GetNamedPipeServerProcessId(pipe_, &pid)) {
+  if (adopted_) {
+    // Announce who holds this end before anything else goes out (see the header).
+    uint8_t me[kAnnouncementBytes];
+    WriteU32LE(me, GetCurrentProcessId());
+    Enqueue(kHandles, 0, me, sizeof me);
+  } else if (server_side_ ? GetNamedPipeClientProcessId(pipe_, &pid) : GetNamedPipeServerProcessId(pipe_, &pid)) {
     peer_pid_ = pid;
   }
   wake_ = CreateEventW(nullptr, FALSE, FALSE, nullptr);
@@ -98,6 +130,7 @@ PipeConnection::~PipeConnection() {
   CloseForTeardown();
   if (wake_) CloseHandle(wake_);
   if (call_event_) CloseHandle(call_event_);
+  if (peer_process_ != nullptr && peer_process_ != GetCurrentProcess()) CloseHandle(peer_process_);
 }
 
 void PipeConnection::CloseForTeardown() {
@@ -108,6 +141,10 @@ void PipeConnection::CloseForTeardown() {
     tsfn_ = nullptr;
   }
   StopThread();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    CloseReceivedLocked();
+  }
   if (pipe_ != INVALID_HANDLE_VALUE) {
     CloseHandle(pipe_);
     pipe_ = INVALID_HANDLE_VALUE;
@@ -134,6 +171,7 @@ void PipeConnection::IoThread() {
   wov.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
   bool reading = false, writing = false;
   std::vector<uint8_t> wcur;  // the frame being written; the OVERLAPPED write points into it
+  std::vector<HANDLE> wremote;  // a HANDLES frame in wcur: the values already in the peer, until fully written
   size_t woff = 0;
 
   std::unique_lock<std::mutex> lk(mu_);
@@ -141,10 +179,17 @@ void PipeConnection::IoThread() {
   while (!closing_ && !finished_) {
     // Start a write: the head of the queue, in pieces of at most kWriteChunk.
     if (!writing) {
+      bool held = false;  // a HANDLES frame waits for the peer's announcement
       if (woff >= wcur.size() && !out_.empty()) {
-        wcur = std::move(out_.front());
-        out_.pop_front();
-        woff = 0;
+        OutFrame& head = out_.front();
+        if (!head.handles.empty() && !PushHandlesLocked(&head.bytes, &head.handles, &wremote)) {
+          if (finished_) break;
+          held = true;
+        } else {
+          wcur = std::move(head.bytes);
+          out_.pop_front();
+          woff = 0;
+        }
       }
       if (woff < wcur.size()) {
         DWORD len = static_cast<DWORD>(std::min(kWriteChunk, wcur.size() - woff));
@@ -155,7 +200,7 @@ void PipeConnection::IoThread() {
           break;
         }
         writing = true;
-      } else if (ending_) {
+      } else if (ending_ && !held) {
         // end(): everything queued went out. Named pipes have no half-close, so the pipe closes now.
         FinishLocked(ErrorInfo());
         break;
@@ -226,6 +271,7 @@ void PipeConnection::IoThread() {
       buffered_ -= std::min<uint64_t>(put, buffered_);
       if (woff >= wcur.size()) {
         std::vector<uint8_t>().swap(wcur);
+        wremote.clear();  // the whole frame is in the pipe: the handles are the peer's now
         woff = 0;
       }
       if (buffered_ == 0 && drain_armed_) {
@@ -254,6 +300,9 @@ void PipeConnection::IoThread() {
 
   lk.lock();
   if (!finished_) FinishLocked(ErrorInfo());  // close(): a clean local close
+  // Handles pushed into the peer for a frame that did not go out whole, and those of frames never written.
+  RecallRemoteLocked(&wremote);
+  for (OutFrame& f : out_) CloseAll(&f.handles);
   out_.clear();
   buffered_ = 0;
   thread_done_ = true;
@@ -291,16 +340,35 @@ bool PipeConnection::DrainDecoderLocked(int64_t want_id, Block* reply, bool* got
       FinishLocked(ErrorInfo::Ipc(code, msg).With("length", static_cast<double>(decoder_.error_length())));
       return false;
     }
+    if (f.kind == kHandles) {
+      bool ok = TakeHandlesFrameLocked(f);
+      if (!ok || f.id == 0) {  // an announcement is ours alone; JS never sees it
+        if (f.owned) free(f.data);
+        if (!ok) return false;
+        continue;
+      }
+    }
+    const bool awaiting = want_id >= 0 && reply != nullptr && !*got_reply;
+    if (awaiting && (f.kind == kBlob || f.kind == kHandles || f.kind == kShm || f.kind == kShmBlob)) {
+      Block b = f.owned ? Block(f.data, f.size) : Block();
+      if (!f.owned) b.Append(f.data, f.size);
+      b.seal();
+      held_.push_back(std::move(b));
+      continue;
+    }
     if (f.kind == kSyncReply) {
       if (want_id >= 0 && f.id == static_cast<uint32_t>(want_id) && reply != nullptr) {
         *reply = f.owned ? Block(f.data, f.size) : Block();
         if (!f.owned) reply->Append(f.data, f.size);
         *got_reply = true;
-      } else if (f.owned) {
-        free(f.data);  // a late reply to a call that already timed out
+      } else {
+        // A late reply to a call that already timed out, with what was held for it.
+        if (f.owned) free(f.data);
+        if (awaiting) DropHeldLocked();
       }
       continue;
     }
+    if (awaiting) ReleaseHeldLocked();
     pending_bytes_ += f.size;
     if (f.owned) {
       Block big(f.data, f.size);
@@ -313,6 +381,126 @@ bool PipeConnection::DrainDecoderLocked(int64_t want_id, Block* reply, bool* got
       pending_.back().Append(f.data, f.size);
     }
   }
+}
+
+bool PipeConnection::TakeHandlesFrameLocked(const DecodedFrame& f) {
+  const uint8_t* p = f.payload();
+  const size_t n = f.payload_size();
+  if (f.id == 0) {
+    if (n != kAnnouncementBytes || ReadU32LE(p) == 0) {
+      FinishLocked(ErrorInfo::Ipc(codes::kBadFrame, "Malformed handle announcement: " + std::to_string(n) +
+                                                        " bytes, expected a 4-byte process id"));
+      return false;
+    }
+    // Only an adopted end's peer can have moved; for the others the pipe itself names the peer, and a peer
+    // claiming to be another process must not make us push handles there.
+    if (adopted_) {
+      peer_pid_ = ReadU32LE(p);
+      SetEvent(wake_);  // a HANDLES frame may be waiting for it
+    }
+    return true;
+  }
+  if (f.id > kMaxHandlesPerFrame || n != 8ull * f.id) {
+    FinishLocked(ErrorInfo::Ipc(codes::kBadFrame, "Malformed HANDLES frame: " + std::to_string(f.id) +
+                                                      " handles announced in " + std::to_string(n) + " bytes"));
+    return false;
+  }
+  // The values name handles the peer already put into this process. A peer could name one of ours instead:
+  // refuse values that are not open handles, that name this connection's own, or that repeat one still
+  // untaken, rather than handing them to JS (which would close them). Such values are left alone.
+  std::vector<HANDLE> got;
+  got.reserve(f.id);
+  bool forged = false;
+  for (uint32_t i = 0; i < f.id && !forged; i++) {
+    const uint64_t v = ReadU64LE(p + 8 * i);
+    HANDLE h = reinterpret_cast<HANDLE>(static_cast<uintptr_t>(v));
+    DWORD flags = 0;
+    forged = v == 0 || v > 0xFFFFFFFFull || h == pipe_ || h == wake_ || h == call_event_ || h == peer_process_ ||
+             !GetHandleInformation(h, &flags) || std::find(got.begin(), got.end(), h) != got.end() ||
+             std::find(received_.begin(), received_.end(), h) != received_.end();
+    if (!forged) got.push_back(h);
+  }
+  if (forged) {
+    FinishLocked(ErrorInfo::Ipc(codes::kBadFrame, "HANDLES frame names a value that is not a handle passed to us"));
+    return false;
+  }
+  if (received_.size() + got.size() > kMaxUntakenHandles) {
+    CloseAll(&got);
+    FinishLocked(ErrorInfo::Ipc(codes::kBadFrame, "More than " + std::to_string(kMaxUntakenHandles) +
+                                                      " received handles not taken"));
+    return false;
+  }
+  received_.insert(received_.end(), got.begin(), got.end());
+  return true;
+}
+
+bool PipeConnection::PushHandlesLocked(std::vector<uint8_t>* frame, std::vector<HANDLE>* local,
+                                       std::vector<HANDLE>* remote) {
+  if (peer_pid_ == 0) return false;
+  if (peer_process_ == nullptr || peer_process_pid_ != peer_pid_) {
+    if (peer_process_ != nullptr && peer_process_ != GetCurrentProcess()) CloseHandle(peer_process_);
+    peer_process_pid_ = peer_pid_;
+    peer_process_ = peer_pid_ == GetCurrentProcessId() ? GetCurrentProcess()
+                                                        : OpenProcess(PROCESS_DUP_HANDLE, FALSE, peer_pid_);
+    if (peer_process_ == nullptr) {
+      DWORD err = GetLastError();
+      peer_process_pid_ = 0;
+      CloseAll(local);
+      FinishLocked(Win32Error(err, "OpenProcess", address_).With("pid", peer_pid_));
+      return false;
+    }
+  }
+  remote->clear();
+  for (size_t i = 0; i < local->size(); i++) {
+    HANDLE theirs = nullptr;
+    // DUPLICATE_CLOSE_SOURCE closes our duplicate whether or not this succeeds.
+    if (!DuplicateHandle(GetCurrentProcess(), (*local)[i], peer_process_, &theirs, 0, FALSE,
+                         DUPLICATE_SAME_ACCESS | DUPLICATE_CLOSE_SOURCE)) {
+      DWORD err = GetLastError();
+      for (size_t j = i + 1; j < local->size(); j++) CloseHandle((*local)[j]);
+      local->clear();
+      RecallRemoteLocked(remote);
+      FinishLocked(Win32Error(err, "DuplicateHandle", address_).With("pid", peer_pid_));
+      return false;
+    }
+    remote->push_back(theirs);
+    WriteU64LE(frame->data() + kFrameHeaderBytes + 8 * i, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(theirs)));
+  }
+  local->clear();
+  return true;
+}
+
+void PipeConnection::RecallRemoteLocked(std::vector<HANDLE>* remote) {
+  for (HANDLE h : *remote) {
+    // Closes the handle in the peer (if it still runs): the frame naming it never reached it whole.
+    DuplicateHandle(peer_process_, h, nullptr, nullptr, 0, FALSE, DUPLICATE_CLOSE_SOURCE);
+  }
+  remote->clear();
+}
+
+void PipeConnection::ReleaseHeldLocked() {
+  for (Block& b : held_) {
+    pending_bytes_ += b.size();
+    pending_.push_back(std::move(b));
+  }
+  held_.clear();
+}
+
+void PipeConnection::DropHeldLocked() {
+  for (const Block& b : held_) {
+    if (b.size() < kFrameHeaderBytes || b.data()[4] != kHandles) continue;
+    // Its handles are the last ones received (nothing came after the held frames).
+    for (uint32_t n = ReadU32LE(b.data() + 5); n > 0 && !received_.empty(); n--) {
+      CloseHandle(received_.back());
+      received_.pop_back();
+    }
+  }
+  held_.clear();
+}
+
+void PipeConnection::CloseReceivedLocked() {
+  for (HANDLE h : received_) CloseHandle(h);
+  received_.clear();
 }
 
 void PipeConnection::FinishLocked(ErrorInfo err) {
@@ -425,6 +613,10 @@ void PipeConnection::Deliver(Napi::Env env) {
   if (!done) return;
   close_delivered_ = true;
   StopThread();
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    CloseReceivedLocked();  // JS took what it wanted from the frames above
+  }
   if (pipe_ != INVALID_HANDLE_VALUE) {
     CloseHandle(pipe_);
     pipe_ = INVALID_HANDLE_VALUE;
@@ -498,13 +690,13 @@ uint64_t PipeConnection::Enqueue(uint8_t kind, uint32_t id, const uint8_t* data,
   return PushOut(std::move(frame));
 }
 
-uint64_t PipeConnection::PushOut(std::vector<uint8_t>&& bytes) {
+uint64_t PipeConnection::PushOut(std::vector<uint8_t>&& bytes, std::vector<HANDLE>&& handles) {
   uint64_t b;
   {
     std::lock_guard<std::mutex> lk(mu_);
     buffered_ += bytes.size();
     drain_armed_ = true;
-    if (!bytes.empty()) out_.push_back(std::move(bytes));
+    if (!bytes.empty()) out_.push_back(OutFrame{std::move(bytes), std::move(handles)});
     b = buffered_;
   }
   SetEvent(wake_);
@@ -559,6 +751,85 @@ Napi::Value PipeConnection::WriteFrames(const Napi::CallbackInfo& info) {
   uint64_t b = PushOut(std::vector<uint8_t>(data, data + len));
   UpdateRef();
   return Napi::Number::New(env, static_cast<double>(b));
+}
+
+Napi::Value PipeConnection::WriteHandles(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "writeHandles(handles) expects an array of handles");
+  Napi::Array list = info[0].As<Napi::Array>();
+  const uint32_t count = list.Length();
+  if (count > kMaxHandlesPerFrame) {
+    throw Napi::RangeError::New(env, "at most " + std::to_string(kMaxHandlesPerFrame) + " handles per frame");
+  }
+  std::vector<HANDLE> ours;
+  ours.reserve(count);
+  for (uint32_t i = 0; i < count; i++) {
+    Napi::Value v = list.Get(i);
+    double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    HANDLE dup = nullptr;
+    if (!(d > 0 && d <= 0xFFFFFFFF) || d != static_cast<double>(static_cast<uint64_t>(d))) {
+      CloseAll(&ours);
+      throw Napi::TypeError::New(env, "a handle must be a positive integer");
+    }
+    // Our own duplicate, so that the caller may close its handle at once.
+    HANDLE h = reinterpret_cast<HANDLE>(static_cast<uintptr_t>(d));
+    if (!DuplicateHandle(GetCurrentProcess(), h, GetCurrentProcess(), &dup, 0, FALSE, DUPLICATE_SAME_ACCESS)) {
+      DWORD err = GetLastError();
+      CloseAll(&ours);
+      ThrowError(env, err == ERROR_INVALID_HANDLE ? ErrorInfo::System(-4083 /* EBADF */, "writeHandles")
+                                                  : Win32Error(err, "writeHandles"));
+    }
+    ours.push_back(dup);
+  }
+  bool accepted;
+  try {
+    accepted = AcceptsWrite(env);
+  } catch (...) {
+    CloseAll(&ours);
+    throw;
+  }
+  if (!accepted || count == 0) {  // no frame for no handles (id 0 is an end's announcement)
+    CloseAll(&ours);
+    std::lock_guard<std::mutex> lk(mu_);
+    return Napi::Number::New(env, static_cast<double>(buffered_));
+  }
+  // The payload is filled in by the I/O thread with the values the peer gets.
+  std::vector<uint8_t> frame(kFrameHeaderBytes + 8ull * count, 0);
+  WriteU32LE(frame.data(), static_cast<uint32_t>(kBodyHeaderBytes + 8ull * count));
+  frame[4] = kHandles;
+  WriteU32LE(frame.data() + 5, count);
+  uint64_t b = PushOut(std::move(frame), std::move(ours));
+  UpdateRef();
+  return Napi::Number::New(env, static_cast<double>(b));
+}
+
+Napi::Value PipeConnection::TakeHandles(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double d = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d <= kMaxUntakenHandles) || d != static_cast<double>(static_cast<uint32_t>(d))) {
+    throw Napi::TypeError::New(env, "takeHandles(count) expects a count from 0 to 256");
+  }
+  const size_t count = static_cast<size_t>(d);
+  std::vector<HANDLE> taken;
+  size_t had;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    had = received_.size();
+    if (had >= count) {
+      taken.assign(received_.begin(), received_.begin() + count);
+      received_.erase(received_.begin(), received_.begin() + count);
+    }
+  }
+  if (taken.size() != count) {
+    ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, std::to_string(count) + " handles expected, " +
+                                                         std::to_string(had) + " received"));
+  }
+  Napi::Array out = Napi::Array::New(env, count);
+  for (size_t i = 0; i < count; i++) {
+    out.Set(static_cast<uint32_t>(i),
+            Napi::Number::New(env, static_cast<double>(reinterpret_cast<uintptr_t>(taken[i]))));
+  }
+  return out;
 }
 
 Napi::Value PipeConnection::Call(const Napi::CallbackInfo& info) {
@@ -666,8 +937,15 @@ Napi::Value PipeConnection::Call(const Napi::CallbackInfo& info) {
   // delivered anyway (the Unix transport reads on the loop alike), and a run of sendSync calls then pays the
   // handover once instead of twice per call.
   in_call_ = false;
+  std::vector<Block> with_reply;
   {
     std::lock_guard<std::mutex> lk(mu_);
+    // No reply: frames held for it belong to whatever comes next.
+    if (end == End::kReply) {
+      with_reply.swap(held_);
+    } else {
+      ReleaseHeldLocked();
+    }
     if (tsfn_ != nullptr && !thread_done_ && read_mode_ == ReadMode::kPaused) {
       NotifyLocked();
     } else if (read_mode_ != ReadMode::kThread) {
@@ -677,8 +955,17 @@ Napi::Value PipeConnection::Call(const Napi::CallbackInfo& info) {
     if (!pending_.empty() || thread_done_) NotifyLocked();
   }
   switch (end) {
-    case End::kReply:
-      return ToBuffer(env, std::move(reply), kFrameHeaderBytes);
+    case End::kReply: {
+      if (with_reply.empty()) return ToBuffer(env, std::move(reply), kFrameHeaderBytes);
+      // As on Unix: [reply payload, ...the frames before it, whole], marked `frames` so JS reads their kinds.
+      Napi::Array out = Napi::Array::New(env, with_reply.size() + 1);
+      out.Set(0u, ToBuffer(env, std::move(reply), kFrameHeaderBytes));
+      for (size_t i = 0; i < with_reply.size(); i++) {
+        out.Set(static_cast<uint32_t>(i + 1), ToBuffer(env, std::move(with_reply[i]), 0));
+      }
+      out.Set("frames", Napi::Boolean::New(env, true));
+      return out;
+    }
     case End::kTimeout:
       ThrowError(env, ErrorInfo::Ipc(codes::kTimeout, "sendSync timed out after " +
                                                           std::to_string(static_cast<int64_t>(timeout_ms)) + " ms")
@@ -729,6 +1016,7 @@ Napi::Value PipeConnection::Close(const Napi::CallbackInfo& info) {
     pending_.clear();
     pending_bytes_ = 0;
     drain_pending_ = false;
+    CloseReceivedLocked();
   }
   if (pipe_ != INVALID_HANDLE_VALUE) {
     CloseHandle(pipe_);
@@ -755,7 +1043,12 @@ Napi::Value PipeConnection::GetBufferedAmount(const Napi::CallbackInfo& info) {
 Napi::Value PipeConnection::GetCredentials(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("pid", Napi::Number::New(env, peer_pid_));
+  DWORD pid;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    pid = peer_pid_;
+  }
+  o.Set("pid", Napi::Number::New(env, pid));
   // Windows has no uid/gid; the pipe's DACL already limits peers to this user.
   o.Set("uid", Napi::Number::New(env, -1));
   o.Set("gid", Napi::Number::New(env, -1));

@@ -11,7 +11,6 @@ namespace win {
 namespace {
 
 constexpr int kWaitingInstances = 4;   // instances in ConnectNamedPipe at once: a burst of clients rarely waits
-constexpr DWORD kPipeBuffer = 64 * 1024;
 constexpr DWORD kRetryMs = 100;        // after a failed CreateNamedPipeW (out of resources): shed, then recover
 constexpr size_t kMaxPipeName = 256;   // characters, "\\.\pipe\" included
 
@@ -60,7 +59,7 @@ PipeServer::PipeServer(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PipeSe
                         .At(address_));
   }
   DWORD err = 0;
-  if (!BuildSecurity(&err)) ThrowError(env, Win32Error(err, "listen", address_));
+  if (!security_.Build(&err)) ThrowError(env, Win32Error(err, "listen", address_));
   // FILE_FLAG_FIRST_PIPE_INSTANCE makes a name held by another server fail (EADDRINUSE). Wine ignores that
   // flag, so probe first as well: WaitNamedPipeW succeeds or times out only when some server has the name.
   // (Racy on its own; on Windows the flag is the guarantee.)
@@ -96,7 +95,7 @@ PipeServer::~PipeServer() {
   if (stop_) CloseHandle(stop_);
 }
 
-bool PipeServer::BuildSecurity(DWORD* err) {
+bool OwnerOnlySecurity::Build(DWORD* err) {
   HANDLE token = nullptr;
   if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token)) {
     *err = GetLastError();
@@ -130,7 +129,7 @@ HANDLE PipeServer::CreateInstance(bool first, DWORD* err) {
   DWORD open_mode = PIPE_ACCESS_DUPLEX | FILE_FLAG_OVERLAPPED | (first ? FILE_FLAG_FIRST_PIPE_INSTANCE : 0);
   DWORD pipe_mode = PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT | PIPE_REJECT_REMOTE_CLIENTS;
   HANDLE h = CreateNamedPipeW(wname_.c_str(), open_mode, pipe_mode, PIPE_UNLIMITED_INSTANCES, kPipeBuffer,
-                              kPipeBuffer, 0, &sa_);
+                              kPipeBuffer, 0, security_.attributes());
   if (h == INVALID_HANDLE_VALUE) *err = GetLastError();
   return h;
 }

@@ -24,6 +24,28 @@
 namespace ipcwire {
 namespace win {
 
+/**
+ * Security attributes that give the current user alone access to a pipe (the default DACL of a pipe also lets
+ * Everyone and Anonymous read). Not copyable: the attributes point into the object.
+ */
+struct OwnerOnlySecurity {
+  OwnerOnlySecurity() = default;
+  OwnerOnlySecurity(const OwnerOnlySecurity&) = delete;
+  OwnerOnlySecurity& operator=(const OwnerOnlySecurity&) = delete;
+  /** False with *err set when the token or the ACL could not be read or built. */
+  bool Build(DWORD* err);
+  SECURITY_ATTRIBUTES* attributes() { return &sa_; }
+
+ private:
+  std::vector<uint8_t> token_user_;
+  std::vector<uint8_t> acl_;
+  SECURITY_DESCRIPTOR sd_;
+  SECURITY_ATTRIBUTES sa_;
+};
+
+/** Pipe buffer size of every instance (listen() and socketpair()), each direction. */
+constexpr DWORD kPipeBuffer = 64 * 1024;
+
 class PipeServer : public Napi::ObjectWrap<PipeServer>, public Resource {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -40,7 +62,6 @@ class PipeServer : public Napi::ObjectWrap<PipeServer>, public Resource {
   Napi::Value JsRef(const Napi::CallbackInfo& info);
   Napi::Value JsUnref(const Napi::CallbackInfo& info);
 
-  bool BuildSecurity(DWORD* err);
   HANDLE CreateInstance(bool first, DWORD* err);
   void AcceptThread(HANDLE first);
   void NotifyLocked();
@@ -52,11 +73,7 @@ class PipeServer : public Napi::ObjectWrap<PipeServer>, public Resource {
   std::shared_ptr<LoopTracker> tracker_;
   std::wstring wname_;
   std::string address_;
-  // Owner-only DACL for every instance (the SID, the ACL and the descriptor must outlive them all).
-  std::vector<uint8_t> token_user_;
-  std::vector<uint8_t> acl_;
-  SECURITY_DESCRIPTOR sd_;
-  SECURITY_ATTRIBUTES sa_;
+  OwnerOnlySecurity security_;  // for every instance: must outlive them all
 
   HANDLE stop_ = nullptr;  // manual-reset: tells the accept thread to finish
   std::thread thread_;
