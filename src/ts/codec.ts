@@ -189,9 +189,14 @@ interface Inspection {
 export interface Encoded {
   payload: Buffer;
   blobs: Uint8Array[];
+  /** Descriptors (ports) sent with the message, as a HANDLES frame before its BLOB frames. */
+  handles?: number[] | null;
 }
 
 const NO_BLOBS: Uint8Array[] = [];
+
+/** Marks objects that only a transfer list can move (MessagePortMain), never the message itself. */
+export const TRANSFER_ONLY = Symbol.for('ipcwire.transferOnly');
 
 function describe(value: unknown): string | undefined {
   switch (typeof value) {
@@ -205,6 +210,9 @@ function describe(value: unknown): string | undefined {
       if (value instanceof WeakSet) return 'a WeakSet';
       if (typeof WeakRef !== 'undefined' && value instanceof WeakRef) return 'a WeakRef';
       if (value !== null && isStreamLike(value)) return 'a stream (only invoke arguments and results may be streams, not nested in them)';
+      if ((value as Record<symbol, unknown>)[TRANSFER_ONLY] === true) {
+        return 'a MessagePortMain (put it in the transfer list; it arrives in event.ports)';
+      }
       return undefined;
     default:
       return undefined;
@@ -456,10 +464,14 @@ export function packBothForTest(value: unknown): [Buffer, Buffer] {
  * Encodes `[channel, args]`; throws ERR_IPC_UNCLONABLE (path `args[i]…`) synchronously. With `withBlobs`, large
  * byte arrays are left out of the payload and returned in `blobs`, to be written as BLOB frames before it.
  */
-export function encodeMessage(channel: string, args: unknown[], withBlobs = true, traceparent?: string): Encoded {
+export function encodeMessage(channel: string, args: unknown[], withBlobs = true, traceparent?: string, ports?: unknown[]): Encoded {
   if (args.length > MAX_ARGS) throw tooManyArgs(args.length);
-  // A third element, a metadata map, only when there is something to carry (W3C trace context).
-  return encodeValue(traceparent === undefined ? [channel, args] : [channel, args, { tp: traceparent }], 'args', withBlobs, 1);
+  // A third element, a metadata map, only when there is something to carry (W3C trace context, transferred ports).
+  if (traceparent === undefined && ports === undefined) return encodeValue([channel, args], 'args', withBlobs, 1);
+  const meta: { tp?: string; p?: unknown[] } = {};
+  if (traceparent !== undefined) meta.tp = traceparent;
+  if (ports !== undefined) meta.p = ports;
+  return encodeValue([channel, args, meta], 'args', withBlobs, 1);
 }
 
 /**
@@ -510,6 +522,8 @@ export interface DecodedMessage {
   args: unknown[];
   /** The W3C traceparent the sender attached, if any (malformed ones are ignored). */
   traceparent: string | undefined;
+  /** References to the MessagePorts transferred with it (see ports.ts), if any. */
+  ports?: unknown[];
 }
 
 function tooManyArgs(count: number): Error {
@@ -525,16 +539,23 @@ export function decodeMessage(payload: Uint8Array, blobs: Buffer[] | null = null
   }
   let traceparent: string | undefined;
   if (value.length === 3) {
-    const meta = value[2] as { tp?: unknown } | null;
+    const meta = value[2] as { tp?: unknown; p?: unknown } | null;
     if (typeof meta !== 'object' || meta === null) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed message metadata');
     if (isTraceparent(meta.tp)) traceparent = meta.tp;
+    if (meta.p !== undefined) {
+      if (!Array.isArray(meta.p)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed message metadata');
+      return { channel: value[0], args: checkedArgs(value[1] as unknown[]), traceparent, ports: meta.p };
+    }
   }
-  const args = value[1] as unknown[];
+  return { channel: value[0], args: checkedArgs(value[1] as unknown[]), traceparent };
+}
+
+function checkedArgs(args: unknown[]): unknown[] {
   // The arguments are spread into listener calls: a peer must not choose how many.
   if (args.length > MAX_ARGS) {
     throw makeError('ERR_IPC_BAD_FRAME', `Malformed message: ${args.length} arguments (at most ${MAX_ARGS})`);
   }
-  return { channel: value[0], args, traceparent };
+  return args;
 }
 
 /** The wire form of an error thrown by a remote handler or listener. */

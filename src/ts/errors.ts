@@ -31,6 +31,9 @@ export type IpcErrorCode =
   | 'ERR_IPC_ALREADY_LISTENING'
   | 'ERR_IPC_NATIVE_LOAD'
   | 'ERR_IPC_TRANSFER_UNSUPPORTED'
+  | 'ERR_IPC_BAD_TRANSFER'
+  | 'ERR_IPC_PORT_CLOSED'
+  | 'ERR_IPC_PORT_TRANSFERRED'
   | 'ERR_IPC_RECONNECT_QUEUE_FULL'
   | 'ERR_IPC_RECONNECT_FAILED'
   | 'ERR_IPC_NO_HANDLER'
@@ -144,14 +147,6 @@ export function disconnectedError(detail?: string): Error {
 export function checkChannel(channel: unknown): asserts channel is string {
   if (typeof channel !== 'string') {
     throw new TypeError(`The "channel" argument must be of type string. Received type ${typeof channel}`);
-  }
-}
-
-/** `postMessage` cannot move MessagePorts between processes: say so instead of dropping them. */
-export function checkNoTransfer(transfer: readonly unknown[] | undefined): void {
-  if (transfer !== undefined && (!Array.isArray(transfer) || transfer.length > 0)) {
-    throw makeError('ERR_IPC_TRANSFER_UNSUPPORTED',
-      'postMessage: transferring MessagePorts between processes is not supported; pass no transfer list');
   }
 }
 

@@ -7,6 +7,7 @@ export type { IpcMainOptions, IpcMainInvokeEvent, MainListener } from './main';
 export { ipcRenderer, IpcRenderer } from './renderer';
 export type { IpcRendererOptions, IpcRendererEvent, IpcRendererInvokeEvent, ReconnectOptions, ReconnectingInfo, ReconnectInfo } from './renderer';
 export { fork } from './fork';
+export { MessageChannelMain, MessagePortMain, PortMessageEvent, PORT_QUEUE_MAX_BYTES, PORT_QUEUE_MAX_MESSAGES, PORT_MAX_QUEUED_BYTES } from './ports';
 export { IpcError, AbortError } from './errors';
 export type { IpcErrorCode, CallOptions } from './errors';
 export type { NativeCredentials as PeerCredentials } from './native';

@@ -11,6 +11,7 @@ import {
 } from './streams';
 import { AbortError, abortError, codeOf, disconnectedError, makeError, positiveInt } from './errors';
 import type { InvokeHandler } from './handlers';
+import { carrierClosed, linkCarrier, receiveState, refsFor, settleMoves, type MessagePortMain, type Move } from './ports';
 import {
   chDisconnect, chError, chHandleEnd, chHandleStart, chInvokeEnd, chInvokeStart, chSend, outgoingTraceparent,
   type IpcTraceMessage,
@@ -427,6 +428,12 @@ export class Link<E> implements StreamTransport {
     // its reply, so a segment announced before an earlier message would not be mapped yet when the reply is read.
     const shared = kind !== Kind.SYNC_REPLY;
     for (const blob of encoded.blobs) this.writeBlob(blob, shared);
+    if (encoded.handles && encoded.handles.length > 0) {
+      // Right before the message (after its byte arrays, which may announce a shared-memory segment with a
+      // descriptor of its own): the descriptors go natively, after whatever this turn batched so far.
+      this.flushBatch();
+      this.conn.writeHandles(encoded.handles);
+    }
     this.writeFrame(kind, id, encoded.payload);
   }
 
@@ -594,6 +601,26 @@ export class Link<E> implements StreamTransport {
     const tp = outgoingTraceparent(undefined);
     const encoded = encodeMessage(channel, args, true, tp);
     this.writeEncoded(Kind.MESSAGE, 0, encoded);
+    if (chSend.hasSubscribers) chSend.publish(this.traceMessage('out', 'send', channel, 0, wireBytes(encoded), tp));
+  }
+
+  /**
+   * `postMessage(channel, message, transfer)`: one message whose transferred ports move to the peer (their
+   * descriptors go with it; a port that was reading sends its backlog after it, on this link).
+   */
+  postMessage(channel: string, message: unknown, ports: MessagePortMain[]): void {
+    if (ports.length === 0) {
+      this.send(channel, [message]);
+      return;
+    }
+    this.assertOpen();
+    const tp = outgoingTraceparent(undefined);
+    const fds: number[] = [];
+    const moves: Move[] = [];
+    const encoded = encodeMessage(channel, [message], true, tp, refsFor(ports, fds, moves));
+    encoded.handles = fds;
+    this.writeEncoded(Kind.MESSAGE, 0, encoded);
+    settleMoves(moves, linkCarrier(this as Link<unknown>));
     if (chSend.hasSubscribers) chSend.publish(this.traceMessage('out', 'send', channel, 0, wireBytes(encoded), tp));
   }
 
@@ -790,6 +817,7 @@ export class Link<E> implements StreamTransport {
     }
     this.markDisconnected(reason);
     this.closeInboundHandles();
+    carrierClosed(this);
     if (chDisconnect.hasSubscribers) {
       const msg = this.traceMessage('in', 'disconnect', '', 0, 0);
       if (reason) msg.error = reason;
@@ -841,7 +869,7 @@ export class Link<E> implements StreamTransport {
           try {
             this.dispatch(kind, id, chunk, start, end, blobs);
           } finally {
-            // Nothing adopts descriptors yet: whatever came with this frame is closed, never leaked.
+            // Descriptors that came with this frame and nothing adopted (ports take theirs) are closed, never leaked.
             this.closeInboundHandles();
           }
         } catch (err) {
@@ -877,6 +905,20 @@ export class Link<E> implements StreamTransport {
     else this.inboundHandles = fds;
   }
 
+  /**
+   * The message being dispatched came with descriptors: takes the one at `index` (ownership passes to the caller).
+   * ERR_IPC_BAD_FRAME for an index that is not there or was taken already.
+   */
+  adoptHandle(index: unknown): number {
+    const fds = this.inboundHandles;
+    const fd = fds && typeof index === 'number' && Number.isInteger(index) ? fds[index] : undefined;
+    if (fd === undefined || fd < 0) {
+      throw makeError('ERR_IPC_BAD_FRAME', `A message refers to descriptor ${String(index)}, which did not come with it`);
+    }
+    fds![index as number] = -1;
+    return fd;
+  }
+
   /** @internal Closes the descriptors received for the message just handled that nothing adopted. */
   closeInboundHandles(): void {
     const fds = this.inboundHandles;
@@ -884,6 +926,7 @@ export class Link<E> implements StreamTransport {
     this.inboundHandles = null;
     const binding = native();
     for (const fd of fds) {
+      if (fd < 0) continue;
       try {
         binding.closeHandle(fd);
       } catch {
@@ -963,6 +1006,8 @@ export class Link<E> implements StreamTransport {
       case Kind.STREAM_CTRL:
         if (blobs) throw makeError('ERR_IPC_BAD_FRAME', 'Byte arrays before a stream control frame');
         this.streams.onCtrl(id, src, start, end);
+      case Kind.PORT_STATE:
+        receiveState(src, blobs, start, end, this as Link<unknown>);
         return;
       case Kind.CANCEL: {
         const call = this.answering.get(id);

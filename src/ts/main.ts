@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { debuglog } from 'node:util';
 import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCredentials, type NativeServer } from './native';
 import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
-import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
+import { checkCallOptions, checkChannel, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import {
   DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, receivedBytes, sharedMemoryConfig, wireBytes,
@@ -17,6 +17,7 @@ import { checkPathLength, inRuntimeDir, isWindows, resolveAddress, setLocalMainA
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { rejectedCall, streamWindowOption, type InvokeCall, type StreamWindow } from './streams';
 import { Inspector } from './inspector';
+import { checkTransfer, portsFromRefs, type MessagePortMain } from './ports';
 import { chConnect, chHandleEnd, chHandleStart, chMessage, chSend, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
 /** Options of {@link IpcMain}. */
@@ -74,13 +75,15 @@ export class IpcMainEvent<C = AnyChannels, R = any> {
   readonly processId: number;
   /** Electron compatibility: no frames here. */
   readonly frameId = 0;
-  readonly ports: never[] = [];
+  /** The MessagePorts transferred with a `postMessage`, in the order of its transfer list. */
+  readonly ports: MessagePortMain[];
   /** The W3C trace context the renderer sent with this message, if any (see Tracing in the README). */
   readonly traceparent: string | undefined;
 
   /** @internal */
-  constructor(sender: Peer<C>, traceparent?: string) {
+  constructor(sender: Peer<C>, traceparent?: string, ports: MessagePortMain[] = []) {
     this.sender = sender;
+    this.ports = ports;
     this.processId = sender.pid;
     this.traceparent = traceparent;
   }
@@ -292,13 +295,13 @@ export class Peer<C = AnyChannels> extends EventEmitter {
   }
 
   /**
-   * Electron's `webContents.postMessage(channel, message)`: one message, received as `(event, message)`.
-   * Transferring MessagePorts between processes is not supported (`transfer` must be empty).
+   * Electron's `webContents.postMessage(channel, message, transfer)`: one message, received as `(event, message)`;
+   * the MessagePorts in `transfer` move to the renderer and arrive in its `event.ports`, in this order.
    */
   postMessage<K extends ChannelName<C>>(channel: K, message: ChannelArgs<C, K>[0], transfer?: readonly unknown[]): void;
   postMessage(channel: string, message: unknown, transfer?: readonly unknown[]): void {
-    checkNoTransfer(transfer);
-    (this as Peer).send(channel, message);
+    checkChannel(channel);
+    this.link.postMessage(channel, message, checkTransfer(transfer, null));
   }
 
   /** Calls the renderer's `ipcRenderer.handle(channel)` handler; resolves with its result. */
@@ -383,10 +386,10 @@ export class Peer<C = AnyChannels> extends EventEmitter {
     }
     switch (kind) {
       case Kind.MESSAGE: {
-        const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
+        const { channel, args, traceparent, ports } = decodeMessage(src, blobs, start, end);
         if (chMessage.hasSubscribers) chMessage.publish(this.traceIn('send', channel, 0, src, start, end, blobs, traceparent));
         if (this.main._inspector !== null) this.main._inspector.incoming(this.id, 'send', channel, receivedBytes(start, end, null), args);
-        const event = new IpcMainEvent(this, traceparent);
+        const event = new IpcMainEvent(this, traceparent, ports ? portsFromRefs(ports, this.link as Link<unknown>) : undefined);
         this.ipc.emit(channel, event, ...args);
         this.main.emit(channel, event, ...args);
         return;

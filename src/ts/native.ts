@@ -42,6 +42,16 @@ export const enum Kind {
   SHM_BLOB = 14,
   // reserved: blocks come back through their slot counters in the segment header, never through a frame
   SHM_RELEASE = 15,
+  /**
+   * On a MessagePort's own socket (since version 3): a control frame, the operation in `id` (1 PAUSE: the sender is
+   * moving to another process, stop writing; 2 PAUSED: the last frame written until RESUME; 3 RESUME). Empty payload.
+   */
+  PORT = 16,
+  /**
+   * Either way (since version 3): `[token, state]`, the state (backlog) of a MessagePort whose descriptor an earlier
+   * message on the same connection carried under `token`.
+   */
+  PORT_STATE = 17,
 }
 
 /** Bytes of `u32 length | u8 kind | u32 id` before each payload. */

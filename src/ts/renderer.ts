@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import { FRAME_HEADER_BYTES, Kind, PROTOCOL_VERSION, native, type NativeCredentials } from './native';
 import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type Encoded, type WireError } from './codec';
-import { checkCallOptions, checkChannel, checkNoTransfer, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
+import { checkCallOptions, checkChannel, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import {
   DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, IncomingCall, Link, MAX_FRAME_BODY, receivedBytes, sharedMemoryConfig, wireBytes,
@@ -14,6 +14,7 @@ import {
 import { ADDRESS_ENV, checkPathLength, envAddress, isLocalMainAddress, resolveAddress } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { rejectedCall, streamWindowOption, type InvokeCall, type StreamWindow } from './streams';
+import { checkTransfer, portsFromRefs, type MessagePortMain } from './ports';
 import { chConnect, chMessage, chSyncEnd, chSyncStart, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
 /** Options of {@link IpcRenderer}. */
@@ -148,7 +149,8 @@ export interface ReconnectInfo {
 export interface IpcRendererEvent<C = AnyChannels> {
   readonly sender: IpcRenderer<C>;
   readonly senderId: number;
-  readonly ports: never[];
+  /** The MessagePorts main transferred with a `postMessage`, in the order of its transfer list. */
+  readonly ports: MessagePortMain[];
   /** The W3C trace context main sent with this message, if any (see Tracing in the README). */
   readonly traceparent?: string;
 }
@@ -356,13 +358,20 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   }
 
   /**
-   * Electron's `ipcRenderer.postMessage(channel, message)`: one message, received in main as `(event, message)`.
-   * Transferring MessagePorts between processes is not supported (`transfer` must be empty).
+   * Electron's `ipcRenderer.postMessage(channel, message, transfer)`: one message, received in main as
+   * `(event, message)`; the MessagePorts in `transfer` move to main and arrive in its `event.ports`, in this order.
    */
   postMessage<K extends ChannelName<C>>(channel: K, message: ChannelArgs<C, K>[0], transfer?: readonly unknown[]): void;
   postMessage(channel: string, message: unknown, transfer?: readonly unknown[]): void {
-    checkNoTransfer(transfer);
-    (this as IpcRenderer).send(channel, message);
+    checkChannel(channel);
+    const ports = checkTransfer(transfer, null);
+    if (ports.length === 0) {
+      (this as IpcRenderer).send(channel, message);
+      return;
+    }
+    // Ports cannot wait in a reconnect queue (their descriptors belong to this connection's frames).
+    if (this.currentGap()) throw disconnectedError('reconnecting; ports cannot be queued');
+    this.ensure().postMessage(channel, message, ports);
   }
 
   /**
@@ -737,13 +746,14 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
   private onFrame(kind: number, id: number, src: Buffer, start: number, end: number, blobs: Buffer[] | null): void {
     switch (kind) {
       case Kind.MESSAGE: {
-        const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
+        const { channel, args, traceparent, ports: refs } = decodeMessage(src, blobs, start, end);
+        const ports = refs && this.wire ? portsFromRefs(refs, this.wire as Link<unknown>) : [];
         if (chMessage.hasSubscribers && this.wire) {
           chMessage.publish(this.wire.traceMessage('in', 'send', channel, 0, receivedBytes(start, end, blobs), traceparent));
         }
         const event: IpcRendererEvent<C> = traceparent === undefined
-          ? { sender: this, senderId: 0, ports: [] }
-          : { sender: this, senderId: 0, ports: [], traceparent };
+          ? { sender: this, senderId: 0, ports }
+          : { sender: this, senderId: 0, ports, traceparent };
         try {
           this.emit(channel, event, ...args);
         } finally {

@@ -1,0 +1,310 @@
+/**
+ * MessagePorts (MessageChannelMain / MessagePortMain): channels in one process, ends given to renderers that
+ * then talk directly, ends moved again while in use (nothing lost or reordered), process death, worker threads,
+ * bad transfer lists, and descriptors accounted for (the harness counts this process's fds).
+ */
+import { describe, expect, test } from 'vitest';
+import { catchSync, exitsCleanly, ipcwire, makeMain, once, runNode, useHarness, waitUntil } from './helpers';
+
+useHarness();
+
+/** Renderer side: take the port main sends on 'port', exchange `n` numbered messages, check order, report. */
+const EXCHANGE = `
+  const r = ipcwire.ipcRenderer;
+  const n = Number(process.env.N);
+  r.on('port', (e, info) => {
+    const port = e.ports[0];
+    let next = 0, bad = 0;
+    const calls = [];
+    port.on('message', (ev) => {
+      if (ev.data !== next) bad++;
+      const k = ++next;
+      if (k % 1000 === 0) {
+        // main stays usable meanwhile: a blocking call and an invoke on the renderer's own connection
+        if (r.sendSync('plus1', k) !== k + 1) bad++;
+        calls.push(r.invoke('twice', k).then((v) => { if (v !== 2 * k) bad++; }));
+      }
+      // The other end may finish (and close) first: this end's own calls still complete before it disconnects.
+      if (k === n) Promise.all(calls).then(() => { out('done', { who: info.who, bad, next }); port.close(); r.close(); });
+    });
+    port.start();
+    for (let i = 0; i < n; i++) port.postMessage(i);
+  });
+  r.send('ready');
+`;
+
+function answerCalls(main: any): void {
+  main.on('plus1', (e: any, k: number) => { e.returnValue = k + 1; });
+  main.handle('twice', (_e: any, k: number) => 2 * k);
+}
+
+describe('ports', () => {
+  test('ports: a channel in one process keeps order, carries Buffers out of band and ports, and closes both ends', { timeout: 30_000 }, async () => {
+    const { MessageChannelMain, MessagePortMain } = ipcwire();
+    const { port1, port2 } = new MessageChannelMain();
+    expect(port1).toBeInstanceOf(MessagePortMain);
+    const got: any[] = [];
+    port2.on('message', (ev: any) => got.push(ev));
+    // Posted before the receiver starts: queued, then delivered in order on start().
+    const big = Buffer.alloc(300_000, 7);
+    for (let i = 0; i < 1000; i++) port1.postMessage(i === 500 ? { i, big } : { i });
+    const inner = new MessageChannelMain();
+    port1.postMessage('with a port', [inner.port2]);
+    port2.start();
+    await waitUntil(() => got.length === 1001);
+    expect(got.slice(0, 1000).map((ev) => ev.data.i)).toEqual([...Array(1000).keys()]);
+    expect(got[500].data.big.equals(big)).toBe(true);
+    expect(got[0].ports).toEqual([]);
+    expect(got[1000].data).toBe('with a port');
+    const moved = got[1000].ports[0];
+    expect(moved).toBeInstanceOf(MessagePortMain);
+    // The moved end works; the original object of it is unusable.
+    expect(catchSync(() => inner.port2.postMessage(1)).code).toBe('ERR_IPC_PORT_TRANSFERRED');
+    const echoed = once(inner.port1, 'message');
+    inner.port1.start();
+    moved.postMessage({ back: true });
+    expect((await echoed)[0].data).toEqual({ back: true });
+    const closes = [once(port1, 'close'), once(port2, 'close'), once(inner.port1, 'close'), once(moved, 'close')];
+    port1.close();
+    moved.close();
+    await Promise.all(closes);
+  });
+
+  test('ports: bad transfer lists get clear errors and move nothing', { timeout: 30_000 }, () => {
+    const { MessageChannelMain } = ipcwire();
+    const a = new MessageChannelMain();
+    const b = new MessageChannelMain();
+    expect(catchSync(() => a.port1.postMessage(1, [{}])).code).toBe('ERR_IPC_BAD_TRANSFER');
+    expect(catchSync(() => a.port1.postMessage(1, [b.port1, b.port1])).code).toBe('ERR_IPC_BAD_TRANSFER');
+    expect(catchSync(() => a.port1.postMessage(1, [a.port1])).code).toBe('ERR_IPC_BAD_TRANSFER');
+    expect(catchSync(() => a.port1.postMessage(1, 'x' as any)).code).toBe('ERR_IPC_BAD_TRANSFER');
+    // A port inside the message rather than in the transfer list cannot be cloned.
+    expect(catchSync(() => a.port1.postMessage({ p: b.port2 })).code).toBe('ERR_IPC_UNCLONABLE');
+    b.port1.close();
+    expect(catchSync(() => a.port1.postMessage(1, [b.port1])).code).toBe('ERR_IPC_PORT_CLOSED');
+    a.port1.postMessage(1, [b.port2]);
+    expect(catchSync(() => a.port1.postMessage(1, [b.port2])).code).toBe('ERR_IPC_PORT_TRANSFERRED');
+    a.port1.close();
+    a.port2.close();
+  });
+
+  test('ports: main gives the ends to two renderers, which exchange 10,000 messages each way directly while calling main', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    answerCalls(main);
+    let ready = 0;
+    const relayed: string[] = [];
+    main.on('ready', () => {
+      if (++ready < 2) return;
+      const { MessageChannelMain } = ipcwire();
+      const { port1, port2 } = new MessageChannelMain();
+      const [p, q] = main.peers.list();
+      p.postMessage('port', { who: 'a' }, [port1]);
+      q.postMessage('port', { who: 'b' }, [port2]);
+    });
+    main.on('anything-else', (_e: any, ch: string) => relayed.push(ch));
+    const env = { N: '10000' };
+    const a = runNode(EXCHANGE, { address: main.address, env });
+    const b = runNode(EXCHANGE, { address: main.address, env });
+    expect(await a.msg('done', 40_000)).toEqual({ who: 'a', bad: 0, next: 10000 });
+    expect(await b.msg('done', 40_000)).toEqual({ who: 'b', bad: 0, next: 10000 });
+    await exitsCleanly(a);
+    await exitsCleanly(b);
+    expect(relayed).toEqual([]);
+  });
+
+  test('ports: a renderer killed mid-stream: the other end gets what was sent, then close within a second', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    let ready = 0;
+    main.on('ready', () => {
+      if (++ready < 2) return;
+      const { MessageChannelMain } = ipcwire();
+      const { port1, port2 } = new MessageChannelMain();
+      const [p, q] = main.peers.list();
+      p.postMessage('port', 'sender', [port1]);
+      q.postMessage('port', 'receiver', [port2]);
+    });
+    const sender = runNode(`
+      const r = ipcwire.ipcRenderer;
+      r.on('port', (e) => {
+        const port = e.ports[0];
+        for (let i = 0; i < 5000; i++) port.postMessage(i);
+        out('sent', 5000);
+        setInterval(() => {}, 1000); // stays alive until killed
+      });
+      r.send('ready');
+    `, { address: main.address });
+    const receiver = runNode(`
+      const r = ipcwire.ipcRenderer;
+      r.on('port', (e) => {
+        const port = e.ports[0];
+        let next = 0, bad = 0;
+        port.on('message', (ev) => { if (ev.data !== next) bad++; next++; });
+        port.on('close', () => { out('closed', { next, bad, at: Date.now() }); r.close(); });
+        port.start();
+      });
+      r.send('ready');
+    `, { address: main.address });
+    await sender.msg('sent');
+    const killedAt = Date.now();
+    sender.kill('SIGKILL');
+    const closed = await receiver.msg('closed');
+    expect(closed).toMatchObject({ next: 5000, bad: 0 });
+    expect(closed.at - killedAt).toBeLessThan(1000);
+    await exitsCleanly(receiver);
+    await sender.exited;
+  });
+
+  test('ports: an end in use moves to main and on to a third renderer with nothing lost or reordered', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const peersBy: Record<string, any> = {};
+    main.on('hello', (e: any, who: string) => {
+      peersBy[who] = e.sender;
+      if (peersBy.a && peersBy.b && !peersBy.started) {
+        peersBy.started = true;
+        const { MessageChannelMain } = ipcwire();
+        const { port1, port2 } = new MessageChannelMain();
+        peersBy.a.postMessage('port', null, [port1]);
+        peersBy.b.postMessage('port', null, [port2]);
+      }
+    });
+    // A hands its end back to main after 300 messages (while more are arriving); main hands it on to C.
+    main.on('handing-back', (e: any, seen: number) => {
+      const port = e.ports[0];
+      peersBy.c.postMessage('port', seen, [port]);
+    });
+    const a = runNode(`
+      const r = ipcwire.ipcRenderer;
+      r.on('port', (e) => {
+        const port = e.ports[0];
+        let next = 0, bad = 0;
+        port.on('message', (ev) => {
+          if (ev.data !== next) bad++;
+          next++;
+          if (next === 300) { r.postMessage('handing-back', next, [port]); out('a', { next, bad }); setTimeout(() => r.close(), 200); }
+        });
+        port.start();
+        port.postMessage('from-a-before-moving');
+      });
+      r.send('hello', 'a');
+    `, { address: main.address });
+    const b = runNode(`
+      const r = ipcwire.ipcRenderer;
+      r.on('port', (e) => {
+        const port = e.ports[0];
+        const got = [];
+        port.on('message', (ev) => {
+          got.push(ev.data);
+          if (ev.data === 'from-c') { out('b', got); port.close(); r.close(); }
+        });
+        port.start();
+        let i = 0;
+        // a steady stream, so that frames are in flight while the end moves
+        const send = () => { for (let k = 0; k < 50 && i < 3000; k++) port.postMessage(i++); if (i < 3000) setImmediate(send); };
+        send();
+      });
+      r.send('hello', 'b');
+    `, { address: main.address });
+    const c = runNode(`
+      const r = ipcwire.ipcRenderer;
+      r.on('port', (e, seenByA) => {
+        const port = e.ports[0];
+        let next = seenByA, bad = 0;
+        port.on('message', (ev) => {
+          if (ev.data !== next) bad++;
+          next++;
+          if (next === 3000) { port.postMessage('from-c'); out('c', { first: seenByA, next, bad }); }
+        });
+        port.on('close', () => r.close());
+        port.start();
+      });
+      r.send('hello', 'c');
+    `, { address: main.address });
+    expect(await a.msg('a', 30_000)).toEqual({ next: 300, bad: 0 });
+    expect(await c.msg('c', 30_000)).toEqual({ first: 300, next: 3000, bad: 0 });
+    expect(await b.msg('b', 30_000)).toEqual(['from-a-before-moving', 'from-c']);
+    await exitsCleanly(a);
+    await exitsCleanly(b);
+    await exitsCleanly(c);
+  });
+
+  test('ports: a renderer creates a channel and sends one end to main; ports travel over ports', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const got: any[] = [];
+    main.on('take', (e: any, msg: string) => {
+      const port = e.ports[0];
+      port.on('message', (ev: any) => {
+        got.push(ev.data);
+        if (ev.ports.length) {
+          // A port that arrived over the port: answer on it.
+          ev.ports[0].postMessage(`thanks for ${ev.data}`);
+          ev.ports[0].close();
+          port.close();
+        }
+      });
+      port.start();
+      port.postMessage(`got ${msg}`);
+    });
+    const child = runNode(`
+      const { MessageChannelMain } = ipcwire;
+      const r = ipcwire.ipcRenderer;
+      const { port1, port2 } = new MessageChannelMain();
+      r.postMessage('take', 'an end', [port2]);
+      port1.on('message', (ev) => {
+        const inner = new MessageChannelMain();
+        inner.port1.on('message', (ev2) => { out('r', { first: ev.data, second: ev2.data }); inner.port1.close(); r.close(); });
+        inner.port1.start();
+        port1.postMessage('inner', [inner.port2]);
+      });
+      port1.start();
+    `, { address: main.address });
+    expect(await child.msg('r')).toEqual({ first: 'got an end', second: 'thanks for inner' });
+    expect(got).toEqual(['inner']);
+    await exitsCleanly(child);
+  });
+
+  test('ports: a worker thread using ipcRenderer receives a port and uses it', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    main.on('worker-ready', (e: any) => {
+      const { MessageChannelMain } = ipcwire();
+      const { port1, port2 } = new MessageChannelMain();
+      port1.on('message', (ev: any) => {
+        port1.postMessage(ev.data * 10);
+        port1.close();
+      });
+      port1.start();
+      e.sender.postMessage('port', null, [port2]);
+    });
+    const child = runNode(`
+      const { Worker } = require('node:worker_threads');
+      const w = new Worker(require.resolve('./worker.cjs'), { workerData: { code: \`
+        const r = ipcwire.ipcRenderer;
+        r.on('port', (e) => {
+          const port = e.ports[0];
+          port.on('message', (ev) => { post('w', { value: ev.data, threadId }); });
+          port.on('close', () => r.close());
+          port.start();
+          port.postMessage(4);
+        });
+        r.send('worker-ready');
+      \` } });
+      w.on('message', (m) => out(m.tag, m.data));
+      w.on('error', (e) => out('worker-error', errInfo(e)));
+    `, { address: main.address });
+    const got = await child.msg('w');
+    expect(got.value).toBe(40);
+    expect(got.threadId).toBeGreaterThan(0);
+    await exitsCleanly(child);
+  });
+
+  test('ports: an unstarted port keeps no process alive; unused ends are closed', { timeout: 30_000 }, async () => {
+    const child = runNode(`
+      const { MessageChannelMain } = ipcwire;
+      const { port1, port2 } = new MessageChannelMain();
+      port2.on('message', () => {});
+      port1.postMessage('never read');
+      out('posted', true);
+    `);
+    await child.msg('posted');
+    await exitsCleanly(child, 5000);
+  });
+});
