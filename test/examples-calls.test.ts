@@ -43,6 +43,23 @@ describe('examples-calls', () => {
     ]);
   });
 
+  test('examples-calls: examples/ports-chat: two renderers chat over a port main gave them', { timeout: 40_000 }, async () => {
+    const lines = await runExample('ports-chat');
+    expect(lines.filter((l) => l.startsWith('alice:') || l.startsWith('bob:'))).toEqual([
+      'bob: alice says "hi bob"',
+      'alice: bob says "hi alice"',
+      'bob: alice says "how is the port?"',
+      'alice: bob says "direct, main never sees us"',
+      'bob: alice says "bye"',
+      'alice: bob says "bye"',
+    ]);
+    expect(lines.filter((l) => l.startsWith('main:')).sort()).toEqual([
+      'main: alice is done after 3 line(s)',
+      'main: bob is done after 3 line(s)',
+      'main: introduced alice and bob',
+    ]);
+  });
+
   test('examples-calls: examples/typed runs (its types are checked by test/types) and its disposer removes the listener', { timeout: 40_000 }, async () => {
     const lines = await runExample('typed');
     expect(lines.filter((l) => l.startsWith('renderer:'))).toEqual([

@@ -1,5 +1,5 @@
 /**
- * Electron's `webContents.ipc` (here `peer.ipc`) and `postMessage` without transfers: listeners and handlers for
+ * Electron's `webContents.ipc` (here `peer.ipc`) and `postMessage`: listeners and handlers for
  * one renderer only, emitted before `ipcMain`'s, a scoped handler taking precedence over `ipcMain.handle`.
  */
 import { describe, expect, test } from 'vitest';
@@ -37,7 +37,7 @@ describe('scoped', () => {
     expect(log).toEqual(['scope-1', 'main-1', 'main-2']);
   });
 
-  test('scoped: postMessage delivers one message both ways and refuses a transfer list', { timeout: 30_000 }, async () => {
+  test('scoped: postMessage delivers one message both ways and refuses a transfer list that is not ports', { timeout: 30_000 }, async () => {
     const main = makeMain();
     const got: any[] = [];
     main.on('pm', (event: any, message: unknown) => {
@@ -54,7 +54,7 @@ describe('scoped', () => {
     `,
       { address: main.address },
     );
-    expect(await child.msg('r')).toEqual({ m: { echoed: { a: [1, 2] } }, code: 'ERR_IPC_TRANSFER_UNSUPPORTED' });
+    expect(await child.msg('r')).toEqual({ m: { echoed: { a: [1, 2] } }, code: 'ERR_IPC_BAD_TRANSFER' });
     expect(got).toEqual([{ message: { a: [1, 2] }, ports: [] }]);
     await exitsCleanly(child);
   });
