@@ -1006,6 +1006,7 @@ export class Link<E> implements StreamTransport {
       case Kind.STREAM_CTRL:
         if (blobs) throw makeError('ERR_IPC_BAD_FRAME', 'Byte arrays before a stream control frame');
         this.streams.onCtrl(id, src, start, end);
+        return;
       case Kind.PORT_STATE:
         receiveState(src, blobs, start, end, this as Link<unknown>);
         return;
