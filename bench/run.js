@@ -7,7 +7,7 @@
 // `npm run bench:smoke` (--smoke) — the same harness with tiny counts; exits 0 when every system produced
 // numbers. Writes to a temporary directory unless --out is given; never judges timings.
 //
-// Options: --smoke, --out DIR, --only id,id (see lib/plan.js), --sections latency,throughput,scale,graph,streams,
+// Options: --smoke, --out DIR, --only id,id (see lib/plan.js), --sections latency,throughput,scale,graph,streams,ports,
 // --repeats N, --no-readme. IPCWIRE_BENCH_MODULE=path measures another ipcwire build.
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -21,7 +21,7 @@ const report = require('./lib/report');
 const root = path.join(__dirname, '..');
 
 function parseArgs(argv) {
-  const o = { smoke: false, out: null, only: null, sections: ['latency', 'throughput', 'scale', 'graph', 'streams'], repeats: null, readme: true };
+  const o = { smoke: false, out: null, only: null, sections: ['latency', 'throughput', 'scale', 'graph', 'streams', 'ports'], repeats: null, readme: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--smoke') o.smoke = true;
@@ -315,6 +315,27 @@ async function runStreams() {
   return out;
 }
 
+let portsFailed = null;
+
+/**
+ * MessagePorts (bench/systems/ports.js): a renderer↔renderer round trip over a port against a renderer→main invoke
+ * round trip, and main's CPU per port message once the ends are placed. One JSON line each.
+ */
+async function runPorts() {
+  const out = {};
+  const argv = [process.execPath, path.join(__dirname, 'systems', 'ports.js'), JSON.stringify(plan.ports)];
+  const r = await runProcess(argv, 'unpinned', plan.driverTimeoutMs, (obj) => {
+    if (obj.type !== 'ports') return;
+    out[obj.kind] = obj;
+    const { type, kind, ...rest } = obj;
+    log(`[${fmtElapsed()}] ports ${kind}: ${JSON.stringify(rest)}`);
+  });
+  if (Object.keys(out).length !== 2) {
+    portsFailed = r.timedOut ? 'timed out' : `ports.js exited (${r.code ?? r.sig}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+  }
+  return out;
+}
+
 /** The addon a build given by IPCWIRE_BENCH_MODULE would load, for bench/native/call-rtt.js. */
 function addonEnv() {
   const mod = process.env.IPCWIRE_BENCH_MODULE;
@@ -402,11 +423,13 @@ async function main() {
   }
   const graph = opts.sections.includes('graph') && systems.some((s) => s.id === 'ipcwire') ? await runGraph() : [];
   const streams = opts.sections.includes('streams') && systems.some((s) => s.id === 'ipcwire') ? await runStreams() : {};
+  const ports = opts.sections.includes('ports') && systems.some((s) => s.id === 'ipcwire') ? await runPorts() : {};
   const durationS = Math.round((Date.now() - started) / 1000);
   const meta = report.machine({ ipcwire: ipcwireVersion(), loadavg_start: loadStart, plan: plan.name, repeats, pins, taskset, durationS, notes, skipped: skippedList() });
   const results = report.aggregate(records, meta);
   results.graph = graph;
   results.streams = streams;
+  results.ports = ports;
   const text = report.table(results);
   process.stdout.write(text + '\n');
   const dir = outDir || fs.mkdtempSync(path.join(os.tmpdir(), 'ipcwire-bench-smoke-'));
@@ -414,7 +437,7 @@ async function main() {
   fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify({ ...results, records }, null, 1) + '\n');
   fs.writeFileSync(path.join(dir, 'latest.svg'), report.svg(results));
   log(`wrote ${path.join(dir, 'latest.json')} and latest.svg in ${durationS} s`);
-  const complete = !opts.only && opts.sections.length === 5;
+  const complete = !opts.only && opts.sections.length === 6;
   if (!opts.smoke && opts.readme && complete && !opts.out) {
     report.updateReadme(path.join(__dirname, 'README.md'), results);
     log('updated the figures in bench/README.md');
@@ -425,8 +448,9 @@ async function main() {
   if (failed.length) log(`${failed.length} measurement(s) failed:\n` + failed.map((r) => `  ${r.section} ${r.pin} ${r.label} ${r.payload || r.renderers}: ${r.error}`).join('\n'));
   if (graphFailed) log(`graph: ${graphFailed}`);
   if (streamsFailed) log(`streams: ${streamsFailed}`);
+  if (portsFailed) log(`ports: ${portsFailed}`);
   if (scaleFailures.length) log(`scale: sendSync calls failed: ${scaleFailures.map((r) => `${r.idle ? `${r.idle} idle connections and active` : r.renderers} renderers: ${r.result.failures} (${r.result.first_error})`).join('; ')}`);
-  process.exitCode = failed.length || scaleFailures.length || graphFailed || streamsFailed ? 1 : 0;
+  process.exitCode = failed.length || scaleFailures.length || graphFailed || streamsFailed || portsFailed ? 1 : 0;
 }
 
 function skippedList() {

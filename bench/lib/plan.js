@@ -63,6 +63,8 @@ const FULL = {
   graph: { sizes: [100000, 1000000], reps: 3 },
   // Streams (bench/systems/streams.js): 1 GiB of 1 MiB chunks, 2 alternating rounds against send; a slow reader for 10 s.
   streams: { totalMiB: 1024, chunkMiB: 1, rounds: 2, slowSeconds: 10, pings: 2000 },
+  // MessagePorts (bench/systems/ports.js): port vs invoke round trips, 3 alternating rounds; main's CPU over a burst.
+  ports: { iters: 20000, rounds: 3, messages: 100000 },
   driverTimeoutMs: 240000,
 };
 
@@ -88,6 +90,7 @@ const SMOKE = {
   idle: { idle: 200, holders: 2, active: 3 },
   graph: { sizes: [20000], reps: 1 },
   streams: { totalMiB: 32, chunkMiB: 1, rounds: 1, slowSeconds: 2, pings: 100 },
+  ports: { iters: 200, rounds: 1, messages: 2000 },
   driverTimeoutMs: 100000,
 };
 

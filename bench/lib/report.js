@@ -294,6 +294,26 @@ function streamTables(results, fmt) {
   return out;
 }
 
+const PORT_RTT_HEAD = ['round trip (small message)', 'median µs', 'p99 µs'];
+const PORT_CPU_HEAD = ['messages between the renderers', 'seconds', 'messages/s', 'main CPU ms', 'main CPU ns per message'];
+
+/** The MessagePorts section (bench/systems/ports.js): round trips, and main's CPU while the renderers talk. */
+function portTables(results, fmt) {
+  const pt = results.ports || {};
+  const out = [];
+  const rtt = pt.rtt;
+  if (rtt) {
+    out.push([`MessagePorts: renderer↔renderer round trip over a port against renderer→main invoke (unpinned; port/invoke median ${rtt.ratio}×)`,
+      fmt(PORT_RTT_HEAD, [['port (renderer A → B → A)', rtt.port_median_us, rtt.port_p99_us], ['invoke (renderer → main → renderer)', rtt.invoke_median_us, rtt.invoke_p99_us]])]);
+  }
+  const cpu = pt['main-cpu'];
+  if (cpu) {
+    out.push(["MessagePorts: main's CPU while two renderers exchange messages over a port it placed",
+      fmt(PORT_CPU_HEAD, [[cpu.messages.toLocaleString('en-US'), cpu.seconds, cpu.messages_per_s, cpu.main_cpu_ms, cpu.main_cpu_ns_per_message]])]);
+  }
+  return out;
+}
+
 function sections(results, fmt) {
   const out = [];
   for (const pin of results.meta.pins) {
@@ -304,6 +324,7 @@ function sections(results, fmt) {
   if (results.idle && results.idle.length) out.push(['Idle connections: silent renderers held open against one main, active renderers doing sendSync meanwhile (unpinned)', fmt(IDLE_HEAD, idleRows(results))]);
   if (results.graph && results.graph.length) out.push(['Big object graphs: one message of N {id, name, tags} objects, ms (median), ipcwire against msgpackr alone in the same process', fmt(GRAPH_HEAD, graphRows(results))]);
   out.push(...streamTables(results, fmt));
+  out.push(...portTables(results, fmt));
   out.push(['Targets (ratios from this run)', fmt(TARGET_HEAD, targetRows(results))]);
   return out;
 }
