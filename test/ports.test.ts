@@ -252,6 +252,45 @@ describe('ports', () => {
     await exitsCleanly(c);
   });
 
+  test('ports: both ends of a channel in use move at once, each with what it had read', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const peers: Record<string, any> = {};
+    main.on('ready', (e: any, who: string) => {
+      peers[who] = e.sender;
+      if (!peers.x || !peers.y) return;
+      const { MessageChannelMain } = ipcwire();
+      const { port1, port2 } = new MessageChannelMain();
+      // Posting makes both ends read: each holds the other's message, undelivered, when both move in one turn.
+      port1.postMessage('for port2');
+      port2.postMessage('for port1');
+      setTimeout(() => {
+        peers.x.postMessage('port', 'x', [port1]);
+        peers.y.postMessage('port', 'y', [port2]);
+      }, 50);
+    });
+    const code = `
+      const r = ipcwire.ipcRenderer;
+      r.on('port', (e, who) => {
+        const port = e.ports[0];
+        const got = [];
+        port.on('message', (ev) => {
+          got.push(ev.data);
+          if (got.length === 1001) { out('got', { who, first: got[0], rest: got.slice(1).every((v, i) => v === i) }); port.close(); }
+        });
+        port.on('close', () => r.close());
+        port.start();
+        for (let i = 0; i < 1000; i++) port.postMessage(i);
+      });
+      r.send('ready', process.env.WHO);
+    `;
+    const x = runNode(code, { address: main.address, env: { WHO: 'x' } });
+    const y = runNode(code, { address: main.address, env: { WHO: 'y' } });
+    expect(await x.msg('got')).toEqual({ who: 'x', first: 'for port1', rest: true });
+    expect(await y.msg('got')).toEqual({ who: 'y', first: 'for port2', rest: true });
+    await exitsCleanly(x);
+    await exitsCleanly(y);
+  });
+
   test('ports: a renderer creates a channel and sends one end to main; ports travel over ports', { timeout: 30_000 }, async () => {
     const main = makeMain();
     const got: any[] = [];

@@ -449,8 +449,12 @@ export class MessagePortMain extends EventEmitter {
   }
 
   private onLinkClose(): void {
-    if (this.phase === Phase.Leaving) {
+    if (this.phase === Phase.Leaving || this.pendingMove) {
+      // The other end is gone before this one could leave: what was read goes on, and the new holder closes.
       this.peerEnded = true;
+      this.moveTo ??= this.pendingMove;
+      this.pendingMove = null;
+      this.outbox = [];
       this.finishLeaving();
       return;
     }
