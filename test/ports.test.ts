@@ -4,7 +4,8 @@
  * bad transfer lists, and descriptors accounted for (the harness counts this process's fds).
  */
 import { describe, expect, test } from 'vitest';
-import { catchSync, exitsCleanly, ipcwire, makeMain, once, runNode, useHarness, waitUntil } from './helpers';
+import { catchSync, exitsCleanly, ipcwire, makeMain, nodeRequire, once, runNode, useHarness, waitUntil } from './helpers';
+import { KIND, captureHandshake, frame, rawClient } from './helpers/wire';
 
 useHarness();
 
@@ -105,8 +106,9 @@ describe('ports', () => {
     const env = { N: '10000' };
     const a = runNode(EXCHANGE, { address: main.address, env });
     const b = runNode(EXCHANGE, { address: main.address, env });
-    expect(await a.msg('done', 40_000)).toEqual({ who: 'a', bad: 0, next: 10000 });
-    expect(await b.msg('done', 40_000)).toEqual({ who: 'b', bad: 0, next: 10000 });
+    const results = [await a.msg('done', 40_000), await b.msg('done', 40_000)];
+    expect(results.map((r) => r.who).sort()).toEqual(['a', 'b']);
+    for (const r of results) expect(r).toMatchObject({ bad: 0, next: 10000 });
     await exitsCleanly(a);
     await exitsCleanly(b);
     expect(relayed).toEqual([]);
@@ -184,7 +186,7 @@ describe('ports', () => {
     const peersBy: Record<string, any> = {};
     main.on('hello', (e: any, who: string) => {
       peersBy[who] = e.sender;
-      if (peersBy.a && peersBy.b && !peersBy.started) {
+      if (peersBy.a && peersBy.b && peersBy.c && !peersBy.started) {
         peersBy.started = true;
         const { MessageChannelMain } = ipcwire();
         const { port1, port2 } = new MessageChannelMain();
@@ -358,6 +360,47 @@ describe('ports', () => {
     expect(got.value).toBe(40);
     expect(got.threadId).toBeGreaterThan(0);
     await exitsCleanly(child);
+  });
+
+  test('ports: a peer referring to ports it did not send, or sending state for a port that never came, is cut off', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const { hello } = await captureHandshake(main);
+    const errors: any[] = [];
+    main.peers.on('error', (err: any) => errors.push(err));
+    const heard: unknown[] = [];
+    main.on('ch', (e: any, v: unknown) => {
+      heard.push([v, e.ports.length]);
+      for (const port of e.ports) port.close(); // a port nobody uses is closed (or collected)
+    });
+    const { Packr } = nodeRequire('msgpackr');
+    const packr = new Packr({ structuredClone: true });
+    const bad = [
+      // a port reference without the descriptor it names
+      frame(KIND.MESSAGE, 0, packr.pack(['ch', [1], { p: [[0, 'token-a', null]] }])),
+      // a malformed reference
+      frame(KIND.MESSAGE, 0, packr.pack(['ch', [2], { p: ['nonsense'] }])),
+      // the state of a port nobody sent (PORT_STATE)
+      frame(17, 0, packr.pack(['token-b', { r: 0, o: false, c: false, b: [] }])),
+    ];
+    for (const f of bad) {
+      const raw = rawClient(main.address);
+      raw.socket.write(Buffer.concat([hello, f]));
+      await raw.closed;
+    }
+    await waitUntil(() => errors.length === 3, 5000, 'three error events');
+    expect(errors.map((e) => e.code)).toEqual(['ERR_IPC_BAD_FRAME', 'ERR_IPC_BAD_FRAME', 'ERR_IPC_BAD_FRAME']);
+    expect(heard).toEqual([]);
+    // main still serves a good renderer, with ports.
+    const child = runNode(`
+      const { MessageChannelMain } = ipcwire;
+      const { port1, port2 } = new MessageChannelMain();
+      ipcwire.ipcRenderer.postMessage('ch', 3, [port2]);
+      port1.close();
+      ipcwire.ipcRenderer.close();
+    `, { address: main.address });
+    await exitsCleanly(child);
+    await waitUntil(() => heard.length === 1, 5000, 'the good message');
+    expect(heard).toEqual([[3, 1]]);
   });
 
   test('ports: an unstarted port keeps no process alive; unused ends are closed', { timeout: 30_000 }, async () => {

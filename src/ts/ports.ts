@@ -131,6 +131,8 @@ export class MessagePortMain extends EventEmitter {
   /** The carrier this end arrived on, while Awaiting (its loss closes the end). */
   private arrivedOn: Link<unknown> | null = null;
   private reserved = false;
+  /** While awaiting its state: the token it arrived under. */
+  private token: string | null = null;
 
   /** @internal */
   constructor(fd: number, role: number, phase: Phase = Phase.Idle) {
@@ -182,6 +184,9 @@ export class MessagePortMain extends EventEmitter {
     if (this.link) this.link.end();
     else this.releaseFd(true);
     this.link = null;
+    if (this.token !== null && awaiting.get(this.token) === this) awaiting.delete(this.token);
+    if (this.arrivedOn) carrierWatch(this.arrivedOn).delete(this);
+    this.arrivedOn = null;
     this.phase = Phase.Closed;
     this.dropOutbox();
     this.queue = [];
@@ -494,11 +499,18 @@ export class MessagePortMain extends EventEmitter {
 
   /** @internal A port that arrived: its descriptor, and its state now or later (by token, on `carrier`). */
   static _arrive(fd: number, token: string, inline: WireState | null, carrier: Link<unknown>): MessagePortMain {
+    if (!inline && awaiting.has(token)) throw makeError('ERR_IPC_BAD_FRAME', 'A MessagePort token arrived twice');
     const port = new MessagePortMain(fd, 1, Phase.Awaiting);
     if (inline) {
-      port.applyState(inline, carrier);
+      try {
+        port._stateArrived(inline, carrier);
+      } catch (err) {
+        port.releaseFd(false); // the caller closes the descriptor
+        port.phase = Phase.Closed;
+        throw err;
+      }
     } else {
-      if (awaiting.has(token)) throw makeError('ERR_IPC_BAD_FRAME', 'A MessagePort token arrived twice');
+      port.token = token;
       awaiting.set(token, port);
       port.arrivedOn = carrier;
       carrierWatch(carrier).add(port);
@@ -661,12 +673,25 @@ export function writeFrame(link: Link<unknown> | Link<unknown>, kind: Kind, enco
 export function portsFromRefs(refs: unknown[], carrier: Link<unknown>): MessagePortMain[] {
   if (refs.length === 0) return NO_PORTS;
   const out: MessagePortMain[] = [];
-  for (const ref of refs) {
-    if (!Array.isArray(ref) || ref.length !== 3 || typeof ref[1] !== 'string' || (ref[2] !== null && typeof ref[2] !== 'object')) {
-      throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort reference');
+  try {
+    for (const ref of refs) {
+      if (!Array.isArray(ref) || ref.length !== 3 || typeof ref[1] !== 'string' || (ref[2] !== null && typeof ref[2] !== 'object')) {
+        throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort reference');
+      }
+      const fd = carrier.adoptHandle(ref[0]);
+      let port: MessagePortMain;
+      try {
+        port = MessagePortMain._arrive(fd, ref[1], ref[2] as WireState | null, carrier);
+      } catch (err) {
+        closeQuietly(fd);
+        throw err;
+      }
+      out.push(port);
     }
-    const fd = carrier.adoptHandle(ref[0]);
-    out.push(MessagePortMain._arrive(fd, ref[1], ref[2] as WireState | null, carrier));
+  } catch (err) {
+    // A malformed frame closes its connection; the ports it did bring are closed, not leaked.
+    for (const port of out) port.close();
+    throw err;
   }
   return out;
 }
