@@ -267,7 +267,7 @@ function graphRows(results) {
     g.decode_ms.ipcwire, g.decode_ms.msgpackr_structured, g.decode_ms.msgpackr_plain, g.decode_x_structured, g.decode_x_plain]);
 }
 
-const STREAM_TP_HEAD = ['total', 'chunks', 'stream MB/s', 'send MB/s', 'stream/send'];
+const STREAM_TP_HEAD = ['total', 'chunks', 'stream MB/s', 'send MB/s', 'stream/send', 'CPU ms/GiB stream main', 'renderer', 'send main', 'renderer'];
 const STREAM_LAT_HEAD = ['small invoke', 'alone median µs', 'alone p99 µs', 'during a stream median µs', 'during p99 µs', '×p99'];
 const STREAM_RSS_HEAD = ['slow reader', 'chunks read', 'chunks main pulled', 'main RSS before MiB', 'max MiB', 'growth MiB'];
 
@@ -278,7 +278,8 @@ function streamTables(results, fmt) {
   const tp = st.throughput;
   if (tp) {
     out.push(['Streams: a streamed invoke result of 1 MiB Buffers (`for await`) against one-way `send` of the same Buffers (main → renderer, unpinned)',
-      fmt(STREAM_TP_HEAD, [[`${Math.round(tp.total_bytes / 2 ** 20)} MiB`, `${Math.round(tp.chunk_bytes / 2 ** 20)} MiB`, tp.stream_mb_s, tp.send_mb_s, tp.ratio]])]);
+      fmt(STREAM_TP_HEAD, [[`${Math.round(tp.total_bytes / 2 ** 20)} MiB`, `${Math.round(tp.chunk_bytes / 2 ** 20)} MiB`, tp.stream_mb_s, tp.send_mb_s, tp.ratio,
+        tp.stream_cpu_ms_per_gib.main, tp.stream_cpu_ms_per_gib.renderer, tp.send_cpu_ms_per_gib.main, tp.send_cpu_ms_per_gib.renderer]])]);
   }
   const lat = st.latency;
   if (lat) {

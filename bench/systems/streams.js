@@ -35,6 +35,10 @@ function server(sockPath) {
     }
   });
   main.handle('ping', () => 1);
+  main.handle('cpu', () => {
+    const u = process.cpuUsage();
+    return u.user + u.system;
+  });
   main.handle('stats', (_e, reset) => {
     sample();
     const out = { rss: process.memoryUsage.rss(), maxRss, pulled };
@@ -96,13 +100,28 @@ async function driver(cfg) {
   await viaSend();
   count = fullCount;
   const secs = { stream: [], send: [] };
+  // CPU time of main (the producer) and of this renderer over each mode's rounds: what a chunk costs, whatever
+  // else the machine is doing.
+  const cpu = { stream: [0, 0], send: [0, 0] };
+  const timed = async (mode, fn) => {
+    const m0 = await r.invoke('cpu');
+    const c0 = process.cpuUsage();
+    secs[mode].push(await fn());
+    const c1 = process.cpuUsage(c0);
+    cpu[mode][0] += (await r.invoke('cpu')) - m0;
+    cpu[mode][1] += c1.user + c1.system;
+  };
   for (let i = 0; i < cfg.rounds; i++) {
-    secs.stream.push(await viaStream());
-    secs.send.push(await viaSend());
+    await timed('stream', viaStream);
+    await timed('send', viaSend);
   }
   const bytes = size * count;
   const mbps = (list) => round1(bytes / (list.reduce((a, b) => a + b, 0) / list.length) / 1e6);
-  const tp = { stream_mb_s: mbps(secs.stream), send_mb_s: mbps(secs.send) };
+  // CPU ms per GiB moved (µs totals over `rounds` rounds of `bytes`).
+  const perGiB = (us) => Math.round((us / 1000) * (2 ** 30 / bytes) / cfg.rounds);
+  const tp = { stream_mb_s: mbps(secs.stream), send_mb_s: mbps(secs.send),
+    stream_cpu_ms_per_gib: { main: perGiB(cpu.stream[0]), renderer: perGiB(cpu.stream[1]) },
+    send_cpu_ms_per_gib: { main: perGiB(cpu.send[0]), renderer: perGiB(cpu.send[1]) } };
   C.emit({ type: 'streams', kind: 'throughput', total_bytes: bytes, chunk_bytes: size, rounds: cfg.rounds, ...tp,
     ratio: Math.round((tp.stream_mb_s / tp.send_mb_s) * 100) / 100 });
 
