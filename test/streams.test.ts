@@ -325,6 +325,36 @@ describe('streams', () => {
     await exitsCleanly(child);
   });
 
+  test('streams: a chunk larger than the reader accepts ends its stream with ERR_IPC_MESSAGE_TOO_LARGE; the connection stays', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    let closed = false;
+    main.handle('big', () => (async function* () {
+      try {
+        yield Buffer.alloc(100, 1);
+        yield Buffer.alloc(4096, 2);
+        yield 'never';
+      } finally {
+        closed = true;
+      }
+    })());
+    main.handle('ping', () => 'pong');
+    const child = runNode(`
+      const r = new ipcwire.IpcRenderer({ maxMessageSize: 1024 });
+      r.connect(process.env.IPCWIRE_ADDRESS);
+      const got = [];
+      try { for await (const c of r.invoke('big')) got.push(c.length); } catch (e) { out('err', { got, code: e.code, message: e.message }); }
+      out('after', await r.invoke('ping'));
+      r.close();
+    `, { address: main.address });
+    const err = await child.msg('err');
+    expect(err.got).toEqual([100]);
+    expect(err.code).toBe('ERR_IPC_MESSAGE_TOO_LARGE');
+    expect(err.message).toMatch(/^Error invoking remote method 'big': IpcError: Message of \d+ bytes exceeds the 1024 bytes the peer accepts/);
+    expect(await child.msg('after')).toBe('pong');
+    await waitUntil(() => closed, 5000, "the generator's finally");
+    await exitsCleanly(child);
+  });
+
   test('streams: a dead peer errors every open stream with ERR_IPC_DISCONNECTED and closes the local producers', { timeout: 30_000 }, async () => {
     const main = makeMain();
     const log = { pulled: 0, finished: false };
