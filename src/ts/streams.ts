@@ -350,7 +350,8 @@ export class IpcStream<T = unknown> implements AsyncIterable<T> {
   private consumed(bytes: number): void {
     this.consumedChunks++;
     this.consumedBytes += bytes;
-    if (this.consumedChunks - this.grantedChunks >= Math.ceil(this.window.chunks / 2) ||
+    // Chunks read after the producer ended need no credit.
+    if (!this.done && this.consumedChunks - this.grantedChunks >= Math.ceil(this.window.chunks / 2) ||
       this.consumedBytes - this.grantedBytes >= Math.ceil(this.window.bytes / 2)) this.grant();
   }
 
