@@ -5,7 +5,7 @@
  * side, with nothing left behind.
  */
 import { describe, expect, test } from 'vitest';
-import { exitsCleanly, makeMain, runNode, useHarness, waitUntil } from './helpers';
+import { exitsCleanly, ipcwire, localRenderer, makeMain, runNode, useHarness, waitUntil } from './helpers';
 import { KIND, captureHandshake, frame, parseFrames, rawClient } from './helpers/wire';
 
 useHarness();
@@ -353,6 +353,25 @@ describe('streams', () => {
     expect(await child.msg('after')).toBe('pong');
     await waitUntil(() => closed, 5000, "the generator's finally");
     await exitsCleanly(child);
+  });
+
+  test('streams: a bad streamWindow is a clear error before anything is sent', { timeout: 20_000 }, async () => {
+    const { IpcMain, IpcRenderer } = ipcwire();
+    expect(() => new IpcMain({ streamWindow: 5 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => new IpcRenderer({ streamWindow: { bytes: -1 } })).toThrow(expect.objectContaining({
+      code: 'ERR_OUT_OF_RANGE', message: 'The "streamWindow.bytes" option must be an integer from 1 to 4294967295. Received -1' }));
+    const main = makeMain();
+    let calls = 0;
+    main.handle('tokens', () => {
+      calls++;
+      return (async function* () { yield 1; })();
+    });
+    const r = localRenderer(main.address);
+    await expect(r.invokeWith({ streamWindow: { chunks: 0 } }, 'tokens')).rejects.toMatchObject({
+      code: 'ERR_OUT_OF_RANGE', message: 'The "options.streamWindow.chunks" option must be an integer from 1 to 4294967295. Received 0' });
+    // Nothing was sent: the next call is the handler's first.
+    expect(await r.invokeWith({ streamWindow: { chunks: 1, bytes: 1 } }, 'tokens')).toEqual([1]);
+    expect(calls).toBe(1);
   });
 
   test('streams: a dead peer errors every open stream with ERR_IPC_DISCONNECTED and closes the local producers', { timeout: 30_000 }, async () => {
