@@ -100,6 +100,9 @@ describe('streams', () => {
       async function* gen() { for (const p of parts) yield p; }
       const res = await r.invoke('digest', 'x', gen());
       out('digest', { ...res, expected: sha256(Buffer.concat(parts)), bytes2: parts.reduce((a, p) => a + p.length, 0) });
+      // A Node Readable is an async iterable too.
+      const viaReadable = await r.invoke('digest', 'y', require('node:stream').Readable.from(parts));
+      out('readable', viaReadable.sha === res.sha && viaReadable.n === 12);
       out('upper', await r.invoke('upper', (async function* () { yield 'a'; yield 'bc'; })()));
       // Main's peer.invoke passing a stream to a renderer handler.
       r.handle('count', async (_e, s) => { let n = 0; for await (const x of s) n += x; return n; });
@@ -112,6 +115,7 @@ describe('streams', () => {
     expect(d).toMatchObject({ label: 'x', n: 12 });
     expect(d.sha).toBe(d.expected);
     expect(d.bytes).toBe(d.bytes2);
+    expect(await child.msg('readable')).toBe(true);
     expect(await child.msg('upper')).toEqual(['A', 'BC']);
     await child.msg('ready');
     const [peer] = main.peers.list();
