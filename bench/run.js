@@ -60,24 +60,27 @@ function probeTaskset() {
   return r.status === 0;
 }
 
-/** The C ping-pong: the cmake build (scripts/native-tests.sh → build-cmake/), else compiled here into a cache. */
-function findPingpong() {
-  const src = path.join(__dirname, 'native', 'pingpong.cc');
+/**
+ * A C ping-pong program (`pingpong`, `shm_pingpong`): the cmake build (scripts/native-tests.sh → build-cmake/),
+ * else compiled here into a cache.
+ */
+function findPingpong(name = 'pingpong') {
+  const src = path.join(__dirname, 'native', `${name}.cc`);
   const srcTime = fs.existsSync(src) ? fs.statSync(src).mtimeMs : 0;
-  if (process.env.PINGPONG_BIN) return process.env.PINGPONG_BIN;
-  for (const cand of ['build-cmake/pingpong', 'build-cmake/Release/pingpong', 'build-cmake/bench/pingpong']) {
+  if (name === 'pingpong' && process.env.PINGPONG_BIN) return process.env.PINGPONG_BIN;
+  for (const cand of [`build-cmake/${name}`, `build-cmake/Release/${name}`, `build-cmake/bench/${name}`]) {
     const p = path.join(root, cand);
     if (fs.existsSync(p) && fs.statSync(p).mtimeMs >= srcTime) return p;
   }
   if (!srcTime) return null;
-  const cached = path.join(os.tmpdir(), `ipcwire-bench-pingpong-${Math.round(srcTime)}`);
+  const cached = path.join(os.tmpdir(), `ipcwire-bench-${name}-${Math.round(srcTime)}`);
   if (fs.existsSync(cached)) return cached;
   // Same flags as CMakeLists.txt's Release build (-O2, C++17).
   const cxx = process.env.CXX || 'c++';
   const r = spawnSync(cxx, ['-O2', '-std=c++17', '-o', cached + '.tmp', src], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) return null;
   fs.renameSync(cached + '.tmp', cached);
-  notes.push(`C ping-pong compiled by bench/run.js (${cxx} -O2 -std=c++17): no build-cmake/pingpong newer than its source`);
+  notes.push(`C ${name} compiled by bench/run.js (${cxx} -O2 -std=c++17): no build-cmake/${name} newer than its source`);
   return cached;
 }
 
@@ -117,7 +120,10 @@ function ipcwireVersion() {
 const taskset = probeTaskset();
 if (!taskset) notes.push('taskset is missing or not permitted here: "pinned" latency was not measured (unpinned only)');
 const pins = taskset ? ['pinned', 'unpinned'] : ['unpinned'];
-const pingpong = systems.some((s) => s.kind === 'c') ? findPingpong() : null;
+const pingpong = systems.some((s) => s.kind === 'c' && !s.binary) ? findPingpong() : null;
+/** The other C programs by name (the shared-memory ping-pong), found or built once. */
+const cPrograms = {};
+for (const s of systems) if (s.kind === 'c' && s.binary && !(s.binary in cPrograms)) cPrograms[s.binary] = findPingpong(s.binary);
 const ipcwireReady = systems.some((s) => s.id === 'ipcwire') ? ensureIpcwire() : true;
 
 /** The jobs of the run: one driver process per (system, pinning, repeat, section), interleaved across systems. */
@@ -151,7 +157,7 @@ function buildJobs() {
       }
     }
   }
-  const cSys = systems.find((s) => s.kind === 'c');
+  const cSys = systems.find((s) => s.kind === 'c' && !s.binary);
   if (opts.sections.includes('scale') && cSys) {
     // The limit for the scale rows: N C clients doing blocking round trips against one C server that polls
     // every socket (bench/native/pingpong.cc --mode scale).
@@ -346,9 +352,11 @@ function addonEnv() {
 /** Programs that print one result line themselves: the C ping-pong, and the addon-only call() loop. */
 async function runCJob(job) {
   const isC = job.sys.kind === 'c';
+  const program = job.sys.binary ? cPrograms[job.sys.binary] : pingpong;
   const script = isC ? null : path.join(__dirname, 'systems', job.sys.script);
-  if (isC ? !pingpong : !fs.existsSync(script)) {
-    for (const c of job.cells) record(job, c, null, isC ? 'no C ping-pong binary (bench/native/pingpong.cc missing or did not compile)' : `${path.relative(root, script)} is missing`);
+  if (isC ? !program : !fs.existsSync(script)) {
+    const name = job.sys.binary || 'pingpong';
+    for (const c of job.cells) record(job, c, null, isC ? `no C ${name} binary (bench/native/${name}.cc missing or did not compile)` : `${path.relative(root, script)} is missing`);
     return;
   }
   if (job.section === 'scale') {
@@ -371,8 +379,8 @@ async function runCJob(job) {
     const size = payloadBytes(c.payload);
     const sockDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ipcb-'));
     const argv = isC
-      ? [pingpong, '--size', String(size), '--iters', String(iters), '--warmup', String(warmup),
-          '--mode', job.section, '--path', path.join(sockDir, 'c.sock')]
+      ? [program, '--size', String(size), '--iters', String(iters), '--warmup', String(warmup), '--mode', job.section,
+          ...(job.sys.binary ? [] : ['--path', path.join(sockDir, 'c.sock')])]
       : [process.execPath, script, '--size', String(size), '--iters', String(Math.min(iters, plan.addonMaxIters || iters))];
     let out = null;
     const r = await runProcess(argv, job.pin, plan.driverTimeoutMs, (obj) => (out = obj), addonEnv());

@@ -5,6 +5,10 @@
 /** Latency rows: key → label. Every system runs the same payloads unless `skip` says otherwise. */
 const SYSTEMS = [
   { id: 'c', label: 'C ping-pong (limit)', kind: 'c' },
+  // The large-payload limit (Linux): the same ping-pong through a memfd pool mapped by both processes, only
+  // {block, length} on the socket (bench/native/shm_pingpong.cc), the design ipcwire's shared-memory path follows.
+  { id: 'c-shm', label: 'C shm ping-pong (limit, large)', kind: 'c', binary: 'shm_pingpong',
+    skip: { small: 'large payloads only', '1KiB': 'large payloads only' } },
   // Diagnostic row, latency only: the addon's blocking call() against an addon echo server, without the
   // TypeScript layer or msgpack (bench/native/call-rtt.js, owned with the addon). Not used by any target.
   { id: 'addon', label: 'ipcwire addon only (call())', kind: 'addon', script: '../native/call-rtt.js', latencyOnly: true,

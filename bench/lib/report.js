@@ -154,6 +154,20 @@ function targets(meta, latency, throughput, scale, idle = []) {
   const c1 = tp(C_LABEL, '1MiB');
   add('1MiB-throughput', '1 MiB Buffers ≥ 40% of the C MB/s', ratio(w1 && w1.mb_per_s, c1 && c1.mb_per_s), 0.4, '>=',
     w1 && c1 ? `${w1.mb_per_s} vs ${c1.mb_per_s} MB/s` : 'missing');
+  // Large payloads (shared memory): round trips against the C socket program, one-way MB/s against it too.
+  const big = (l) => latency.find((r) => r.pin === pin && r.payload === '1MiB' && r.label === l);
+  const cBig = big(C_LABEL);
+  for (const [api, id] of [['sendSync', 'sendSync-1MiB'], ['invoke', 'invoke-1MiB']]) {
+    const w = big(`ipcwire ${api}`);
+    add(id, `${api} 1 MiB round trip ≤ 1.2× C socket (${pin})`, ratio(w && w.median_us, cBig && cBig.median_us), 1.2, '<=',
+      w && cBig ? `${w.median_us} µs vs ${cBig.median_us} µs` : 'missing');
+  }
+  for (const p of ['1MiB', '16MiB']) {
+    const w = tp('ipcwire send', p);
+    const cp = tp(C_LABEL, p);
+    add(`${p}-shm-throughput`, `one-way ${p} Buffers ≥ 1.5× the C socket MB/s`, ratio(w && w.mb_per_s, cp && cp.mb_per_s), 1.5, '>=',
+      w && cp ? `${w.mb_per_s} vs ${cp.mb_per_s} MB/s` : 'missing');
+  }
   const s1 = scale.find((r) => r.label !== C_LABEL && r.renderers === 1 && !r.rate);
   const s100 = scale.find((r) => r.label !== C_LABEL && r.renderers === 100 && !r.rate);
   const c100 = scale.find((r) => r.label === C_LABEL && r.renderers === 100 && !r.rate);

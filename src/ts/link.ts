@@ -45,6 +45,9 @@ export interface SharedMemoryOptions {
 export const DEFAULT_SHM_THRESHOLD = 64 * 1024;
 /** Default size of one side's shared-memory pool per connection. */
 export const DEFAULT_SHM_POOL_SIZE = 64 * 1024 * 1024;
+/** Segment numbers: one pool per side for messages; the second is reserved (sendSync replies, not used yet). */
+const SEG_MESSAGES = 0;
+const SEG_SYNC_REPLIES = 1;
 /** Bytes of an SHM_BLOB payload: u32le segment, slot, offset, length. */
 const SHM_BLOB_BYTES = 16;
 
@@ -238,19 +241,16 @@ export class Link<E> implements StreamTransport {
 
   /** Stream producers waiting for the write queue to drain. */
   private drainWaiters: Array<() => void> = [];
-  /**
-   * Both sides said `shm` in the handshake: large byte arrays may go through this side's pool (which the
-   * peer maps), and the peer's SHM frames are expected.
-   */
+  /** Both sides said `shm` in the handshake: large byte arrays may go through this side's pools (the peer maps them). */
   peerShm = false;
-  /** This side's pool, once a large byte array needed it; `shmOutFailed` once creating it failed (seccomp…). */
-  private shmOut: NativeShmPool | null = null;
+  /** This side's pools by segment number, each made on first use; `shmOutFailed` once making one failed (seccomp…). */
+  private readonly shmOut: Array<NativeShmPool | null> = [null, null];
   private shmOutFailed = false;
   /** Byte arrays sent through the pool, and those of at least the threshold that fell back to the socket. */
   private shmSent = 0;
   private shmFellBack = 0;
-  /** The peer's pool, mapped here. */
-  private shmIn: NativeShmMapping | null = null;
+  /** The peer's pools, mapped here, by segment number. */
+  private readonly shmIn: Array<NativeShmMapping | null> = [null, null];
   /** This side's shared-memory settings, offered in the handshake; null when off or not available here. */
   readonly shm: SharedMemoryConfig | null;
 
@@ -425,9 +425,11 @@ export class Link<E> implements StreamTransport {
     this.checkSize(encoded.payload, encoded.blobs);
     this.checkQueue();
     // Never through shared memory for a sendSync reply: the blocked caller holds only the frames right before
-    // its reply, so a segment announced before an earlier message would not be mapped yet when the reply is read.
-    const shared = kind !== Kind.SYNC_REPLY;
-    for (const blob of encoded.blobs) this.writeBlob(blob, shared);
+    // its reply, so a segment announced before an earlier message would not be mapped yet when the reply is read
+    // (and a pool of its own, announced with the reply, would take the wrong descriptor when one of a message
+    // read during the call is still waiting to be taken).
+    const segment = kind === Kind.SYNC_REPLY ? null : SEG_MESSAGES;
+    for (const blob of encoded.blobs) this.writeBlob(blob, segment);
     if (encoded.handles && encoded.handles.length > 0) {
       // Right before the message (after its byte arrays, which may announce a shared-memory segment with a
       // descriptor of its own): the descriptors go natively, after whatever this turn batched so far.
@@ -441,12 +443,12 @@ export class Link<E> implements StreamTransport {
    * One large byte array of the next message: through the shared-memory pool when both sides have one and it
    * has room (one copy, or none for an allocShared Buffer), else as a BLOB frame.
    */
-  private writeBlob(blob: Uint8Array, shared = true): void {
-    if (shared && this.peerShm && blob.byteLength >= this.shm!.threshold) {
-      const at = this.sharedPool()?.put(blob);
+  private writeBlob(blob: Uint8Array, segment: number | null = SEG_MESSAGES): void {
+    if (segment !== null && this.peerShm && blob.byteLength >= this.shm!.threshold) {
+      const at = this.sharedPool(segment)?.put(blob);
       if (at) {
         const p = Buffer.allocUnsafe(SHM_BLOB_BYTES);
-        p.writeUInt32LE(0, 0);
+        p.writeUInt32LE(segment, 0);
         p.writeUInt32LE(at[0], 4);
         p.writeUInt32LE(at[1], 8);
         p.writeUInt32LE(blob.byteLength, 12);
@@ -464,8 +466,8 @@ export class Link<E> implements StreamTransport {
    * SHM frame). null when shared memory cannot be had (memfd refused by a seccomp filter, out of descriptors…):
    * this connection then uses the socket only.
    */
-  private sharedPool(): NativeShmPool | null {
-    if (this.shmOut || this.shmOutFailed || this.closed) return this.shmOut;
+  private sharedPool(segment: number): NativeShmPool | null {
+    if (this.shmOut[segment] || this.shmOutFailed || this.closed) return this.shmOut[segment];
     let pool: NativeShmPool | null = null;
     try {
       pool = new (native().ShmPool)(this.shm!.poolSize);
@@ -474,14 +476,14 @@ export class Link<E> implements StreamTransport {
       pool.closeFd(); // the peer has its own duplicate now
       const size = Buffer.alloc(8);
       size.writeBigUInt64LE(BigInt(pool.size));
-      this.writeFrame(Kind.SHM, 0, size);
-      this.shmOut = pool;
+      this.writeFrame(Kind.SHM, segment, size);
+      this.shmOut[segment] = pool;
     } catch (err) {
       pool?.close();
       this.shmOutFailed = true;
       if (codeOf(err) === 'ERR_IPC_DISCONNECTED') throw err;
     }
-    return this.shmOut;
+    return this.shmOut[segment];
   }
 
   /**
@@ -492,7 +494,7 @@ export class Link<E> implements StreamTransport {
     if (!Number.isInteger(size) || size < 0 || size > 0xffffffff) {
       throw new RangeError(`The "size" argument must be an integer from 0 to 4294967295. Received ${String(size)}`);
     }
-    const shared = this.peerShm && size > 0 ? this.sharedPool()?.alloc(size) : null;
+    const shared = this.peerShm && size > 0 ? this.sharedPool(SEG_MESSAGES)?.alloc(size) : null;
     return shared ?? Buffer.allocUnsafe(size);
   }
 
@@ -501,27 +503,34 @@ export class Link<E> implements StreamTransport {
    * fell back to the socket, and this side's pool blocks not yet given back.
    */
   _sharedStats(): { agreed: boolean; sent: number; fellBack: number; blocks: number; bytesInUse: number } {
-    const pool = this.shmOut ? this.shmOut.stats() : { blocks: 0, bytesInUse: 0 };
-    return { agreed: this.peerShm, sent: this.shmSent, fellBack: this.shmFellBack, ...pool };
+    let blocks = 0;
+    let bytesInUse = 0;
+    for (const pool of this.shmOut) {
+      const st = pool?.stats();
+      blocks += st?.blocks ?? 0;
+      bytesInUse += st?.bytesInUse ?? 0;
+    }
+    return { agreed: this.peerShm, sent: this.shmSent, fellBack: this.shmFellBack, blocks, bytesInUse };
   }
 
   /** The peer's SHM frame: maps its segment (the descriptor came on the HANDLES frame before it). */
   private mapPeerSegment(segment: number, payload: Buffer): void {
-    if (!this.peerShm) throw makeError('ERR_IPC_BAD_FRAME', 'Shared memory from a peer that did not negotiate it');
-    if (segment !== 0 || this.shmIn || payload.length !== 8) {
+    // What we offered in the handshake, not what the peer answered: main's first sendSync reply may carry
+    // shared memory before its handshake answer reaches JS (both arrive during the renderer's blocking call).
+    if (!this.shm) throw makeError('ERR_IPC_BAD_FRAME', 'Shared memory from a peer that was not offered it');
+    if ((segment !== SEG_MESSAGES && segment !== SEG_SYNC_REPLIES) || this.shmIn[segment] || payload.length !== 8) {
       throw makeError('ERR_IPC_BAD_FRAME', 'Malformed shared-memory segment announcement');
     }
     const fd = this.inboundHandles?.shift();
     if (fd === undefined) throw makeError('ERR_IPC_BAD_FRAME', 'A shared-memory segment announced without its descriptor');
-    this.shmIn = new (native().ShmMapping)(fd);
+    this.shmIn[segment] = new (native().ShmMapping)(fd);
   }
 
   /** The byte array an SHM_BLOB frame points at: a Buffer over the peer's block. */
   private sharedBlob(src: Buffer, start: number, end: number): Buffer {
-    if (end - start !== SHM_BLOB_BYTES || !this.shmIn || src.readUInt32LE(start) !== 0) {
-      throw makeError('ERR_IPC_BAD_FRAME', 'A shared-memory byte array without a shared segment');
-    }
-    return this.shmIn.view(src.readUInt32LE(start + 4), src.readUInt32LE(start + 8), src.readUInt32LE(start + 12));
+    const mapping = end - start === SHM_BLOB_BYTES ? this.shmIn[src.readUInt32LE(start)] : undefined;
+    if (!mapping) throw makeError('ERR_IPC_BAD_FRAME', 'A shared-memory byte array without a shared segment');
+    return mapping.view(src.readUInt32LE(start + 4), src.readUInt32LE(start + 8), src.readUInt32LE(start + 12));
   }
 
   /**
@@ -532,24 +541,30 @@ export class Link<E> implements StreamTransport {
     if (!Array.isArray(raw)) return { payload: raw, blobs: null };
     if (!(raw as Buffer[] & { frames?: boolean }).frames) return { payload: raw[0], blobs: raw.slice(1) };
     const blobs: Buffer[] = [];
-    for (let i = 1; i < raw.length; i++) {
-      const frame = raw[i];
-      const kind = frame[4];
-      if (kind === Kind.BLOB) blobs.push(frame.subarray(FRAME_HEADER_BYTES));
-      else if (kind === Kind.HANDLES) this.takeHandles(frame.readUInt32LE(5));
-      else if (kind === Kind.SHM) this.mapPeerSegment(frame.readUInt32LE(5), frame.subarray(FRAME_HEADER_BYTES));
-      else if (kind === Kind.SHM_BLOB) blobs.push(this.sharedBlob(frame, FRAME_HEADER_BYTES, frame.length));
-      else throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} before a sendSync reply`);
+    try {
+      for (let i = 1; i < raw.length; i++) {
+        const frame = raw[i];
+        const kind = frame[4];
+        if (kind === Kind.BLOB) blobs.push(frame.subarray(FRAME_HEADER_BYTES));
+        else if (kind === Kind.HANDLES) this.takeHandles(frame.readUInt32LE(5));
+        else if (kind === Kind.SHM) this.mapPeerSegment(frame.readUInt32LE(5), frame.subarray(FRAME_HEADER_BYTES));
+        else if (kind === Kind.SHM_BLOB) blobs.push(this.sharedBlob(frame, FRAME_HEADER_BYTES, frame.length));
+        else throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} before a sendSync reply`);
+      }
+    } finally {
+      this.closeInboundHandles(); // nothing in a reply adopts descriptors: none is left open
     }
     return { payload: raw[0], blobs };
   }
 
   /** Lets go of both pools (the mappings live on while Buffers over their blocks do). */
   private closeShared(): void {
-    this.shmOut?.close();
-    this.shmOut = null;
-    this.shmIn?.close();
-    this.shmIn = null;
+    for (let i = 0; i < this.shmOut.length; i++) {
+      this.shmOut[i]?.close();
+      this.shmOut[i] = null;
+      this.shmIn[i]?.close();
+      this.shmIn[i] = null;
+    }
   }
 
   /**

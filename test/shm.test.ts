@@ -1,0 +1,361 @@
+/**
+ * Large byte arrays through the per-connection shared-memory pools, between real processes: every direction
+ * (send, invoke arguments and results, sendSync requests and replies), the socket fallback when the receiver
+ * holds every block, a receiver that never lets go, copied-buffer mode, `shm: false`, worker threads, and
+ * mappings/descriptors back to where they were after close.
+ */
+import * as v8 from 'node:v8';
+import * as vm from 'node:vm';
+import { describe, expect, test } from 'vitest';
+import { exitsCleanly, ipcwire, makeMain, runNode, sha256, useHarness, waitUntil } from './helpers';
+import { captureHandshake, frame, rawClient } from './helpers/wire';
+
+useHarness();
+
+const linux = process.platform === 'linux';
+v8.setFlagsFromString('--expose-gc');
+const collect = vm.runInNewContext('gc') as () => void;
+const shmHere = process.platform !== 'win32' && ipcwire().IpcMain !== undefined;
+
+function bytes(n: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
+  return b;
+}
+
+/** The child's own helper: the same pattern, to compare hashes without shipping bytes over stdout. */
+const CHILD_BYTES = `const bytes = (n, seed) => { const b = Buffer.allocUnsafe(n); for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff; return b; };`;
+
+describe.skipIf(!shmHere)('shared-memory pools', () => {
+  test('every direction goes through the pools (sendSync replies through the socket), byte for byte', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const sizes = [64 * 1024, 1 << 20, 5 << 20];
+    const got: Record<string, string[]> = { send: [], sync: [], invoke: [] };
+    let peer: any;
+    main.on('up', (e: any, ...bufs: Buffer[]) => {
+      peer = e.sender;
+      got.send.push(...bufs.map(sha256));
+      e.reply('down', ...sizes.map((n, i) => bytes(n, 10 + i)));
+    });
+    main.on('sync', (e: any, buf: Buffer) => {
+      got.sync.push(sha256(buf));
+      e.returnValue = { tag: 'sync', bufs: sizes.map((n, i) => bytes(n, 20 + i)) };
+    });
+    main.handle('inv', (_e: any, buf: Buffer) => {
+      got.invoke.push(sha256(buf));
+      return bytes(3 << 20, 30);
+    });
+    const child = runNode(
+      `${CHILD_BYTES}
+      const r = ipcwire.ipcRenderer;
+      r.handle('back', (_e, buf) => ({ n: buf.length, h: sha256(buf), reply: bytes(2 << 20, 40) }));
+      const down = new Promise((resolve) => r.once('down', (_e, ...bufs) => resolve(bufs.map(sha256))));
+      // main answers the handshake asynchronously: wait for it so that the first messages already use the pool
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      r.send('up', ...${JSON.stringify(sizes)}.map((n, i) => bytes(n, i)));
+      const pushed = await down;
+      const reply = r.sendSync('sync', bytes(1 << 20, 50));
+      const invoked = sha256(await r.invoke('inv', bytes(2 << 20, 60)));
+      out('r', { pushed, sync: reply.bufs.map(sha256), tag: reply.tag, invoked, stats: r.wire._sharedStats() });
+      await new Promise((resolve) => r.once('done', resolve));
+      r.close();
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 45_000);
+    const back = await peer.invoke('back', bytes(4 << 20, 70));
+    expect(back.n).toBe(4 << 20);
+    expect(back.h).toBe(sha256(bytes(4 << 20, 70)));
+    expect(sha256(back.reply)).toBe(sha256(bytes(2 << 20, 40)));
+    const mainStats = peer.link._sharedStats();
+    peer.send('done');
+    await exitsCleanly(child);
+
+    expect(got.send).toEqual(sizes.map((n, i) => sha256(bytes(n, i))));
+    expect(r.pushed).toEqual(sizes.map((n, i) => sha256(bytes(n, 10 + i))));
+    expect(got.sync).toEqual([sha256(bytes(1 << 20, 50))]);
+    expect(r.sync).toEqual(sizes.map((n, i) => sha256(bytes(n, 20 + i))));
+    expect(r.tag).toBe('sync');
+    expect(r.invoked).toBe(sha256(bytes(3 << 20, 30)));
+    expect(got.invoke).toEqual([sha256(bytes(2 << 20, 60))]);
+    // Renderer → main, when it reported: 3 sent, 1 sendSync argument, 1 invoke argument (the invoke result to
+    // main's call came later).
+    expect(r.stats).toMatchObject({ agreed: true, sent: 5, fellBack: 0 });
+    // Main → renderer: 3 pushed, 1 invoke result, 1 invoke argument (sendSync replies use the socket).
+    expect(mainStats).toMatchObject({ agreed: true, sent: 5, fellBack: 0 });
+  });
+
+  test('a receiver holding every block makes the sender fall back to the socket, bounded by its pool; nothing is lost', { timeout: 60_000 }, async () => {
+    // Main's pool is 1 MiB: four 256 KiB arrays fit at most; the renderer keeps every Buffer it gets.
+    const main = makeMain({ shm: { poolSize: 1 << 20 } });
+    let peer: any;
+    main.on('ready', (e: any) => {
+      peer = e.sender;
+      for (let i = 0; i < 12; i++) e.reply('chunk', bytes(256 * 1024, i));
+      e.reply('end');
+    });
+    const child = runNode(
+      `const r = ipcwire.ipcRenderer;
+      const kept = [];
+      r.on('chunk', (_e, buf) => kept.push(buf));
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      r.send('ready');
+      await new Promise((resolve) => r.once('end', resolve));
+      out('r', { hashes: kept.map(sha256) });
+      await new Promise((resolve) => r.once('done', resolve));
+      out('still', kept.length);
+      r.close();
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 45_000);
+    expect(r.hashes).toEqual(Array.from({ length: 12 }, (_, i) => sha256(bytes(256 * 1024, i))));
+    const stats = peer.link._sharedStats();
+    expect(stats.sent).toBeGreaterThan(0);
+    expect(stats.sent).toBeLessThanOrEqual(4);
+    expect(stats.fellBack).toBe(12 - stats.sent);
+    expect(stats.bytesInUse).toBeLessThanOrEqual(1 << 20);
+    // More while the renderer still holds them: all through the socket, the pool does not grow.
+    peer.send('chunk', bytes(256 * 1024, 99));
+    expect(peer.link._sharedStats().fellBack).toBe(12 - stats.sent + 1);
+    peer.send('done');
+    expect(await child.msg('still')).toBe(13);
+    await exitsCleanly(child);
+  });
+
+  test('blocks come back once the receiver drops its Buffers (the pool is reused, no fallback)', { timeout: 60_000 }, async () => {
+    const main = makeMain({ shm: { poolSize: 4 << 20 } });
+    let count = 0;
+    main.on('chunk', (_e: any, buf: Buffer) => {
+      if (buf.length === 1 << 20) count++;
+    });
+    const child = runNode(
+      `${CHILD_BYTES}
+      const r = ipcwire.ipcRenderer;
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      const buf = bytes(1 << 20, 1);
+      // 64 MiB through a 4 MiB pool: main drops each Buffer, its finalizer gives the block back.
+      for (let i = 0; i < 64; i++) {
+        r.send('chunk', buf);
+        await r.invoke('noop').catch(() => {});
+      }
+      out('r', r.wire._sharedStats());
+      r.close();
+    `,
+      { address: main.address },
+    );
+    // main (this process) must collect for the finalizers to run; a busy process does anyway, this makes it prompt.
+    const timer = setInterval(collect, 5);
+    try {
+      const r = await child.msg('r', 45_000);
+      await exitsCleanly(child);
+      expect(count).toBe(64);
+      expect(r.agreed).toBe(true);
+      expect(r.sent + r.fellBack).toBe(64);
+      // Blocks came back: far more than the 4 that fit at once went through the pool.
+      expect(r.sent).toBeGreaterThan(4);
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
+  test('copied-buffer mode: the receiver copies out and gives the block back at once', { timeout: 60_000 }, async () => {
+    const main = makeMain({ shm: { poolSize: 2 << 20 } });
+    let peer: any;
+    let sent = 0;
+    // One at a time: each is sent once the renderer has the previous one (and keeps it).
+    main.on('ready', (e: any) => {
+      peer = e.sender;
+      e.reply('chunk', bytes(1 << 20, sent++));
+    });
+    main.on('ack', (e: any) => (sent < 10 ? e.reply('chunk', bytes(1 << 20, sent++)) : e.reply('end')));
+    const child = runNode(
+      `const r = ipcwire.ipcRenderer;
+      const kept = [];
+      r.on('chunk', (_e, buf) => {
+        kept.push(buf);
+        r.send('ack');
+      });
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      r.send('ready');
+      await new Promise((resolve) => r.once('end', resolve));
+      out('r', { hashes: kept.map(sha256) });
+      await new Promise((resolve) => r.once('done', resolve));
+      r.close();
+    `,
+      { address: main.address, env: { IPCWIRE_COPY_BUFFERS: '1' } },
+    );
+    const r = await child.msg('r', 45_000);
+    expect(r.hashes).toEqual(Array.from({ length: 10 }, (_, i) => sha256(bytes(1 << 20, i))));
+    // The renderer holds all ten copies; the blocks were released as each arrived.
+    await waitUntil(() => peer.link._sharedStats().blocks === 0, 10_000, 'blocks released');
+    const stats = peer.link._sharedStats();
+    expect(stats.fellBack).toBe(0);
+    expect(stats.sent).toBe(10);
+    peer.send('done');
+    await exitsCleanly(child);
+  });
+
+  test('shm: false on either side keeps every byte on the socket', { timeout: 60_000 }, async () => {
+    for (const [mainShm, rendererShm] of [[false, true], [true, false]]) {
+      const main = makeMain({ shm: mainShm });
+      let peer: any;
+      let hash = '';
+      main.on('up', (e: any, buf: Buffer) => {
+        peer = e.sender;
+        hash = sha256(buf);
+        e.reply('down', bytes(1 << 20, 2));
+      });
+      const child = runNode(
+        `${CHILD_BYTES}
+        const r = new ipcwire.IpcRenderer({ shm: ${rendererShm} });
+        await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+        const down = new Promise((resolve) => r.once('down', (_e, buf) => resolve(sha256(buf))));
+        r.send('up', bytes(1 << 20, 1));
+        out('r', { down: await down, stats: r.wire._sharedStats() });
+        r.close();
+      `,
+        { address: main.address },
+      );
+      const r = await child.msg('r', 45_000);
+      await exitsCleanly(child);
+      expect(hash).toBe(sha256(bytes(1 << 20, 1)));
+      expect(r.down).toBe(sha256(bytes(1 << 20, 2)));
+      expect(r.stats).toMatchObject({ agreed: false, sent: 0 });
+      expect(peer.link._sharedStats()).toMatchObject({ agreed: false, sent: 0 });
+      main.close();
+    }
+  });
+
+  test('allocShared: a Buffer inside the pool is sent without copying, and writes after sending show in that payload only', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const seen: number[] = [];
+    let held: Buffer | null = null;
+    main.handle('take', (_e: any, buf: Buffer) => {
+      held ??= buf;
+      seen.push(buf[0], buf.length);
+      return buf.length;
+    });
+    const child = runNode(
+      `const r = ipcwire.ipcRenderer;
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      const a = r.allocShared(8 << 20);
+      a.fill(1);
+      const before = r.wire._sharedStats();
+      const n = await r.invoke('take', a);
+      a[0] = 2; // after sending: main's Buffer of that message sees it
+      await r.invoke('take', r.allocShared(100));
+      out('r', { n, before, after: r.wire._sharedStats() });
+      r.close();
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 45_000);
+    await exitsCleanly(child);
+    expect(r.n).toBe(8 << 20);
+    // 100 bytes are below the threshold: an inline byte array, not through the pool.
+    expect(seen).toEqual([1, 8 << 20, seen[2], 100]);
+    expect(r.after.sent - r.before.sent).toBe(1);
+    expect(held![0]).toBe(2);
+  });
+
+  test('a renderer on a worker thread: sendSync arguments through the pool, replies intact', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    let peer: any;
+    const args: number[] = [];
+    main.on('sync', (e: any, n: number, arg: Buffer) => {
+      peer = e.sender;
+      args.push(arg[0], arg.length);
+      e.returnValue = bytes(n, 5);
+    });
+    const child = runNode(
+      `const { Worker } = require('node:worker_threads');
+      const w = new Worker(require.resolve('./worker.cjs'), { workerData: { code: \`
+        const r = ipcwire.ipcRenderer;
+        const hashes = [];
+        await r.invoke('noop').catch(() => {}); // main's handshake answer is read when the event loop turns
+        for (let i = 0; i < 8; i++) hashes.push(sha256(r.sendSync('sync', 1 << 20, Buffer.alloc(1 << 20, i))));
+        post('r', { hashes, stats: r.wire._sharedStats() });
+        r.close();
+      \` } });
+      const got = await new Promise((resolve, reject) => { w.once('message', resolve); w.once('error', reject); });
+      await new Promise((resolve) => w.once('exit', resolve));
+      out('r', got.tag === 'r' ? got.data : got);
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 45_000);
+    await exitsCleanly(child);
+    expect(r.hashes).toEqual(Array(8).fill(sha256(bytes(1 << 20, 5))));
+    expect(args).toEqual([0, 1, 2, 3, 4, 5, 6, 7].flatMap((i) => [i, 1 << 20]));
+    expect(r.stats).toMatchObject({ agreed: true, sent: 8, fellBack: 0 });
+    expect(peer.link._sharedStats()).toMatchObject({ agreed: true, sent: 0 });
+  });
+
+  test.skipIf(!linux)('after close, mappings and descriptors are back to where they were', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    main.on('sync', (e: any, buf: Buffer) => (e.returnValue = buf.length));
+    main.on('push', (e: any) => e.reply('big', bytes(2 << 20, 1)));
+    const child = runNode(
+      `${CHILD_BYTES}
+      const fs = require('node:fs');
+      require('node:v8').setFlagsFromString('--expose-gc');
+      const gc = require('node:vm').runInNewContext('gc');
+      const maps = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((l) => l.includes('memfd:ipcwire')).length;
+      const fds = () => fs.readdirSync('/proc/self/fd').length;
+      const r = new ipcwire.IpcRenderer();
+      const before = { maps: maps(), fds: fds() };
+      r.connect();
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      for (let i = 0; i < 5; i++) r.sendSync('sync', bytes(1 << 20, i));
+      let big = await new Promise((resolve) => { r.once('big', (_e, b) => resolve(b)); r.send('push'); });
+      const during = { maps: maps(), fds: fds() };
+      big = null;
+      r.close();
+      for (let i = 0; i < 20 && maps() > before.maps; i++) { gc(); await new Promise((res) => setTimeout(res, 20)); }
+      out('r', { before, during, after: { maps: maps(), fds: fds() } });
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 45_000);
+    await exitsCleanly(child);
+    expect(r.during.maps).toBe(2); // its own pool and main's
+    expect(r.after).toEqual(r.before);
+  });
+
+  test('hostile shared-memory frames close that connection with ERR_IPC_BAD_FRAME, and main carries on', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const errors: any[] = [];
+    main.peers.on('error', (err: any) => errors.push(err));
+    main.handle('ping', () => 'pong');
+    const { hello } = await captureHandshake(main);
+    const SHM = 13;
+    const SHM_BLOB = 14;
+    const blobRef = (segment: number, slot: number, offset: number, length: number) => {
+      const p = Buffer.alloc(16);
+      p.writeUInt32LE(segment, 0);
+      p.writeUInt32LE(slot, 4);
+      p.writeUInt32LE(offset, 8);
+      p.writeUInt32LE(length, 12);
+      return p;
+    };
+    const cases = [
+      frame(SHM_BLOB, 0, blobRef(0, 0, 4096, 100)), // no segment announced
+      frame(SHM_BLOB, 0, Buffer.alloc(3)), // malformed reference
+      frame(SHM, 0, Buffer.alloc(8)), // a segment without its descriptor
+      frame(SHM, 7, Buffer.alloc(8)), // another segment number
+      frame(SHM, 0, Buffer.alloc(2)), // malformed announcement
+    ];
+    const clients = cases.map((bytes) => {
+      const raw = rawClient(main.address);
+      raw.socket.write(Buffer.concat([hello, bytes]));
+      return raw;
+    });
+    await Promise.all(clients.map((c) => c.closed));
+    await waitUntil(() => errors.length >= cases.length, 10_000, 'an error per hostile connection');
+    expect(errors.map((e) => e.code)).toEqual(cases.map(() => 'ERR_IPC_BAD_FRAME'));
+    const child = runNode(`out('r', await ipcwire.ipcRenderer.invoke('ping')); ipcwire.ipcRenderer.close();`, { address: main.address });
+    expect(await child.msg('r')).toBe('pong');
+    await exitsCleanly(child);
+  });
+});
