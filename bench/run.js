@@ -370,7 +370,7 @@ async function runCJob(job) {
         continue;
       }
       const { calls, failures } = out;
-      record(job, c, { calls, failures, calls_per_s: out.calls_per_s, median_us: out.median_us, p99_us: out.p99_us, max_us: out.max_us }, null);
+      record(job, c, { calls, failures, calls_per_s: out.calls_per_s, median_us: out.median_us, p99_us: out.p99_us, max_us: out.max_us, client_cpu_us_per_call: out.client_cpu_us_per_call }, null);
     }
     return;
   }

@@ -239,7 +239,7 @@ function scaleRows(results) {
     r.floor_x_single == null ? '' : times(r.floor_x_single), r.p99_x_c == null ? '' : times(r.p99_x_c),
     r.failures == null ? '—' : `${r.failures} of ${num(r.calls)}`,
     r.main_cpu_pct == null ? '—' : `${r.main_cpu_pct}%`,
-    r.main_cpu_us_per_call == null ? '—' : `${r.main_cpu_us_per_call} + ${r.renderer_cpu_us_per_call}`,
+    r.main_cpu_us_per_call == null ? (r.client_cpu_us_per_call == null ? '—' : `— + ${r.client_cpu_us_per_call}`) : `${r.main_cpu_us_per_call} + ${r.renderer_cpu_us_per_call}`,
   ]);
 }
 const SCALE_HEAD = ['system', 'callers', 'calls/s (all)', 'median', 'p99', 'p99 ×single', 'floor ×single', 'p99 ×C (same N)', 'failed calls', 'main CPU', 'CPU µs/call main + renderer'];

@@ -12,11 +12,13 @@
 //     N client processes, each doing blocking round trips back to back against one server process that
 //     poll()s all N sockets and echoes (the shape of N renderers calling sendSync against one main). After
 //     --warmup round trips each, all start together and run for D ms; latencies pooled over every call.
-//     {"mode":"scale","size":S,"clients":N,"calls":..,"calls_per_s":..,"median_us":..,"p99_us":..,"max_us":..}
+//     {"mode":"scale","size":S,"clients":N,"calls":..,"calls_per_s":..,"median_us":..,"p99_us":..,"max_us":..,
+//      "failures":..,"touch_pages":K,"client_cpu_us_per_call":..}  (--touch-pages K: see RunScale)
 //
 // Options: --warmup N (default 100 round trips / min(N,1000) messages), --path /socket/path.
 #include <errno.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -89,15 +91,19 @@ bool RecvMsg(int fd, std::vector<uint8_t>& buf) {
 void Usage() {
   fprintf(stderr,
           "usage: pingpong --size BYTES --iters N --mode latency|throughput [--warmup N] [--path P]\n"
-          "       pingpong --size BYTES --mode scale --clients N --duration-ms D [--warmup N]\n");
+          "       pingpong --size BYTES --mode scale --clients N --duration-ms D [--warmup N] [--touch-pages K]\n");
   exit(2);
 }
 
 // Scale mode (see the top of the file). Clients record into one shared anonymous mapping made before fork.
-int RunScale(size_t size, long clients, long duration_ms, long warmup) {
+// touch_pages: after each round trip a client reads every cache line of that many 4 KiB pages of its own
+// (touched before the start): a stand-in for a bigger program's working set per call (a Node renderer runs
+// through code, heap and stack all over), to show what N processes sharing the caches cost per call.
+int RunScale(size_t size, long clients, long duration_ms, long warmup, long touch_pages) {
   constexpr uint32_t kMaxSamples = 1u << 17;  // per client; calls beyond are counted, not recorded
   struct Slot {
     double start, end;
+    double cpu_us;  // the client's user + system CPU over its timed window
     uint32_t n, recorded;
     float us[kMaxSamples];
   };
@@ -120,6 +126,13 @@ int RunScale(size_t size, long clients, long duration_ms, long warmup) {
       for (int f : server_fds) close(f);
       int fd = fds[1];
       std::vector<uint8_t> buf(size + 4, 0xAB);
+      std::vector<uint8_t> pages(static_cast<size_t>(touch_pages) * 4096 + 1, 1);
+      volatile uint8_t sink = 0;
+      auto touch = [&]() {
+        uint8_t acc = 0;
+        for (size_t k = 0; k < static_cast<size_t>(touch_pages) * 4096; k += 64) acc = static_cast<uint8_t>(acc + pages[k]);
+        sink = acc;
+      };
       for (long i = 0; i < warmup; i++) {
         SendMsg(fd, buf, size);
         if (!RecvMsg(fd, buf)) _exit(1);
@@ -127,16 +140,22 @@ int RunScale(size_t size, long clients, long duration_ms, long warmup) {
       uint8_t b;
       if (read(go[0], &b, 1) != 1) _exit(1);
       Slot& s = slots[c];
+      rusage ru0, ru1;
+      getrusage(RUSAGE_SELF, &ru0);
       double start = NowUs(), end = start + duration_ms * 1000.0, t = start;
       uint32_t n = 0;
       while (t < end) {
         double t0 = NowUs();
         SendMsg(fd, buf, size);
         if (!RecvMsg(fd, buf)) _exit(1);
+        if (touch_pages > 0) touch();
         t = NowUs();
         if (n < kMaxSamples) s.us[n] = static_cast<float>(t - t0);
         n++;
       }
+      getrusage(RUSAGE_SELF, &ru1);
+      auto tv = [](const timeval& x) { return x.tv_sec * 1e6 + x.tv_usec; };
+      s.cpu_us = tv(ru1.ru_utime) - tv(ru0.ru_utime) + tv(ru1.ru_stime) - tv(ru0.ru_stime);
       s.start = start;
       s.end = t;
       s.n = n;
@@ -188,11 +207,12 @@ int RunScale(size_t size, long clients, long duration_ms, long warmup) {
   }
   std::vector<float> pooled;
   long long calls = 0;
-  double start = 1e300, end = 0;
+  double start = 1e300, end = 0, client_cpu_us = 0;
   for (long c = 0; c < clients; c++) {
     const Slot& s = slots[c];
     if (s.n == 0) continue;
     calls += s.n;
+    client_cpu_us += s.cpu_us;
     start = std::min(start, s.start);
     end = std::max(end, s.end);
     pooled.insert(pooled.end(), s.us, s.us + s.recorded);
@@ -202,8 +222,9 @@ int RunScale(size_t size, long clients, long duration_ms, long warmup) {
   std::sort(pooled.begin(), pooled.end());
   auto pct = [&](double p) { return pooled[std::min(pooled.size() - 1, static_cast<size_t>(p * pooled.size()))]; };
   printf("{\"mode\":\"scale\",\"size\":%zu,\"clients\":%ld,\"calls\":%lld,\"calls_per_s\":%.0f,\"median_us\":%.2f,"
-         "\"p99_us\":%.2f,\"max_us\":%.2f,\"failures\":%d}\n",
-         size, clients, calls, calls / ((end - start) / 1e6), pct(0.5), pct(0.99), pooled.back(), failures);
+         "\"p99_us\":%.2f,\"max_us\":%.2f,\"failures\":%d,\"touch_pages\":%ld,\"client_cpu_us_per_call\":%.1f}\n",
+         size, clients, calls, calls / ((end - start) / 1e6), pct(0.5), pct(0.99), pooled.back(), failures, touch_pages,
+         calls ? client_cpu_us / calls : 0.0);
   return failures == 0 ? 0 : 1;
 }
 
@@ -235,7 +256,7 @@ int main(int argc, char** argv) {
   long iters = 10000;
   long warmup = -1;
   std::string mode = "latency", path;
-  long clients = 1, duration_ms = 2000;
+  long clients = 1, duration_ms = 2000, touch_pages = 0;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     if (i + 1 >= argc) Usage();
@@ -245,12 +266,13 @@ int main(int argc, char** argv) {
     else if (a == "--warmup") warmup = strtol(argv[++i], nullptr, 10);
     else if (a == "--path") path = argv[++i];
     else if (a == "--clients") clients = strtol(argv[++i], nullptr, 10);
+    else if (a == "--touch-pages") touch_pages = strtol(argv[++i], nullptr, 10);
     else if (a == "--duration-ms") duration_ms = strtol(argv[++i], nullptr, 10);
     else Usage();
   }
   if (mode == "scale") {
     if (clients <= 0 || duration_ms <= 0 || size > 0xFFFFFFFBu) Usage();
-    return RunScale(size, clients, duration_ms, warmup < 0 ? 300 : warmup);
+    return RunScale(size, clients, duration_ms, warmup < 0 ? 300 : warmup, touch_pages);
   }
   if (iters <= 0 || (mode != "latency" && mode != "throughput") || size > 0xFFFFFFFBu) Usage();
   bool latency = mode == "latency";

@@ -45,8 +45,29 @@ function renderer(sockPath, durationMs, warmupCalls, rate) {
     samples[n++] = t1 - t0;
     return t1;
   };
+  // Garbage collections inside the timed window (count, time by kind): part of where a renderer's CPU goes.
+  const { PerformanceObserver, constants } = require('node:perf_hooks');
+  let from = Infinity;
+  let to = Infinity;
+  const gc = { minor: 0, minorMs: 0, major: 0, majorMs: 0 };
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      if (e.startTime < from || e.startTime > to) continue;
+      const major = (e.detail ? e.detail.kind : e.kind) !== constants.NODE_PERFORMANCE_GC_MINOR;
+      if (major) {
+        gc.major++;
+        gc.majorMs += e.duration;
+      } else {
+        gc.minor++;
+        gc.minorMs += e.duration;
+      }
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
   r.on('go', async () => {
+    from = performance.now();
     const cpu0 = process.cpuUsage();
+    const ru0 = process.resourceUsage();
     const start = C.now();
     const end = start + durationMs * 1e6;
     let t = start;
@@ -66,9 +87,17 @@ function renderer(sockPath, durationMs, warmupCalls, rate) {
       }
     }
     const cpu = process.cpuUsage(cpu0);
+    const ru = process.resourceUsage();
+    to = performance.now();
+    await new Promise((res) => setTimeout(res, 50)); // the observer hears of the window's collections
+    obs.disconnect();
+    // Page faults and context switches over the window: where a renderer's CPU per call goes as N grows.
+    const faults = ru.minorPageFault - ru0.minorPageFault;
+    const csw = ru.voluntaryContextSwitches - ru0.voluntaryContextSwitches;
+    const icsw = ru.involuntaryContextSwitches - ru0.involuntaryContextSwitches;
     const us = Array.from(samples.subarray(0, n), (x) => Math.round(x / 100) / 10);
     const cpuUs = cpu.user + cpu.system;
-    process.stdout.write(JSON.stringify({ calls: n, errors, firstError, start, end: t, cpuUs, us }) + '\n', () => {
+    process.stdout.write(JSON.stringify({ calls: n, errors, firstError, start, end: t, cpuUs, faults, csw, icsw, gc, us }) + '\n', () => {
       r.close();
     });
   });
@@ -108,7 +137,7 @@ async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate 
   const exits = [];
   const children = [];
   for (let i = 0; i < count; i++) {
-    const child = spawn(process.execPath, [__filename, 'renderer', sock.path, String(durationMs), String(warmupCalls), String(rate)], {
+    const child = spawn(process.execPath, [...(process.env.IPCWIRE_BENCH_RENDERER_FLAGS ? process.env.IPCWIRE_BENCH_RENDERER_FLAGS.split(' ') : []), __filename, 'renderer', sock.path, String(durationMs), String(warmupCalls), String(rate)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     children.push(child);
@@ -161,8 +190,16 @@ async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate 
   let end = 0;
   const pooled = [];
   let rendererCpuUs = 0;
+  let faults = 0;
+  let csw = 0;
+  let icsw = 0;
+  const gc = { minor: 0, minorMs: 0, major: 0, majorMs: 0 };
   for (const r of results) {
+    for (const k of Object.keys(gc)) gc[k] += (r.gc && r.gc[k]) || 0;
     rendererCpuUs += r.cpuUs || 0;
+    faults += r.faults || 0;
+    csw += r.csw || 0;
+    icsw += r.icsw || 0;
     calls += r.calls;
     errors += r.errors;
     firstError = firstError || r.firstError;
@@ -193,6 +230,13 @@ async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate 
     main_cpu_pct: Math.round(((mainCpu.user + mainCpu.system) / (windowNs / 1e3)) * 100),
     main_cpu_us_per_call: calls ? Math.round(((mainCpu.user + mainCpu.system) / calls) * 10) / 10 : null,
     renderer_cpu_us_per_call: calls ? Math.round((rendererCpuUs / calls) * 10) / 10 : null,
+    // Per call, summed over the renderers: minor page faults, voluntary and involuntary context switches.
+    renderer_faults_per_call: calls ? Math.round((faults / calls) * 100) / 100 : null,
+    renderer_csw_per_call: calls ? Math.round((csw / calls) * 100) / 100 : null,
+    renderer_icsw_per_call: calls ? Math.round((icsw / calls) * 100) / 100 : null,
+    // Garbage collection in the renderers over the window, summed: counts and µs per call.
+    renderer_gc: { minor: gc.minor, major: gc.major, minor_us_per_call: calls ? Math.round((gc.minorMs * 1000 / calls) * 10) / 10 : null,
+      major_us_per_call: calls ? Math.round((gc.majorMs * 1000 / calls) * 10) / 10 : null },
   };
 }
 
