@@ -6,7 +6,9 @@
 #include <cerrno>
 #include <memory>
 
-#ifndef _WIN32
+#ifdef _WIN32
+#include <windows.h>
+#else
 #include <unistd.h>
 #endif
 
@@ -52,8 +54,11 @@ void FinalizeView(napi_env, void*, void* hint) {
 }
 
 void CloseFd(int fd) {
-#ifndef _WIN32
-  if (fd >= 0) close(fd);
+  if (fd < 0) return;
+#ifdef _WIN32
+  CloseHandle(reinterpret_cast<HANDLE>(static_cast<intptr_t>(fd)));
+#else
+  close(fd);
 #endif
 }
 

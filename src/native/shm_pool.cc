@@ -3,7 +3,9 @@
 #include <cerrno>
 #include <cstring>
 
-#ifndef _WIN32
+#ifdef _WIN32
+#include <windows.h>
+#else
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -46,18 +48,57 @@ size_t AlignUp(size_t n) { return (n + kAlign - 1) & ~(kAlign - 1); }
 
 #ifdef _WIN32
 
-bool Supported() { return false; }
-std::shared_ptr<Mapping> Mapping::Create(size_t, int* fd, std::string* err, int* err_no) {
-  *fd = -1;
-  *err = "shared memory pools are not implemented on Windows";
-  *err_no = 0;
-  return nullptr;
+// A section backed by the paging file: unnamed and not inheritable, so only handles (ours, and the one
+// duplicated into the peer) reach it. Sections cannot shrink, so the receiver's view stays valid.
+bool Supported() { return true; }
+
+std::shared_ptr<Mapping> Mapping::Create(size_t size, int* fd_out, std::string* err, int* err_no) {
+  *fd_out = -1;
+  if (size <= kHeaderBytes || size > kMaxSegmentBytes) {
+    *err = "size";
+    *err_no = ERROR_INVALID_PARAMETER;
+    return nullptr;
+  }
+  const uint64_t wide = size;
+  HANDLE h = CreateFileMappingW(INVALID_HANDLE_VALUE, nullptr, PAGE_READWRITE | SEC_COMMIT,
+                                static_cast<DWORD>(wide >> 32), static_cast<DWORD>(wide), nullptr);
+  if (h == nullptr) {
+    *err = "CreateFileMapping";
+    *err_no = static_cast<int>(GetLastError());
+    return nullptr;
+  }
+  void* p = MapViewOfFile(h, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, size);
+  if (p == nullptr) {
+    *err = "MapViewOfFile";
+    *err_no = static_cast<int>(GetLastError());
+    CloseHandle(h);
+    return nullptr;
+  }
+  // Handle values are small multiples of 4: they fit the int the pool reports as its descriptor.
+  *fd_out = static_cast<int>(reinterpret_cast<intptr_t>(h));
+  return std::shared_ptr<Mapping>(new Mapping(static_cast<uint8_t*>(p), size));
 }
-std::shared_ptr<Mapping> Mapping::Adopt(int, std::string* err) {
-  *err = "shared memory pools are not implemented on Windows";
-  return nullptr;
+
+std::shared_ptr<Mapping> Mapping::Adopt(int fd, std::string* err) {
+  HANDLE h = reinterpret_cast<HANDLE>(static_cast<intptr_t>(fd));
+  // Read-write, as on Unix: a Buffer over a read-only view kills the process on its first JS write.
+  void* p = MapViewOfFile(h, FILE_MAP_READ | FILE_MAP_WRITE, 0, 0, 0);
+  if (p == nullptr) {
+    *err = "MapViewOfFile failed: Windows error " + std::to_string(GetLastError());
+    return nullptr;
+  }
+  MEMORY_BASIC_INFORMATION info;
+  if (VirtualQuery(p, &info, sizeof info) != sizeof info || info.RegionSize <= kHeaderBytes ||
+      info.RegionSize > kMaxSegmentBytes) {
+    UnmapViewOfFile(p);
+    *err = "the shared segment has an impossible size";
+    return nullptr;
+  }
+  // The view of a whole section: its size rounded up to a page, all of it backed.
+  return std::shared_ptr<Mapping>(new Mapping(static_cast<uint8_t*>(p), info.RegionSize));
 }
-Mapping::~Mapping() {}
+
+Mapping::~Mapping() { UnmapViewOfFile(base_); }
 
 #else
 

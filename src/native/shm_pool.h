@@ -1,7 +1,9 @@
 // Shared-memory pools for large byte arrays. Pure C++ (no Node headers).
 //
 // Each side of a connection that sends large byte arrays through shared memory owns one segment: a memfd
-// (Linux) or an unlinked 0600 shm_open object (macOS), mapped once on both sides. The sender copies a byte
+// (Linux), an unlinked 0600 shm_open object (macOS) or an unnamed, non-inheritable section backed by the paging
+// file (Windows: CreateFileMapping; its handle reaches the peer duplicated, as every passed handle does),
+// mapped once on both sides. The sender copies a byte
 // array into a free block of its segment and sends only {segment, slot, offset, length} on the socket; the
 // receiver hands JS a Buffer over its own mapping of that block.
 //
@@ -33,7 +35,7 @@ constexpr size_t kAlign = 64;
 // Offsets and lengths travel as u32.
 constexpr uint64_t kMaxSegmentBytes = 0xffffffffull;
 
-// Whether this build can create and map segments at all (false on Windows).
+// Whether this build can create and map segments at all.
 bool Supported();
 
 // One mapping of a segment, unmapped when the last owner lets go (the pool or connection that made it, and

@@ -535,6 +535,39 @@ test('peers-disconnect-is-observed', withMain(async (main) => {
   await exitsCleanly(p, 'renderer');
 }));
 
+// ---- shared memory ---------------------------------------------------------------------------------------------
+
+test('shm-large-byte-arrays-go-through-shared-sections-both-ways', withMain(async (main) => {
+  const bad = [];
+  let received = 0;
+  main.on('shm-in', (event, i, buf) => {
+    if (buf.length !== 1 << 20 || buf[0] !== i || buf[buf.length - 1] !== i) bad.push(i);
+    received++;
+  });
+  main.handle('shm-out', (event, n) => Array.from({ length: n }, (_, i) => Buffer.alloc(1 << 20, 100 + i)));
+  main.on('shm-sync', (event, buf) => {
+    event.returnValue = buf.length;
+  });
+  let mainStats;
+  const report = new Promise((resolve) => {
+    main.once('report', (event, out) => {
+      mainStats = event.sender.link._sharedStats();
+      resolve(out);
+    });
+  });
+  const p = renderer(main, 'shm');
+  const out = await within(30000, report, 'shm report', p);
+  assert.equal(out.ok, true);
+  assert.deepEqual(bad, []);
+  assert.equal(received, 16);
+  assert.equal(out.stats.agreed, true);
+  // 16 sends and the blocking call's argument (replies to blocking calls never use shared memory).
+  assert.equal(out.stats.sent, 17, JSON.stringify(out.stats));
+  assert.equal(mainStats.agreed, true);
+  assert.equal(mainStats.sent, 5, JSON.stringify(mainStats));
+  await exitsCleanly(p, 'renderer');
+}));
+
 // ---- handle passing (the addon's own API, below the link) ------------------------------------------------------
 
 const KIND_MESSAGE = 3;
