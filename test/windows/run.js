@@ -10,7 +10,7 @@ const path = require('node:path');
 const { Worker } = require('node:worker_threads');
 
 const root = path.join(__dirname, '..', '..');
-const { IpcMain, IpcRenderer, ADDRESS_ENV } = require(path.join(root, 'dist', 'cjs', 'index.js'));
+const { IpcMain, IpcRenderer, ADDRESS_ENV, MessageChannelMain } = require(path.join(root, 'dist', 'cjs', 'index.js'));
 const fixtures = path.join(__dirname, 'fixtures');
 
 // Wine sets these in every process it runs; real Windows has neither.
@@ -533,6 +533,80 @@ test('peers-disconnect-is-observed', withMain(async (main) => {
   assert.equal(peer.isDestroyed(), true);
   assert.equal(err, null);
   await exitsCleanly(p, 'renderer');
+}));
+
+// ---- MessagePorts between renderers ----------------------------------------------------------------------------
+
+/** Resolves with the first `n` peers that send 'ready', in arrival order. */
+function readyPeers(main, n) {
+  return collect(main, 'ready', n).then((got) => got.map(([event]) => event.sender));
+}
+
+test('ports-two-renderers-exchange-in-order-directly', withMain(async (main) => {
+  // main makes a channel and gives one end to each renderer; each sends 2,000 numbered messages to the other
+  // over the port (a pipe pair main made, its ends duplicated into the two processes), while calling main.
+  main.on('plus1', (event, k) => {
+    event.returnValue = k + 1;
+  });
+  main.handle('twice', (event, k) => 2 * k);
+  const n = 2000;
+  const ready = readyPeers(main, 2);
+  const reports = collect(main, 'report', 2);
+  const a = renderer(main, 'port', n);
+  const b = renderer(main, 'port', n);
+  const [pa, pb] = await within(20000, ready, 'renderers ready', a);
+  const { port1, port2 } = new MessageChannelMain();
+  pa.postMessage('port', 'a', [port1]);
+  pb.postMessage('port', 'b', [port2]);
+  const got = (await within(60000, reports, 'port reports', b)).map(([, out]) => out);
+  got.sort((x, y) => (x.who < y.who ? -1 : 1));
+  assert.deepEqual(got.map(({ who, bad, next }) => ({ who, bad, next })), [
+    { who: 'a', bad: 0, next: n },
+    { who: 'b', bad: 0, next: n },
+  ]);
+  await exitsCleanly(a, 'renderer a');
+  await exitsCleanly(b, 'renderer b');
+}));
+
+test('ports-killed-renderer-closes-the-other-end', withMain(async (main) => {
+  const ready = readyPeers(main, 2);
+  const holder = renderer(main, 'portHold');
+  const watcher = renderer(main, 'portWatch');
+  const [p1, p2] = await within(20000, ready, 'renderers ready', watcher);
+  const [hold, watch] = p1.pid === holder.child.pid ? [p1, p2] : [p2, p1];
+  const watching = collect(main, 'watching', 1);
+  const report = collect(main, 'report', 1);
+  const { port1, port2 } = new MessageChannelMain();
+  hold.postMessage('port', null, [port1]);
+  watch.postMessage('port', null, [port2]);
+  // The holder's message reached the watcher before the kill; then 'close'.
+  await within(20000, watching, 'watcher got the first message', watcher);
+  holder.child.kill();
+  const [[, out]] = await within(20000, report, 'close seen by the other end', watcher);
+  assert.deepEqual(out, { closed: true, got: ['holding'] });
+  await holder.done;
+  await exitsCleanly(watcher, 'watcher');
+}));
+
+test('ports-a-port-sent-over-a-port-by-a-renderer', withMain(async (main) => {
+  // The renderer passes a handle over a pipe end it adopted (main's end learnt the renderer's pid from it).
+  const ready = readyPeers(main, 1);
+  const report = collect(main, 'report', 1);
+  const p = renderer(main, 'portRelay');
+  const [peer] = await within(20000, ready, 'renderer ready', p);
+  const { port1, port2 } = new MessageChannelMain();
+  const arrived = new Promise((resolve) => port2.once('message', resolve));
+  port2.start();
+  peer.postMessage('port', null, [port1]);
+  const ev = await within(20000, arrived, 'message with a port', p);
+  assert.equal(ev.data, 'take this');
+  assert.equal(ev.ports.length, 1);
+  ev.ports[0].postMessage('back over the relayed port');
+  const [[, out]] = await within(20000, report, 'renderer report', p);
+  assert.deepEqual(out, { echo: 'back over the relayed port' });
+  await exitsCleanly(p, 'renderer');
+  ev.ports[0].close();
+  port2.close();
 }));
 
 // ---- shared memory ---------------------------------------------------------------------------------------------
