@@ -71,7 +71,32 @@ HANDLE ToHandle(const Napi::CallbackInfo& info) {
   return reinterpret_cast<HANDLE>(static_cast<uintptr_t>(d));
 }
 
+// Whether a handle was opened for synchronous I/O (no FILE_FLAG_OVERLAPPED): the connection's I/O thread would
+// block in its first ReadFile and never write again. Asked of ntdll (FileModeInformation); where that cannot be
+// asked, the handle is taken as it is.
+bool OpenedForSynchronousIo(HANDLE h) {
+  struct IoStatus {
+    union {
+      LONG status;
+      void* pointer;
+    };
+    ULONG_PTR information;
+  };
+  using QueryFn = LONG(WINAPI*)(HANDLE, IoStatus*, void*, ULONG, int);
+  HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+  auto query = ntdll ? reinterpret_cast<QueryFn>(reinterpret_cast<void*>(GetProcAddress(ntdll, "NtQueryInformationFile")))
+                     : nullptr;
+  if (query == nullptr) return false;
+  constexpr int kFileModeInformation = 16;
+  constexpr ULONG kSynchronousIo = 0x10 | 0x20;  // FILE_SYNCHRONOUS_IO_ALERT | FILE_SYNCHRONOUS_IO_NONALERT
+  IoStatus io;
+  ULONG mode = 0;
+  if (query(h, &io, &mode, sizeof mode, kFileModeInformation) < 0) return false;
+  return (mode & kSynchronousIo) != 0;
+}
+
 constexpr int kUvEbadf = -4083;     // libuv's EBADF on Windows
+constexpr int kUvEinval = -4071;    // libuv's EINVAL on Windows
 constexpr int kUvEnotsock = -4050;  // libuv's ENOTSOCK on Windows
 
 // A pipe instance that one CreateFileW of ours connects to: a random name no one can guess in time, one
@@ -164,10 +189,13 @@ Napi::Value AdoptConnection(const Napi::CallbackInfo& info) {
     ::CloseHandle(h);
     ThrowError(env, ErrorInfo::System(kUvEnotsock, "adoptConnection"));
   }
+  if (OpenedForSynchronousIo(h)) {
+    // An anonymous pipe, or a named pipe opened without FILE_FLAG_OVERLAPPED.
+    ::CloseHandle(h);
+    ThrowError(env, ErrorInfo::System(kUvEinval, "adoptConnection"));
+  }
   DWORD flags = 0;
   if (!GetNamedPipeInfo(h, &flags, nullptr, nullptr, nullptr)) flags = 0;
-  // (An anonymous pipe is FILE_TYPE_PIPE too, but cannot do overlapped I/O: its first read fails, and the
-  // connection closes with that error.)
   return win::PipeConnection::NewInstance(env, h, (flags & PIPE_SERVER_END) != 0, std::string(), true);
 }
 
