@@ -568,6 +568,35 @@ test('ports-two-renderers-exchange-in-order-directly', withMain(async (main) => 
   await exitsCleanly(b, 'renderer b');
 }));
 
+test('ports-between-a-worker-thread-and-another-process', withMain(async (main) => {
+  main.on('plus1', (event, k) => {
+    event.returnValue = k + 1;
+  });
+  main.handle('twice', (event, k) => 2 * k);
+  const n = 1000;
+  const ready = readyPeers(main, 2);
+  const report = collect(main, 'report', 1);
+  const w = new Worker(path.join(fixtures, 'worker.js'), { workerData: { address: main.address, mode: 'port', n } });
+  const fromWorker = new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  const p = renderer(main, 'port', n);
+  const peers = await within(20000, ready, 'worker and renderer ready', p);
+  // The worker's connection comes from this process; its end's handle is duplicated within it.
+  const inWorker = peers.find((peer) => peer.pid === process.pid);
+  const inProcess = peers.find((peer) => peer.pid === p.child.pid);
+  assert.ok(inWorker && inProcess, peers.map((peer) => peer.pid).join(','));
+  const { port1, port2 } = new MessageChannelMain();
+  inWorker.postMessage('port', null, [port1]);
+  inProcess.postMessage('port', 'process', [port2]);
+  assert.deepEqual(await within(60000, fromWorker, 'worker result', p), { bad: 0, next: n });
+  const [[, out]] = await within(60000, report, 'renderer report', p);
+  assert.deepEqual({ bad: out.bad, next: out.next }, { bad: 0, next: n });
+  await exitsCleanly(p, 'renderer');
+  await w.terminate();
+}));
+
 test('ports-killed-renderer-closes-the-other-end', withMain(async (main) => {
   const ready = readyPeers(main, 2);
   const holder = renderer(main, 'portHold');
