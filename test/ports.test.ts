@@ -71,6 +71,24 @@ describe('ports', () => {
     await Promise.all(closes);
   });
 
+  test('ports: a port that reads but was never started holds a bounded queue, then closes', { timeout: 60_000 }, async () => {
+    const { MessageChannelMain, PORT_QUEUE_MAX_MESSAGES } = ipcwire();
+    const { port1, port2 } = new MessageChannelMain();
+    port2.postMessage('posting makes port2 read'); // ...but it is never started
+    const closed = [once(port1, 'close', 30_000), once(port2, 'close', 30_000)];
+    let sent = 0;
+    // Past the bound port2 closes; port1 learns it as a close (its later posts do nothing).
+    await new Promise<void>((resolve) => {
+      const more = () => {
+        for (let k = 0; k < 5000; k++) port1.postMessage(sent++);
+        if (sent > PORT_QUEUE_MAX_MESSAGES + 5000) resolve();
+        else setImmediate(more);
+      };
+      more();
+    });
+    await Promise.all(closed);
+  });
+
   test('ports: bad transfer lists get clear errors and move nothing', { timeout: 30_000 }, () => {
     const { MessageChannelMain } = ipcwire();
     const a = new MessageChannelMain();
