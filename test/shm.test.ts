@@ -27,7 +27,7 @@ function bytes(n: number, seed: number): Buffer {
 const CHILD_BYTES = `const bytes = (n, seed) => { const b = Buffer.allocUnsafe(n); for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff; return b; };`;
 
 describe.skipIf(!shmHere)('shared-memory pools', () => {
-  test('every direction goes through the pools (sendSync replies through the socket), byte for byte', { timeout: 60_000 }, async () => {
+  test('every direction goes through the pools, sendSync replies included, byte for byte', { timeout: 60_000 }, async () => {
     const main = makeMain();
     const sizes = [64 * 1024, 1 << 20, 5 << 20];
     const got: Record<string, string[]> = { send: [], sync: [], invoke: [] };
@@ -81,8 +81,8 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     // Renderer → main, when it reported: 3 sent, 1 sendSync argument, 1 invoke argument (the invoke result to
     // main's call came later).
     expect(r.stats).toMatchObject({ agreed: true, sent: 5, fellBack: 0 });
-    // Main → renderer: 3 pushed, 1 invoke result, 1 invoke argument (sendSync replies use the socket).
-    expect(mainStats).toMatchObject({ agreed: true, sent: 5, fellBack: 0 });
+    // Main → renderer: 3 pushed, 3 in the sendSync reply, 1 invoke result, 1 invoke argument.
+    expect(mainStats).toMatchObject({ agreed: true, sent: 8, fellBack: 0 });
   });
 
   test('a receiver holding every block makes the sender fall back to the socket, bounded by its pool; nothing is lost', { timeout: 60_000 }, async () => {
@@ -259,7 +259,7 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     expect(held![0]).toBe(2);
   });
 
-  test('a renderer on a worker thread: sendSync arguments through the pool, replies intact', { timeout: 60_000 }, async () => {
+  test('a renderer on a worker thread: sendSync arguments and replies through the pools', { timeout: 60_000 }, async () => {
     const main = makeMain();
     let peer: any;
     const args: number[] = [];
@@ -289,7 +289,7 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     expect(r.hashes).toEqual(Array(8).fill(sha256(bytes(1 << 20, 5))));
     expect(args).toEqual([0, 1, 2, 3, 4, 5, 6, 7].flatMap((i) => [i, 1 << 20]));
     expect(r.stats).toMatchObject({ agreed: true, sent: 8, fellBack: 0 });
-    expect(peer.link._sharedStats()).toMatchObject({ agreed: true, sent: 0 });
+    expect(peer.link._sharedStats()).toMatchObject({ agreed: true, sent: 8, fellBack: 0 });
   });
 
   test.skipIf(!linux)('after close, mappings and descriptors are back to where they were', { timeout: 60_000 }, async () => {
@@ -357,5 +357,31 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     const child = runNode(`out('r', await ipcwire.ipcRenderer.invoke('ping')); ipcwire.ipcRenderer.close();`, { address: main.address });
     expect(await child.msg('r')).toBe('pong');
     await exitsCleanly(child);
+  });
+
+  test('a sendSync reply through shared memory right after a message that announced the other pool, unread', { timeout: 60_000 }, async () => {
+    // The push announces main's message pool (HANDLES + SHM) and arrives while the renderer is blocked: it is
+    // handed to JS only after the call returns, so the reply must come through a pool announced with it, and the
+    // reply's descriptor must not be taken for the push's (or the other way round).
+    const main = makeMain();
+    main.on('trigger', (e: any) => e.reply('pushed', bytes(1 << 20, 1)));
+    main.on('sync', (e: any) => (e.returnValue = [bytes(1 << 20, 2), bytes(2 << 20, 3)]));
+    const child = runNode(
+      `const r = ipcwire.ipcRenderer;
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      const pushed = new Promise((resolve) => r.once('pushed', (_e, buf) => resolve(sha256(buf))));
+      r.send('trigger');
+      const t = Date.now();
+      while (Date.now() - t < 300); // main's push is in the socket before the blocking call starts
+      const reply = r.sendSync('sync').map(sha256);
+      out('r', { reply, pushed: await pushed });
+      r.close();
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 45_000);
+    await exitsCleanly(child);
+    expect(r.reply).toEqual([sha256(bytes(1 << 20, 2)), sha256(bytes(2 << 20, 3))]);
+    expect(r.pushed).toBe(sha256(bytes(1 << 20, 1)));
   });
 });

@@ -204,8 +204,9 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
     return Napi::Number::New(info.Env(), mapping_ ? static_cast<double>(mapping_->size()) : 0);
   }
 
-  // view(slot, offset, length) -> Buffer over that block (or a copy where external Buffers are refused or
-  // IPCWIRE_COPY_BUFFERS=1); the block is given back when the Buffer goes (at once for a copy).
+  // view(slot, offset, length, copy) -> Buffer over that block (or a copy when `copy` is true, where external
+  // Buffers are refused, or with IPCWIRE_COPY_BUFFERS=1); the block is given back when the Buffer goes (at once
+  // for a copy).
   // ERR_IPC_BAD_FRAME for a block outside the segment.
   Napi::Value View(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -215,6 +216,11 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
       ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "A shared-memory block outside the peer's segment"));
     }
     auto* hint = new ViewHint{mapping_, slot};
+    if (info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value()) {
+      Napi::Value copy = Napi::Buffer<uint8_t>::Copy(env, p, length);
+      FinalizeView(env, nullptr, hint);
+      return copy;
+    }
     return Addon::Get(env)->NewBuffer(env, p, length, FinalizeView, hint);
   }
 

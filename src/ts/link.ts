@@ -45,9 +45,11 @@ export interface SharedMemoryOptions {
 export const DEFAULT_SHM_THRESHOLD = 64 * 1024;
 /** Default size of one side's shared-memory pool per connection. */
 export const DEFAULT_SHM_POOL_SIZE = 64 * 1024 * 1024;
-/** Segment numbers: one pool per side for messages; the second is reserved (sendSync replies, not used yet). */
+/** Segment numbers: one pool per side for messages, and main's pool for sendSync replies. */
 const SEG_MESSAGES = 0;
 const SEG_SYNC_REPLIES = 1;
+/** sendSync reply byte arrays up to this size are copied out of shared memory (see syncReplyParts). */
+const SYNC_REPLY_COPY_BYTES = 16 * 1024 * 1024;
 /** Bytes of an SHM_BLOB payload: u32le segment, slot, offset, length. */
 const SHM_BLOB_BYTES = 16;
 
@@ -243,6 +245,8 @@ export class Link<E> implements StreamTransport {
   private drainWaiters: Array<() => void> = [];
   /** Both sides said `shm` in the handshake: large byte arrays may go through this side's pools (the peer maps them). */
   peerShm = false;
+  /** The peer (a renderer) takes sendSync replies through shared memory (`shmSync` in its hello). */
+  peerShmSync = false;
   /** This side's pools by segment number, each made on first use; `shmOutFailed` once making one failed (seccomp…). */
   private readonly shmOut: Array<NativeShmPool | null> = [null, null];
   private shmOutFailed = false;
@@ -424,11 +428,12 @@ export class Link<E> implements StreamTransport {
     this.assertOpen();
     this.checkSize(encoded.payload, encoded.blobs);
     this.checkQueue();
-    // Never through shared memory for a sendSync reply: the blocked caller holds only the frames right before
-    // its reply, so a segment announced before an earlier message would not be mapped yet when the reply is read
-    // (and a pool of its own, announced with the reply, would take the wrong descriptor when one of a message
-    // read during the call is still waiting to be taken).
-    const segment = kind === Kind.SYNC_REPLY ? null : SEG_MESSAGES;
+    // A sendSync reply's byte arrays go through a pool of their own, announced (when new) right before the reply
+    // that first uses it: the blocked caller sees only the frames right before its reply, and the messages' pool
+    // may have been announced ahead of an earlier message that it has not processed yet.
+    // Only to a renderer whose blocking call hands over the descriptors it holds (`shmSync` in its hello: Linux and
+    // macOS); otherwise through the socket.
+    const segment = kind !== Kind.SYNC_REPLY ? SEG_MESSAGES : this.peerShmSync ? SEG_SYNC_REPLIES : null;
     for (const blob of encoded.blobs) this.writeBlob(blob, segment);
     if (encoded.handles && encoded.handles.length > 0) {
       // Right before the message (after its byte arrays, which may announce a shared-memory segment with a
@@ -527,10 +532,11 @@ export class Link<E> implements StreamTransport {
   }
 
   /** The byte array an SHM_BLOB frame points at: a Buffer over the peer's block. */
-  private sharedBlob(src: Buffer, start: number, end: number): Buffer {
+  private sharedBlob(src: Buffer, start: number, end: number, copyUpTo = 0): Buffer {
     const mapping = end - start === SHM_BLOB_BYTES ? this.shmIn[src.readUInt32LE(start)] : undefined;
     if (!mapping) throw makeError('ERR_IPC_BAD_FRAME', 'A shared-memory byte array without a shared segment');
-    return mapping.view(src.readUInt32LE(start + 4), src.readUInt32LE(start + 8), src.readUInt32LE(start + 12));
+    const length = src.readUInt32LE(start + 12);
+    return mapping.view(src.readUInt32LE(start + 4), src.readUInt32LE(start + 8), length, length <= copyUpTo);
   }
 
   /**
@@ -541,18 +547,33 @@ export class Link<E> implements StreamTransport {
     if (!Array.isArray(raw)) return { payload: raw, blobs: null };
     if (!(raw as Buffer[] & { frames?: boolean }).frames) return { payload: raw[0], blobs: raw.slice(1) };
     const blobs: Buffer[] = [];
+    // The held HANDLES frames' descriptors come with the result: others, of frames read meanwhile and delivered
+    // later, are still ahead of them in the connection's queue.
+    const held = (raw as Buffer[] & { handles?: number[] }).handles ?? [];
+    let next = 0;
     try {
       for (let i = 1; i < raw.length; i++) {
         const frame = raw[i];
         const kind = frame[4];
         if (kind === Kind.BLOB) blobs.push(frame.subarray(FRAME_HEADER_BYTES));
-        else if (kind === Kind.HANDLES) this.takeHandles(frame.readUInt32LE(5));
+        else if (kind === Kind.HANDLES) {
+          const count = frame.readUInt32LE(5);
+          if (next + count > held.length) throw makeError('ERR_IPC_BAD_FRAME', 'A HANDLES frame without its descriptors');
+          (this.inboundHandles ??= []).push(...held.slice(next, next + count));
+          next += count;
+        }
         else if (kind === Kind.SHM) this.mapPeerSegment(frame.readUInt32LE(5), frame.subarray(FRAME_HEADER_BYTES));
-        else if (kind === Kind.SHM_BLOB) blobs.push(this.sharedBlob(frame, FRAME_HEADER_BYTES, frame.length));
+        // Copied out (and the block given back at once) up to 16 MiB, as the addon does with a reply's BLOB frames:
+        // a loop of sendSync calls never turns the event loop, so Buffer finalizers would not run meanwhile.
+        else if (kind === Kind.SHM_BLOB) blobs.push(this.sharedBlob(frame, FRAME_HEADER_BYTES, frame.length, SYNC_REPLY_COPY_BYTES));
         else throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} before a sendSync reply`);
       }
     } finally {
       this.closeInboundHandles(); // nothing in a reply adopts descriptors: none is left open
+      if (next < held.length) {
+        const binding = native();
+        for (const fd of held.slice(next)) binding.closeHandle(fd);
+      }
     }
     return { payload: raw[0], blobs };
   }

@@ -434,7 +434,8 @@ export class Peer<C = AnyChannels> extends EventEmitter {
 
   private onHello(payload: Buffer): void {
     const hello = decode(payload) as {
-      magic?: unknown; version?: unknown; maxFrame?: unknown; syncBlobs?: unknown; inspect?: unknown; shm?: unknown;
+      magic?: unknown; version?: unknown; maxFrame?: unknown; syncBlobs?: unknown; inspect?: unknown;
+      shm?: unknown; shmSync?: unknown;
     } | null;
     if (typeof hello !== 'object' || hello === null || hello.magic !== 'ipcwire') {
       throw makeError('ERR_IPC_BAD_FRAME', 'Not an ipcwire handshake');
@@ -456,6 +457,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
     if (typeof hello.maxFrame === 'number' && hello.maxFrame > 0) this.link.peerMaxFrame = hello.maxFrame;
     this.link.peerTakesSyncBlobs = hello.syncBlobs === true;
     this.link.peerShm = hello.shm === true && this.link.shm !== null;
+    this.link.peerShmSync = this.link.peerShm && hello.shmSync === true;
     if (refusal) {
       const { code, message } = refusal as Error & { code: string };
       this.refusal = refusal;

@@ -85,10 +85,10 @@ export interface NativeShmPool {
 export interface NativeShmMapping {
   readonly size: number;
   /**
-   * A Buffer over the block (a copy in copied-buffer mode); the block goes back to the peer when the Buffer
-   * is collected. Throws ERR_IPC_BAD_FRAME for a block outside the segment.
+   * A Buffer over the block (a copy with `copy`, and in copied-buffer mode); the block goes back to the peer when
+   * the Buffer is collected (at once for a copy). Throws ERR_IPC_BAD_FRAME for a block outside the segment.
    */
-  view(slot: number, offset: number, length: number): Buffer;
+  view(slot: number, offset: number, length: number, copy?: boolean): Buffer;
   close(): void;
 }
 

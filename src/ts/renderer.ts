@@ -340,6 +340,9 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     const hello: Record<string, unknown> = { magic: 'ipcwire', version: PROTOCOL_VERSION, maxFrame, syncBlobs: binding.syncReplyBlobs === true };
     if (this.options.inspect) hello.inspect = true;
     if (wire.shm) hello.shm = true;
+    // This addon's blocking call hands over the descriptors of the frames it holds with a reply (not on Windows,
+    // whose handles travel in the frames): main may then send sendSync return values through shared memory.
+    if (wire.shm && process.platform !== 'win32') hello.shmSync = true;
     wire.write(Kind.HELLO, 0, encodeValue(hello, 'hello').payload);
     wire.updateRef();
     process.nextTick(() => this.link.emit('connect'));

@@ -20,6 +20,8 @@ constexpr uint8_t kKindSync = 4;
 constexpr uint8_t kKindSyncReply = 5;
 constexpr uint8_t kKindBlob = 8;
 constexpr uint8_t kKindHandles = 10;
+// The descriptor count of a HANDLES frame held whole (header included): its id.
+size_t HeldHandleCount(const Block& b) { return ReadU32LE(b.data() + 5); }
 constexpr uint8_t kKindShm = 13;      // Kind.SHM: the peer's shared-memory segment (its descriptor came with it)
 constexpr uint8_t kKindShmBlob = 14;  // Kind.SHM_BLOB: a large byte array in that segment, in place of a BLOB
 // Fairness: one readable event reads at most this much of small frames (or one large frame).
@@ -316,6 +318,7 @@ Napi::Value Connection::TakeHandles(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < count; i++) out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, received_[i]));
   // Ownership passes to JS only once the array is complete (making it may throw).
   received_.erase(received_.begin(), received_.begin() + static_cast<std::ptrdiff_t>(count));
+  handles_owed_ -= std::min(handles_owed_, count);
   return out;
 }
 
@@ -378,6 +381,11 @@ Napi::Value Connection::Call(const Napi::CallbackInfo& info) {
       // that JS sees its kind) and the array is marked `frames: true`.
       if (match.blobs.empty()) return ToBuffer(env, std::move(match.frame), kFrameHeaderBytes, kCopyReplyThreshold);
       {
+        // The descriptors of the held HANDLES frames: right after those owed to frames JS has yet to see.
+        size_t held = 0;
+        for (const Block& b : match.blobs) {
+          if (b.size() >= kFrameHeaderBytes && b.data()[4] == kKindHandles) held += HeldHandleCount(b);
+        }
         bool whole = false;
         for (const Block& b : match.blobs) whole = whole || (b.size() > 4 && b.data()[4] != kKindBlob);
         size_t skip = whole ? 0 : kFrameHeaderBytes;
@@ -386,6 +394,15 @@ Napi::Value Connection::Call(const Napi::CallbackInfo& info) {
         for (size_t i = 0; i < match.blobs.size(); i++)
           out.Set(static_cast<uint32_t>(i + 1), ToBuffer(env, std::move(match.blobs[i]), skip, kCopyReplyThreshold));
         if (whole) out.Set("frames", Napi::Boolean::New(env, true));
+        if (held > 0) {
+          if (received_.size() < handles_owed_ + held)
+            ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "A HANDLES frame before a reply came without its descriptors"));
+          Napi::Array fds = Napi::Array::New(env, held);
+          auto first = received_.begin() + static_cast<std::ptrdiff_t>(handles_owed_);
+          for (size_t i = 0; i < held; i++) fds.Set(static_cast<uint32_t>(i), Napi::Number::New(env, first[static_cast<std::ptrdiff_t>(i)]));
+          out.Set("handles", fds);
+          received_.erase(first, first + static_cast<std::ptrdiff_t>(held));
+        }
         return out;
       }
     case WaitEnd::kTimeout:
@@ -708,6 +725,7 @@ bool Connection::DrainDecoder(CallMatch* match) {
 
 void Connection::ReleaseHeldBlobs(CallMatch* match) {
   for (Block& b : match->blobs) {
+    if (b.size() >= kFrameHeaderBytes && b.data()[4] == kKindHandles) handles_owed_ += HeldHandleCount(b);
     if (!pending_.empty()) pending_.back().seal();
     b.seal();
     pending_.push_back(std::move(b));
@@ -716,6 +734,7 @@ void Connection::ReleaseHeldBlobs(CallMatch* match) {
 }
 
 void Connection::AppendPending(const DecodedFrame& f) {
+  if (f.kind == kKindHandles) handles_owed_ += f.id;
   if (f.owned) {
     if (!pending_.empty()) pending_.back().seal();
     Block b(f.data, f.size);

@@ -189,9 +189,15 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   std::vector<Block> pending_;  // decoded frames not yet handed to onFrames, in arrival order
   // Descriptors received (SCM_RIGHTS) and not yet taken by JS, in arrival order; closed with the connection.
   std::deque<int> received_;
+  // How many of received_ (from the front) belong to HANDLES frames already decoded and on their way to JS
+  // (queued in pending_, or delivered and not taken yet). The descriptors of HANDLES frames a blocking call holds
+  // for its reply come right after them: call() hands those over with the reply, so that a HANDLES frame
+  // delivered later still finds its own descriptors at the front.
+  size_t handles_owed_ = 0;
   void CloseReceived() {
     for (int fd : received_) sys::CloseFd(fd);
     received_.clear();
+    handles_owed_ = 0;
   }
   ErrorInfo handle_err_;  // why received descriptors broke the connection (kHandleError)
 
