@@ -152,6 +152,108 @@ addExtension({
 });
 
 /**
+ * A kind of value that travels with OS descriptors (Unix) or handles (Windows): a socket, a server, a raw
+ * descriptor, a MessagePort. Registered once per extension type; an outgoing message containing such a value
+ * carries its descriptors on a HANDLES frame, and the receiver rebuilds the value from them.
+ */
+export interface HandleType<T extends object = object> {
+  /** Extension type number (part of the wire protocol). */
+  type: number;
+  /** Whether `value` is one of these. Called for objects in outgoing messages: keep it cheap. */
+  is(value: object): value is T;
+  /**
+   * The descriptors to send with the value (duplicates travel: the value keeps its own) and any cloneable data
+   * the receiver needs. Throws (a clear error with a code) when this value cannot be sent.
+   */
+  encode(value: T): { fds: number[]; data?: unknown };
+  /** After the message was handed to the connection (written or queued): close or neuter the sender's object. */
+  sent?(value: T): void;
+  /** Rebuilds the value from its data and descriptors, which are its own from now on. */
+  decode(data: unknown, fds: number[]): unknown;
+  /** Undoes decode() when the rest of the message fails to decode: close what decode made. */
+  dispose?(value: unknown): void;
+}
+
+/**
+ * A value of a registered handle type in an outgoing message: its descriptors are `fds[first, first + count)` of
+ * those the value collected. On the wire `first` counts from the end of the message's descriptors (written as
+ * `first - total`), so that descriptors placed before them (ports of a transfer list) do not move it.
+ */
+class HandleRef {
+  constructor(
+    readonly first: number,
+    readonly count: number,
+    readonly data: unknown,
+  ) {}
+}
+
+const handleTypes: Array<HandleType<object>> = [];
+const handleRefClasses = new Map<number, new (first: number, count: number, data: unknown) => HandleRef>();
+
+function handleTypeOf(value: object): HandleType<object> | undefined {
+  for (let i = 0; i < handleTypes.length; i++) if (handleTypes[i].is(value)) return handleTypes[i];
+  return undefined;
+}
+
+/**
+ * What the descriptors of one incoming message became while it is decoded. `fds` is the link's own list for the
+ * message: an adopted entry is set to -1 (as ports do with theirs), and the link closes those left >= 0.
+ */
+interface HandleDecoding {
+  fds: number[];
+  made: Array<{ type: HandleType<object>; value: unknown; taken: Array<[number, number]> }>;
+}
+/** The descriptors of the message decode() reads next (set by the link just before it dispatches a frame). */
+let nextHandles: number[] | null = null;
+let decodingHandles: HandleDecoding | null = null;
+/** How many descriptors the value being packed collected (HandleRef.first is written relative to the end). */
+let packingHandles = 0;
+
+/**
+ * Registers a handle type (see HandleType). Its extension type must be unused; registering the same type twice
+ * throws.
+ */
+export function registerHandleType<T extends object>(spec: HandleType<T>): void {
+  if (handleRefClasses.has(spec.type)) throw new Error(`Handle extension type ${spec.type} is already registered`);
+  const Ref = class extends HandleRef {};
+  handleRefClasses.set(spec.type, Ref);
+  handleTypes.push(spec as unknown as HandleType<object>);
+  addExtension({
+    Class: Ref,
+    type: spec.type,
+    write: (ref: HandleRef) => [ref.first - packingHandles, ref.count, ref.data],
+    read: (raw: unknown) => {
+      const ctx = decodingHandles;
+      if (!Array.isArray(raw) || raw.length !== 3) throw new TypeError('Malformed handle reference');
+      const [fromEnd, count, data] = raw as [number, number, unknown];
+      const first = ctx && Number.isInteger(fromEnd) ? ctx.fds.length + fromEnd : -1;
+      if (!ctx || fromEnd >= 0 || first < 0 || !Number.isInteger(count) || count < 0 || first + count > ctx.fds.length) {
+        throw new TypeError('Reference to descriptors that did not come with the message');
+      }
+      const fds = ctx.fds.slice(first, first + count);
+      if (fds.some((fd) => fd < 0)) throw new TypeError('A descriptor referenced twice');
+      // A decode() that throws took nothing: its descriptors stay the link's, to be closed.
+      const value = spec.decode(data, fds);
+      const taken: Array<[number, number]> = [];
+      for (let i = first; i < first + count; i++) {
+        taken.push([i, ctx.fds[i]]);
+        ctx.fds[i] = -1;
+      }
+      ctx.made.push({ type: spec as unknown as HandleType<object>, value, taken });
+      return value;
+    },
+  });
+}
+
+/**
+ * The descriptors that came with the frame the link is about to dispatch (its own list: adopted entries become
+ * -1): the next decode() may adopt them. The link sets null again after the dispatch and closes what is left.
+ */
+export function setInboundHandles(fds: number[] | null): void {
+  nextHandles = fds;
+}
+
+/**
  * While set, stream references met by decode() become what `resolver` makes of their ids (an invoke's arguments
  * or result being decoded); unset, a reference is a malformed message.
  */
@@ -185,13 +287,24 @@ interface Inspection {
   flat?: boolean;
 }
 
-/** An encoded message: the msgpack payload, and the large byte arrays that go before it as BLOB frames. */
+/**
+ * An encoded message: the msgpack payload, the large byte arrays that go before it as BLOB frames, and the
+ * descriptors that go before those on a HANDLES frame (null: none).
+ */
 export interface Encoded {
   payload: Buffer;
   blobs: Uint8Array[];
-  /** Descriptors (ports) sent with the message, as a HANDLES frame before its BLOB frames. */
+  /**
+   * Descriptors sent with the message, as a HANDLES frame before it: ports' (a transfer list) first, then those of
+   * the handle types found in the value (their references count from the end of this list).
+   */
   handles?: number[] | null;
+  /** To run once the message was handed to the connection (the handle types' `sent`). */
+  sent?: (() => void) | null;
 }
+
+/** The descriptors collected while one value is encoded (set only for the duration of one encodeValue). */
+let encodingHandles: { fds: number[]; sent: Array<() => void> } | null = null;
 
 const NO_BLOBS: Uint8Array[] = [];
 
@@ -310,6 +423,11 @@ function inspect(root: unknown, rootPath: string, withBlobs = false): Inspection
       if (withBlobs && isBlobCandidate(value)) needsRewrite = true;
       continue;
     }
+    if (handleTypes.length > 0 && handleTypeOf(value)) {
+      if (!encodingHandles) locate(root, rootPath);
+      needsRewrite = true;
+      continue;
+    }
     if (Array.isArray(value)) {
       const n = value.length;
       for (let i = n - 1; i >= 0; i--) {
@@ -358,6 +476,10 @@ function locate(root: unknown, rootPath: string): never {
     if (seen.has(value)) continue;
     seen.add(value);
     if (ArrayBuffer.isView(value)) continue;
+    if (handleTypes.length > 0 && handleTypeOf(value)) {
+      if (!encodingHandles) throw unclonable(path, 'an OS handle (it can travel only in a message, invoke or reply, not here)');
+      continue;
+    }
     if (Array.isArray(value)) {
       const n = value.length;
       if (n > MAX_SPARSE_LENGTH && !isDense(value)) throw sparseTooLong(path, n);
@@ -400,6 +522,18 @@ function rewrite(value: unknown, memo: Map<object, unknown>, blobs: Uint8Array[]
   }
   if (value instanceof ArrayBuffer || value instanceof Date || value instanceof RegExp) return value;
   if (value instanceof Error) return value;
+  if (encodingHandles && handleTypes.length > 0) {
+    const type = handleTypeOf(value);
+    if (type) {
+      const { fds, data } = type.encode(value);
+      const Ref = handleRefClasses.get(type.type)!;
+      const ref = new Ref(encodingHandles.fds.length, fds.length, data);
+      encodingHandles.fds.push(...fds);
+      if (type.sent) encodingHandles.sent.push(() => type.sent!(value));
+      memo.set(value, ref);
+      return ref;
+    }
+  }
   if (Array.isArray(value)) {
     let dense = true;
     for (let i = 0; i < value.length; i++) if (!(i in value)) { dense = false; break; }
@@ -478,17 +612,34 @@ export function encodeMessage(channel: string, args: unknown[], withBlobs = true
  * Encodes any value (a reply, a handshake); `what` names it in a clone error. `pathFrom` skips that many outer
  * array levels when naming paths (so `[channel, args]` reports `args[0]…`).
  */
-export function encodeValue(value: unknown, what: string, withBlobs = false, pathFrom = 0): Encoded {
+export function encodeValue(value: unknown, what: string, withBlobs = false, pathFrom = 0, withHandles = withBlobs): Encoded {
   const inner = pathFrom === 1 ? (value as unknown[])[1] : value;
-  const { needsRewrite, flat } = inspect(inner, what, withBlobs);
-  if (!needsRewrite) return { payload: pack(value, flat === true), blobs: NO_BLOBS };
-  const blobs: Uint8Array[] | null = withBlobs ? [] : null;
-  const memo = new Map<object, unknown>();
-  const rewritten = pathFrom === 1
-    ? [(value as unknown[])[0], rewrite(inner, memo, blobs), ...(value as unknown[]).slice(2)]
-    : rewrite(value, memo, blobs);
-  // The rewrite keeps identity (one copy per original), so a value with no repeated object still has none.
-  return { payload: pack(rewritten, flat === true), blobs: blobs ?? NO_BLOBS };
+  // Handle types are looked for only where descriptors can travel (messages, invokes and their replies).
+  const collecting = withHandles && handleTypes.length > 0 ? { fds: [] as number[], sent: [] as Array<() => void> } : null;
+  encodingHandles = collecting;
+  try {
+    const { needsRewrite, flat } = inspect(inner, what, withBlobs);
+    if (!needsRewrite) return { payload: pack(value, flat === true), blobs: NO_BLOBS };
+    const blobs: Uint8Array[] | null = withBlobs ? [] : null;
+    const memo = new Map<object, unknown>();
+    const rewritten = pathFrom === 1
+      ? [(value as unknown[])[0], rewrite(inner, memo, blobs), ...(value as unknown[]).slice(2)]
+      : rewrite(value, memo, blobs);
+    // The rewrite keeps identity (one copy per original), so a value with no repeated object still has none.
+    packingHandles = collecting ? collecting.fds.length : 0;
+    const encoded: Encoded = { payload: pack(rewritten, flat === true), blobs: blobs ?? NO_BLOBS };
+    if (collecting && collecting.fds.length > 0) encoded.handles = collecting.fds;
+    if (collecting && collecting.sent.length > 0) {
+      const hooks = collecting.sent;
+      encoded.sent = () => {
+        for (const hook of hooks) hook();
+      };
+    }
+    return encoded;
+  } finally {
+    encodingHandles = null;
+    packingHandles = 0;
+  }
 }
 
 /**
@@ -497,19 +648,50 @@ export function encodeValue(value: unknown, what: string, withBlobs = false, pat
  */
 export function decode(payload: Uint8Array, blobs: Buffer[] | null = null, start = 0, end = payload.length): unknown {
   decodingBlobs = blobs;
+  // The descriptors that came with this frame are this decode's alone (a decode inside a listener sees none).
+  const fds = nextHandles;
+  nextHandles = null;
+  const outer = decodingHandles;
+  const ctx: HandleDecoding | null = fds ? { fds, made: [] } : null;
+  decodingHandles = ctx;
+  let ok = false;
   try {
     const unpackr = end - start < SMALL_DECODE ? smallUnpackr : packr;
-    if (start === 0 && end === payload.length) return unpackr.unpack(payload);
+    if (start === 0 && end === payload.length) {
+      const whole = unpackr.unpack(payload);
+      ok = true;
+      return whole;
+    }
     // A frame inside a larger chunk is decoded in place: a view per frame would cost msgpackr a fresh
     // DataView (and a property added to the view) per message. Frames start after their header, so `end`
     // (which msgpackr reads as "whole source" when 0) is never 0 here.
     UNPACK_RANGE.start = start;
     UNPACK_RANGE.end = end;
-    return unpackr.unpack(payload, UNPACK_RANGE);
+    const value = unpackr.unpack(payload, UNPACK_RANGE);
+    ok = true;
+    return value;
   } catch (err) {
     throw makeError('ERR_IPC_BAD_FRAME', `Malformed message: ${(err as Error).message}`, { cause: err });
   } finally {
     decodingBlobs = null;
+    decodingHandles = outer;
+    if (ctx) {
+      if (!ok) {
+        // Nothing of a message that failed to decode is kept: what was rebuilt is disposed of (or, for a type
+        // that cannot, its descriptors go back to the link), and the link closes every descriptor not adopted.
+        for (const { type, value, taken } of ctx.made) {
+          if (!type.dispose) {
+            for (const [i, fd] of taken) ctx.fds[i] = fd;
+            continue;
+          }
+          try {
+            type.dispose(value);
+          } catch {
+            // disposing must not hide the decode error
+          }
+        }
+      }
+    }
   }
 }
 

@@ -17,6 +17,7 @@ export { PROTOCOL_VERSION } from './native';
 export { ADDRESS_ENV } from './address';
 export { typed } from './typed';
 export { IpcStream, DEFAULT_STREAM_WINDOW } from './streams';
+export { IpcHandle, keepOpen } from './handles';
 export type { InvokeCall, StreamWindow, StreamChunk, Collected } from './streams';
 export type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 export type { TypedHandler } from './handlers';

@@ -4,7 +4,10 @@
  * `IpcRenderer` each own one per connection and receive the frames this class does not handle itself.
  */
 import { FRAME_HEADER_BYTES, Kind, native, type NativeConnection, type NativeShmMapping, type NativeShmPool } from './native';
-import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, toWireError, setStreamDecoder, type Encoded, type WireError } from './codec';
+import {
+  decode, decodeMessage, encodeMessage, encodeValue, fromWireError, setInboundHandles, setStreamDecoder, toWireError,
+  type Encoded, type WireError,
+} from './codec';
 import {
   DEFAULT_STREAM_WINDOW, invokeCall, IpcStream, isStreamSource, StreamHub, streamWindowOption,
   type InvokeCall, type InvokeMode, type StreamTransport, type StreamWindow,
@@ -76,6 +79,8 @@ export function sharedMemoryConfig(option: boolean | SharedMemoryOptions | undef
 
 /** Bytes of the body header (kind + id) counted in a frame body. */
 const BODY_HEADER = FRAME_HEADER_BYTES - 4;
+/** Most descriptors one HANDLES frame carries (Linux's limit per sendmsg); more go on several frames. */
+const MAX_HANDLES_PER_FRAME = 253;
 /** Size of a connection's write batch, and the largest frame (payload bytes) that is batched. */
 const BATCH_BYTES = 64 * 1024;
 const BATCH_FRAME_MAX = 4 * 1024;
@@ -435,13 +440,11 @@ export class Link<E> implements StreamTransport {
     // macOS); otherwise through the socket.
     const segment = kind !== Kind.SYNC_REPLY ? SEG_MESSAGES : this.peerShmSync ? SEG_SYNC_REPLIES : null;
     for (const blob of encoded.blobs) this.writeBlob(blob, segment);
-    if (encoded.handles && encoded.handles.length > 0) {
-      // Right before the message (after its byte arrays, which may announce a shared-memory segment with a
-      // descriptor of its own): the descriptors go natively, after whatever this turn batched so far.
-      this.flushBatch();
-      this.conn.writeHandles(encoded.handles);
-    }
+    // Right before the message (after its byte arrays, which may announce a shared-memory segment with a
+    // descriptor of its own): the descriptors go natively, after whatever this turn batched so far.
+    if (encoded.handles && encoded.handles.length > 0) this.writeHandles(encoded.handles);
     this.writeFrame(kind, id, encoded.payload);
+    encoded.sent?.();
   }
 
   /**
@@ -526,6 +529,8 @@ export class Link<E> implements StreamTransport {
     if ((segment !== SEG_MESSAGES && segment !== SEG_SYNC_REPLIES) || this.shmIn[segment] || payload.length !== 8) {
       throw makeError('ERR_IPC_BAD_FRAME', 'Malformed shared-memory segment announcement');
     }
+    // Its descriptor is the first of those received since the last message: a message's own descriptors go after
+    // its byte arrays, which are what announces a segment.
     const fd = this.inboundHandles?.shift();
     if (fd === undefined) throw makeError('ERR_IPC_BAD_FRAME', 'A shared-memory segment announced without its descriptor');
     this.shmIn[segment] = new (native().ShmMapping)(fd);
@@ -592,12 +597,14 @@ export class Link<E> implements StreamTransport {
    * The blocking call behind `sendSync` (see NativeConnection.call): batched frames go first, so the request
    * follows every message sent before it.
    */
-  call(id: number, payload: Uint8Array, blobs: readonly Uint8Array[], timeoutMs: number, alive: () => void): Buffer | Buffer[] {
+  call(id: number, payload: Uint8Array, blobs: readonly Uint8Array[], timeoutMs: number, alive: () => void,
+    handles: readonly number[] | null = null): Buffer | Buffer[] {
     this.assertOpen();
     this.checkQueue();
-    // Large byte arrays go first as BLOB or SHM_BLOB frames (queued in order); the blocking call flushes them
-    // before the request.
+    // Large byte arrays go first as BLOB or SHM_BLOB frames (queued in order), then the descriptors; the blocking
+    // call flushes them before the request.
     for (const blob of blobs) this.writeBlob(blob);
+    if (handles && handles.length > 0) this.writeHandles(handles);
     this.flushBatch();
     return this.conn.call(id, payload, timeoutMs, alive);
   }
@@ -902,11 +909,17 @@ export class Link<E> implements StreamTransport {
           const blobs = this.inboundBlobs;
           this.inboundBlobs = null;
           this.inboundBlobBytes = 0;
-          try {
+          if (this.inboundHandles) {
+            this.armInboundHandles();
+            try {
+              this.dispatch(kind, id, chunk, start, end, blobs);
+            } finally {
+              // Descriptors that came with this frame and nothing adopted (ports and handle values take theirs;
+              // everything, if decoding or dispatch failed) are closed, never leaked.
+              this.closeInboundHandles();
+            }
+          } else {
             this.dispatch(kind, id, chunk, start, end, blobs);
-          } finally {
-            // Descriptors that came with this frame and nothing adopted (ports take theirs) are closed, never leaked.
-            this.closeInboundHandles();
           }
         } catch (err) {
           const code = codeOf(err);
@@ -934,6 +947,28 @@ export class Link<E> implements StreamTransport {
   /** The protocol error that made us close, reported instead of the plain local close. */
   failure: Error | null = null;
 
+  /**
+   * Queues HANDLES frames carrying duplicates of `fds` (the caller keeps its own), after every frame written
+   * before: the JS batch goes to the addon first.
+   */
+  private writeHandles(fds: readonly number[]): void {
+    if (typeof this.conn.writeHandles !== 'function') {
+      throw makeError('ERR_IPC_TRANSFER_UNSUPPORTED', 'This platform\'s connections cannot carry OS handles yet');
+    }
+    this.flushBatch();
+    for (let i = 0; i < fds.length; i += MAX_HANDLES_PER_FRAME) {
+      this.conn.writeHandles(fds.slice(i, i + MAX_HANDLES_PER_FRAME));
+    }
+  }
+
+  /**
+   * @internal Offers the descriptors received for the frame about to be handled to its decode (handle values
+   * adopt theirs by setting their entries to -1, as adoptHandle does for ports); closeInboundHandles follows.
+   */
+  armInboundHandles(): void {
+    setInboundHandles(this.inboundHandles);
+  }
+
   /** Takes the descriptors a HANDLES frame announced from the addon; they belong to the next message. */
   private takeHandles(count: number): void {
     const fds = this.conn.takeHandles(count);
@@ -957,9 +992,10 @@ export class Link<E> implements StreamTransport {
 
   /** @internal Closes the descriptors received for the message just handled that nothing adopted. */
   closeInboundHandles(): void {
+    setInboundHandles(null);
     const fds = this.inboundHandles;
-    if (!fds) return;
     this.inboundHandles = null;
+    if (!fds) return;
     const binding = native();
     for (const fd of fds) {
       if (fd < 0) continue;
@@ -1142,7 +1178,8 @@ export class Link<E> implements StreamTransport {
     let encoded: Encoded;
     try {
       const withBlobs = kind === Kind.INVOKE_REPLY || (kind === Kind.SYNC_REPLY && this.peerTakesSyncBlobs);
-      encoded = encodeValue(body, body[0] === 0 ? 'returnValue' : 'error', withBlobs);
+      // A returned value may carry OS handles either way (the blocking call holds HANDLES frames with its reply).
+      encoded = encodeValue(body, body[0] === 0 ? 'returnValue' : 'error', withBlobs, 0, body[0] === 0);
       this.checkSize(encoded.payload, encoded.blobs);
     } catch (err) {
       // The value could not be cloned or does not fit: the caller gets that error instead. An error reply

@@ -766,6 +766,9 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
     checkChannel(channel);
     const tp = outgoingTraceparent(undefined);
     const encoded = encodeMessage(channel, args, true, tp);
+    // OS handles in it go to every peer (each gets its own duplicates); the sender's are let go once, after all.
+    const sent = encoded.sent;
+    encoded.sent = null;
     for (const peer of this.peers) {
       try {
         peer.link.writeEncoded(Kind.MESSAGE, 0, encoded);
@@ -774,6 +777,7 @@ export class IpcMain<C = AnyChannels> extends IpcMainChannels<C> {
         // a peer that is going away hears nothing more
       }
     }
+    sent?.();
   }
 
   private onConnection(conn: NativeConnection): void {

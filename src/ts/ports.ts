@@ -666,7 +666,9 @@ export function linkCarrier(link: Link<unknown>): Carrier {
 
 /** Writes a frame with the descriptors of the ports it moves (the addon sends duplicates). */
 export function writeFrame(link: Link<unknown> | Link<unknown>, kind: Kind, encoded: Encoded, fds: number[]): void {
-  link.writeEncoded(kind, 0, fds.length > 0 ? { ...encoded, handles: fds } : encoded);
+  // The ports' descriptors first: those of handle values in the message (net.Socket, IpcHandle…) are referred to
+  // from the end of the list.
+  link.writeEncoded(kind, 0, fds.length > 0 ? { ...encoded, handles: encoded.handles ? fds.concat(encoded.handles) : fds } : encoded);
 }
 
 /** Ports for the references of a received frame, their descriptors taken from the frame's. */

@@ -433,7 +433,8 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     const timeout = timeoutMs && timeoutMs > 0 ? timeoutMs : 0;
     let raw: Buffer | Buffer[];
     try {
-      raw = wire.call(id, payload, blobs, timeout, stillAlive);
+      raw = wire.call(id, payload, blobs, timeout, stillAlive, encoded.handles ?? null);
+      encoded.sent?.();
     } catch (err) {
       const code = codeOf(err);
       if (code === 'ERR_IPC_DISCONNECTED') {
@@ -455,13 +456,14 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     try {
       // [reply, ...blobs] when main sent the return value's large byte arrays out of band.
       const { payload: replyPayload, blobs: replyBlobs } = wire.syncReplyParts(raw);
+      wire.armInboundHandles();
       body = decode(replyPayload, replyBlobs) as ReplyBody;
       if (!Array.isArray(body)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed sendSync reply');
     } catch (err) {
       wire.fail(err as Error);
       throw err;
     } finally {
-      // Nothing adopts descriptors yet: whatever came with the reply is closed, never leaked.
+      // What the reply did not adopt (everything, if it failed to decode) is closed.
       wire.closeInboundHandles();
     }
     if (body[0] === 0) return body[1];
