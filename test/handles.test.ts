@@ -84,6 +84,36 @@ describe.runIf(unix)('handles', () => {
     expect(got).toEqual(['sent:from the renderer', 'again:from the renderer']);
   });
 
+  test('handles: a postMessage carries transferred ports and OS handles together, each where it belongs', { timeout: 30_000 }, async () => {
+    const { IpcHandle, MessageChannelMain } = ipcwire();
+    const main = makeMain();
+    const file = fileWith('with a port');
+    const child = runNode(`
+      const fs = require('node:fs');
+      const r = ipcwire.ipcRenderer;
+      r.on('both', (event, message) => {
+        const [port] = event.ports;
+        const b = Buffer.alloc(64);
+        const text = b.subarray(0, fs.readSync(message.h.fd, b, 0, 64, 0)).toString();
+        message.h.close();
+        port.on('message', ({ data }) => {
+          out('got', [text, message.n, data, event.ports.length]);
+          port.close();
+          r.close();
+        });
+        port.start();
+      });
+      r.send('ready');
+    `, { address: main.address });
+    const [{ sender: peer }] = await new Promise<any[]>((res) => main.once('ready', (...a: any[]) => res(a)));
+    const { port1, port2 } = new MessageChannelMain();
+    peer.postMessage('both', { h: new IpcHandle(fs.openSync(file, 'r')), n: 7 }, [port1]);
+    port2.postMessage('through the port');
+    expect(await child.msg('got')).toEqual(['with a port', 7, 'through the port', 1]);
+    port2.close();
+    await exitsCleanly(child);
+  });
+
   test('handles: main hands accepted TCP connections to a renderer that serves them', { timeout: 30_000 }, async () => {
     const main = makeMain();
     const child = runNode(`

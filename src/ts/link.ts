@@ -661,7 +661,8 @@ export class Link<E> implements StreamTransport {
     const fds: number[] = [];
     const moves: Move[] = [];
     const encoded = encodeMessage(channel, [message], true, tp, refsFor(ports, fds, moves));
-    encoded.handles = fds;
+    // The ports' descriptors first: those of handle values in the message are referred to from the end.
+    encoded.handles = encoded.handles ? fds.concat(encoded.handles) : fds;
     this.writeEncoded(Kind.MESSAGE, 0, encoded);
     settleMoves(moves, linkCarrier(this as Link<unknown>));
     if (chSend.hasSubscribers) chSend.publish(this.traceMessage('out', 'send', channel, 0, wireBytes(encoded), tp));
