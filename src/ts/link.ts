@@ -574,7 +574,7 @@ export class Link<E> implements StreamTransport {
         else throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} before a sendSync reply`);
       }
     } finally {
-      this.closeInboundHandles(); // nothing in a reply adopts descriptors: none is left open
+      // The reply's own descriptors stay in inboundHandles for its decode (the caller closes what it leaves).
       if (next < held.length) {
         const binding = native();
         for (const fd of held.slice(next)) binding.closeHandle(fd);
