@@ -60,6 +60,16 @@ describe('examples-calls', () => {
     ]);
   });
 
+  test.runIf(process.platform !== 'win32')('examples-calls: examples/tcp-handoff: TCP connections main accepted are served by two renderers', { timeout: 40_000 }, async () => {
+    const lines = await runExample('tcp-handoff');
+    const served = lines.filter((l) => l.startsWith('client got: '));
+    expect(served.map((l) => l.replace(/ \(served by \w+\)$/, '')).sort()).toEqual(
+      ['four', 'one', 'three', 'two'].map((w) => `client got: ${w}`));
+    // Round robin: two each.
+    expect(served.filter((l) => l.endsWith('(served by left)')).length).toBe(2);
+    expect(served.filter((l) => l.endsWith('(served by right)')).length).toBe(2);
+  });
+
   test('examples-calls: examples/typed runs (its types are checked by test/types) and its disposer removes the listener', { timeout: 40_000 }, async () => {
     const lines = await runExample('typed');
     expect(lines.filter((l) => l.startsWith('renderer:'))).toEqual([
