@@ -37,6 +37,8 @@ struct LocalHint {
 struct ViewHint {
   std::shared_ptr<shm::Mapping> mapping;
   uint32_t slot;
+  // Bytes taken back out of V8's external-memory count when the view was made (see View), given back here.
+  int64_t uncounted = 0;
 };
 
 void FinalizeLocal(napi_env, void*, void* hint) {
@@ -45,8 +47,12 @@ void FinalizeLocal(napi_env, void*, void* hint) {
   delete h;
 }
 
-void FinalizeView(napi_env, void*, void* hint) {
+void FinalizeView(napi_env env, void*, void* hint) {
   auto* h = static_cast<ViewHint*>(hint);
+  if (h->uncounted != 0) {
+    int64_t ignored;
+    napi_adjust_external_memory(env, h->uncounted, &ignored);
+  }
   // Only an atomic store into shared memory: fine on any thread and at teardown. The sender reads it when
   // it next allocates.
   h->mapping->counter(h->slot)->fetch_sub(1, std::memory_order_release);
@@ -61,6 +67,9 @@ void CloseFd(int fd) {
   close(fd);
 #endif
 }
+
+// Views of at least this many bytes are not counted as this process's memory by V8 (see ShmMapping::View).
+constexpr uint32_t kUncountedViewBytes = 16u << 20;
 
 class ShmPool : public Napi::ObjectWrap<ShmPool> {
  public:
@@ -221,7 +230,19 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
       FinalizeView(env, nullptr, hint);
       return copy;
     }
-    return Addon::Get(env)->NewBuffer(env, p, length, FinalizeView, hint);
+    Napi::Value view = Addon::Get(env)->NewBuffer(env, p, length, FinalizeView, hint);
+    if (length >= kUncountedViewBytes && Addon::Get(env)->buffer_mode == Addon::BufferMode::kExternal) {
+      // V8 counts an external Buffer's bytes as memory this process allocated, and a large one (64 MiB) starts a
+      // full collection at once. These bytes are the peer's pool, mapped anyway and bounded by its size: they are
+      // taken out of the count while the view lives (V8 subtracts them again when it frees the view, the
+      // finalizer adds them back). Small views stay counted, so that a stream of them still prompts the
+      // collections that give their blocks back.
+      int64_t ignored;
+      if (napi_adjust_external_memory(env, -static_cast<int64_t>(length), &ignored) == napi_ok) {
+        hint->uncounted = static_cast<int64_t>(length);
+      }
+    }
+    return view;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -66,6 +66,23 @@ async function main() {
   assert.throws(() => new binding.ShmMapping(plain), (e) => e.code === 'ERR_IPC_BAD_FRAME');
   assert.throws(() => fs.fstatSync(plain), (e) => e.code === 'EBADF');
 
+  // A large view (not counted by V8 as this process's memory while it lives) gives its block back as well.
+  {
+    const bigPool = new binding.ShmPool(40 << 20);
+    const bigMap = new binding.ShmMapping(fs.openSync(`/proc/self/fd/${bigPool.fd}`, 'r+'));
+    bigPool.closeFd();
+    const b = bigPool.alloc(20 << 20);
+    b.fill(5);
+    const a = bigPool.put(b);
+    let bv = bigMap.view(a[0], a[1], 20 << 20);
+    assert.strictEqual(bv[(20 << 20) - 1], 5);
+    bv = null;
+    await gc();
+    assert.strictEqual(bigPool.put(Buffer.alloc(30 << 20)), null, 'the allocShared Buffer still holds its block');
+    bigPool.close();
+    bigMap.close();
+  }
+
   pool.close();
   pool.close();
   mapping.close();
