@@ -5,7 +5,10 @@
  * side, with nothing left behind.
  */
 import { describe, expect, test } from 'vitest';
-import { exitsCleanly, ipcwire, localRenderer, makeMain, runNode, useHarness, waitUntil } from './helpers';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { exitsCleanly, ipcwire, localRenderer, makeMain, runNode, tmpDir, useHarness, waitUntil } from './helpers';
 import { KIND, captureHandshake, frame, parseFrames, rawClient } from './helpers/wire';
 
 useHarness();
@@ -376,6 +379,79 @@ describe('streams', () => {
     // Nothing was sent: the next call is the handler's first.
     expect(await r.invokeWith({ streamWindow: { chunks: 1, bytes: 1 } }, 'tokens')).toEqual([1]);
     expect(calls).toBe(1);
+  });
+
+  test('streams: OS handles as chunks arrive working, those dropped by a cancel are closed; a net.Socket result is a socket, not a stream', { timeout: 30_000 }, async () => {
+    const { IpcHandle } = ipcwire();
+    const main = makeMain();
+    const file = path.join(tmpDir(), 'chunk.txt');
+    fs.writeFileSync(file, 'in the file');
+    main.handle('files', () => (async function* () {
+      let h: any = null;
+      try {
+        for (;;) {
+          h = new IpcHandle(fs.openSync(file, 'r'));
+          yield h; // sent: closed here once its chunk is written
+          h = null;
+        }
+      } finally {
+        h?.close(); // pulled but never sent
+      }
+    })());
+    const accepted: net.Socket[] = [];
+    const server = net.createServer({ pauseOnConnect: true }, (s) => accepted.push(s));
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+    const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    const heard = new Promise<string>((res) => {
+      let text = '';
+      client.on('data', (d) => (text += d));
+      client.on('end', () => res(text));
+    });
+    await waitUntil(() => accepted.length === 1, 5000, 'the TCP connection');
+    main.handle('socket', () => accepted[0]);
+    main.handle('ready', () => true);
+    const child = runNode(`
+      const fs = require('node:fs');
+      const net = require('node:net');
+      const r = ipcwire.ipcRenderer;
+      await r.invoke('ready'); // connected, handshake done: its descriptors are counted in 'before'
+      // Descriptors of this process open on the file the chunks' handles are for.
+      const onFile = () => fs.readdirSync('/dev/fd').filter((f) => {
+        try { return fs.readlinkSync('/dev/fd/' + f) === ${JSON.stringify(fs.realpathSync(file))}; } catch { return false; }
+      }).length;
+      const before = onFile();
+      let waiting = -1;
+      const read = [];
+      const call = r.invokeWith({ streamWindow: { chunks: 4 } }, 'files');
+      for await (const h of call) {
+        const b = Buffer.alloc(64);
+        read.push(b.subarray(0, fs.readSync(h.fd, b, 0, 64, 0)).toString());
+        h.close();
+        if (read.length === 2) {
+          // Let the window fill: up to 4 handles wait unread when the loop breaks.
+          await new Promise((res) => setTimeout(res, 100));
+          waiting = onFile();
+          break;
+        }
+      }
+      out('read', read);
+      out('fds', [before, waiting, onFile()]);
+      const s = await r.invoke('socket');
+      out('socket', s instanceof net.Socket);
+      s.end('hello from the renderer');
+      await new Promise((res) => s.on('close', res));
+      r.close();
+    `, { address: main.address });
+    expect(await child.msg('read')).toEqual(['in the file', 'in the file']);
+    const [before, waiting, after] = await child.msg('fds');
+    expect(before).toBe(0);
+    expect(waiting).toBeGreaterThan(0); // handles received and not read yet are open
+    expect(after).toBe(0); // the cancel closed them, and those still in flight
+    expect(await child.msg('socket')).toBe(true);
+    expect(await heard).toBe('hello from the renderer');
+    await exitsCleanly(child);
+    client.destroy();
+    await new Promise<void>((res) => server.close(() => res()));
   });
 
   test('streams: a dead peer errors every open stream with ERR_IPC_DISCONNECTED and closes the local producers', { timeout: 30_000 }, async () => {

@@ -209,6 +209,40 @@ let decodingHandles: HandleDecoding | null = null;
 /** How many descriptors the value being packed collected (HandleRef.first is written relative to the end). */
 let packingHandles = 0;
 
+/** Whether `value` is an OS handle (or another registered handle type) rather than data. */
+export function isHandleValue(value: object): boolean {
+  return handleTypes.length > 0 && handleTypeOf(value) !== undefined;
+}
+
+/**
+ * Closes the OS handles a decoded value holds (a stream chunk dropped unread): each object of a registered handle
+ * type found in it is disposed of, as a message that failed to decode is.
+ */
+export function disposeHandles(value: unknown): void {
+  if (handleTypes.length === 0 || typeof value !== 'object' || value === null) return;
+  const seen = new Set<object>();
+  const stack: unknown[] = [value];
+  while (stack.length) {
+    const v = stack.pop();
+    if (typeof v !== 'object' || v === null || seen.has(v) || ArrayBuffer.isView(v)) continue;
+    seen.add(v);
+    const type = handleTypeOf(v);
+    if (type) {
+      try {
+        type.dispose?.(v);
+      } catch {
+        // closed already
+      }
+    } else if (v instanceof Map) {
+      for (const [k, x] of v) stack.push(k, x);
+    } else if (v instanceof Set) {
+      for (const x of v) stack.push(x);
+    } else {
+      for (const key of Object.keys(v)) stack.push((v as Record<string, unknown>)[key]);
+    }
+  }
+}
+
 /**
  * Registers a handle type (see HandleType). Its extension type must be unused; registering the same type twice
  * throws.
@@ -333,6 +367,7 @@ function describe(value: unknown): string | undefined {
 }
 
 function isStreamLike(value: object): boolean {
+  if (isHandleValue(value)) return false;
   if (typeof ReadableStream !== 'undefined' && value instanceof ReadableStream) return true;
   return typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function';
 }

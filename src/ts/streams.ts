@@ -11,7 +11,7 @@
  *   STREAM_CTRL  consumer → producer: [0, consumedChunks, consumedBytes, windowChunks, windowBytes] | [1] cancel
  */
 import { Kind, FRAME_HEADER_BYTES } from './native';
-import { decode, encodeValue, fromWireError, StreamRef, toWireError, type Encoded, type WireError } from './codec';
+import { decode, disposeHandles, encodeValue, fromWireError, isHandleValue, StreamRef, toWireError, type Encoded, type WireError } from './codec';
 import { abortError, makeError } from './errors';
 
 /** How much a stream's producer may send ahead of what its consumer has read. */
@@ -55,6 +55,8 @@ export interface InvokeCall<R> extends Promise<Collected<R>> {
 /** Whether a value is something ipcwire sends as a stream (a web ReadableStream or any AsyncIterable). */
 export function isStreamSource(value: unknown): boolean {
   if (typeof value !== 'object' || value === null) return false;
+  // A net.Socket is async iterable too, but travels as the OS handle it is.
+  if (isHandleValue(value)) return false;
   if (typeof ReadableStream !== 'undefined' && value instanceof ReadableStream) return true;
   return typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function';
 }
@@ -412,6 +414,8 @@ export class IpcStream<T = unknown> implements AsyncIterable<T> {
    */
   cancel(reason?: unknown): void {
     if (this.done) return;
+    // Chunks dropped unread give back what they hold (OS handles).
+    for (const [value] of this.queue) disposeHandles(value);
     this.queue.length = 0;
     this.hub.sendCtrl(this.id, CANCEL);
     this.end(reason instanceof Error ? reason : null);
