@@ -653,12 +653,21 @@ export function encodeValue(value: unknown, what: string, withBlobs = false, pat
   const collecting = withHandles && handleTypes.length > 0 ? { fds: [] as number[], sent: [] as Array<() => void> } : null;
   encodingHandles = collecting;
   try {
-    const { needsRewrite, flat } = inspect(inner, what, withBlobs);
+    let { needsRewrite, flat } = inspect(inner, what, withBlobs);
+    // A message's metadata (after [channel, args]) is rewritten too when it holds handles (transferred ports).
+    const meta = pathFrom === 1 && (value as unknown[]).length > 2 ? (value as unknown[]).slice(2) : null;
+    if (meta && collecting) {
+      const m = inspect(meta, 'transfer', withBlobs);
+      if (m.needsRewrite) {
+        needsRewrite = true;
+        flat = false; // an object of the metadata may sit in the arguments too
+      }
+    }
     if (!needsRewrite) return { payload: pack(value, flat === true), blobs: NO_BLOBS };
     const blobs: Uint8Array[] | null = withBlobs ? [] : null;
     const memo = new Map<object, unknown>();
     const rewritten = pathFrom === 1
-      ? [(value as unknown[])[0], rewrite(inner, memo, blobs), ...(value as unknown[]).slice(2)]
+      ? [(value as unknown[])[0], rewrite(inner, memo, blobs), ...(meta ?? []).map((m) => rewrite(m, memo, blobs))]
       : rewrite(value, memo, blobs);
     // The rewrite keeps identity (one copy per original), so a value with no repeated object still has none.
     packingHandles = collecting ? collecting.fds.length : 0;

@@ -14,7 +14,7 @@ import {
 } from './streams';
 import { AbortError, abortError, codeOf, disconnectedError, makeError, positiveInt } from './errors';
 import type { InvokeHandler } from './handlers';
-import { carrierClosed, linkCarrier, receiveState, refsFor, settleMoves, type MessagePortMain, type Move } from './ports';
+import { carrierClosed, encodeWithPorts, linkCarrier, receiveState, setReceivingCarrier, settleMoves, type MessagePortMain } from './ports';
 import {
   chDisconnect, chError, chHandleEnd, chHandleStart, chInvokeEnd, chInvokeStart, chSend, outgoingTraceparent,
   type IpcTraceMessage,
@@ -658,11 +658,9 @@ export class Link<E> implements StreamTransport {
     }
     this.assertOpen();
     const tp = outgoingTraceparent(undefined);
-    const fds: number[] = [];
-    const moves: Move[] = [];
-    const encoded = encodeMessage(channel, [message], true, tp, refsFor(ports, fds, moves));
-    // The ports' descriptors first: those of handle values in the message are referred to from the end.
-    encoded.handles = encoded.handles ? fds.concat(encoded.handles) : fds;
+    const meta: { tp?: string; p: MessagePortMain[] } = { p: ports };
+    if (tp !== undefined) meta.tp = tp;
+    const { encoded, moves } = encodeWithPorts([channel, [message], meta], 'args', ports, 1);
     this.writeEncoded(Kind.MESSAGE, 0, encoded);
     settleMoves(moves, linkCarrier(this as Link<unknown>));
     if (chSend.hasSubscribers) chSend.publish(this.traceMessage('out', 'send', channel, 0, wireBytes(encoded), tp));
@@ -963,10 +961,11 @@ export class Link<E> implements StreamTransport {
   }
 
   /**
-   * @internal Offers the descriptors received for the frame about to be handled to its decode (handle values
-   * adopt theirs by setting their entries to -1, as adoptHandle does for ports); closeInboundHandles follows.
+   * @internal Offers the descriptors received for the frame about to be handled to its decode (handle values,
+   * ports among them, adopt theirs by setting their entries to -1); closeInboundHandles follows.
    */
   armInboundHandles(): void {
+    setReceivingCarrier(this as Link<unknown>);
     setInboundHandles(this.inboundHandles);
   }
 
@@ -975,20 +974,6 @@ export class Link<E> implements StreamTransport {
     const fds = this.conn.takeHandles(count);
     if (this.inboundHandles) this.inboundHandles.push(...fds);
     else this.inboundHandles = fds;
-  }
-
-  /**
-   * The message being dispatched came with descriptors: takes the one at `index` (ownership passes to the caller).
-   * ERR_IPC_BAD_FRAME for an index that is not there or was taken already.
-   */
-  adoptHandle(index: unknown): number {
-    const fds = this.inboundHandles;
-    const fd = fds && typeof index === 'number' && Number.isInteger(index) ? fds[index] : undefined;
-    if (fd === undefined || fd < 0) {
-      throw makeError('ERR_IPC_BAD_FRAME', `A message refers to descriptor ${String(index)}, which did not come with it`);
-    }
-    fds![index as number] = -1;
-    return fd;
   }
 
   /** @internal Closes the descriptors received for the message just handled that nothing adopted. */

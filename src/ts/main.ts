@@ -17,7 +17,7 @@ import { checkPathLength, inRuntimeDir, isWindows, resolveAddress, setLocalMainA
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { rejectedCall, streamWindowOption, type InvokeCall, type StreamWindow } from './streams';
 import { Inspector } from './inspector';
-import { checkTransfer, portsFromRefs, type MessagePortMain } from './ports';
+import { checkTransfer, receivedPorts, type MessagePortMain } from './ports';
 import { chConnect, chHandleEnd, chHandleStart, chMessage, chSend, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
 /** Options of {@link IpcMain}. */
@@ -389,7 +389,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
         const { channel, args, traceparent, ports } = decodeMessage(src, blobs, start, end);
         if (chMessage.hasSubscribers) chMessage.publish(this.traceIn('send', channel, 0, src, start, end, blobs, traceparent));
         if (this.main._inspector !== null) this.main._inspector.incoming(this.id, 'send', channel, receivedBytes(start, end, null), args);
-        const event = new IpcMainEvent(this, traceparent, ports ? portsFromRefs(ports, this.link as Link<unknown>) : undefined);
+        const event = new IpcMainEvent(this, traceparent, ports ? receivedPorts(ports) : undefined);
         this.ipc.emit(channel, event, ...args);
         this.main.emit(channel, event, ...args);
         return;

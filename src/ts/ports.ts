@@ -18,7 +18,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { Kind, native } from './native';
-import { TRANSFER_ONLY, decode, encodeValue, type Encoded } from './codec';
+import { TRANSFER_ONLY, decode, encodeValue, registerHandleType, type Encoded } from './codec';
 import { DEFAULT_MAX_MESSAGE_SIZE, Link, type LinkOwner } from './link';
 import { makeError } from './errors';
 
@@ -39,8 +39,8 @@ export const PORT_QUEUE_MAX_BYTES = 64 * 1024 * 1024;
 /** Bytes that may wait in a port's write queue for an end that does not read; past it the port closes. */
 export const PORT_MAX_QUEUED_BYTES = 64 * 1024 * 1024;
 
-/** A transferred port on the wire: its descriptor's index among the frame's, a token, its inline state or null. */
-export type WireRef = [handle: number, token: string, inline: WireState | null];
+/** A transferred port on the wire (extension 0x25, one descriptor): a token, and its state when it travels inline. */
+type WireRef = [token: string, inline: WireState | null];
 /** An end's state when it moves. */
 export interface WireState {
   /** 0 for a channel's port1, 1 for its port2: who gives way when both ends move at once. */
@@ -49,8 +49,8 @@ export interface WireState {
   o: boolean;
   /** The other end had closed: deliver the backlog, then 'close'. */
   c: boolean;
-  /** Messages read and not delivered, in order: [data, refs]. */
-  b: Array<[unknown, WireRef[]]>;
+  /** Messages read and not delivered, in order: [data, ports]. */
+  b: Array<[unknown, MessagePortMain[]]>;
 }
 
 /** The event a port's 'message' listeners receive (a MessageEvent-like object). */
@@ -67,7 +67,8 @@ export class PortMessageEvent {
 
 /** Where a moving end's state goes: the carrier its descriptor left on. */
 interface Carrier {
-  sendState(token: string, state: WireState, fds: number[], moves: Move[]): void;
+  /** Sends `[token, state]` (PORT_STATE); the ports in its backlog move with it. */
+  sendState(token: string, state: WireState): void;
   /** A port carrier must not itself move before the states of the ports it carried went out. */
   hold?(delta: number): void;
 }
@@ -117,7 +118,7 @@ export class MessagePortMain extends EventEmitter {
   /** The other end paused us (it is moving): until RESUME only control frames are written. */
   private mayWrite = true;
   /** Frames posted while we may not write, or before our state arrived, in order. */
-  private outbox: Array<{ kind: Kind; encoded: Encoded; fds: number[]; moves: Move[] }> = [];
+  private outbox: Array<{ kind: Kind; encoded: Encoded; moves: Move[] }> = [];
   /** The other end was paused (by a previous holder) and waits for our RESUME. */
   private owesResume = false;
   /** The other end closed before we read (it arrived so, or closed while we were leaving). */
@@ -158,12 +159,9 @@ export class MessagePortMain extends EventEmitter {
     }
     if (this.phase === Phase.Closed) return;
     const ports = checkTransfer(transfer, this);
-    const fds: number[] = [];
-    const moves: Move[] = [];
-    const refs = refsFor(ports, fds, moves);
-    const encoded = encodeValue([message, refs], 'message', true, 0);
+    const { encoded, moves } = encodeWithPorts([message, ports], 'message', ports);
     if (this.phase === Phase.Idle) this.goLive();
-    this.writeOrQueue(Kind.MESSAGE, encoded, fds, moves);
+    this.writeOrQueue(Kind.MESSAGE, encoded, moves);
   }
 
   /** Starts delivering messages: those queued so far, in order, then each as it arrives. */
@@ -189,8 +187,15 @@ export class MessagePortMain extends EventEmitter {
     this.arrivedOn = null;
     this.phase = Phase.Closed;
     this.dropOutbox();
-    this.queue = [];
+    this.dropQueue();
     this.emitClose();
+  }
+
+  /** Undelivered messages go with a closed port; the ports they carried are closed with them. */
+  private dropQueue(): void {
+    const queue = this.queue;
+    this.queue = [];
+    for (const ev of queue) for (const port of ev.ports) port.close();
   }
 
   // --- moving ----------------------------------------------------------------------------------------------
@@ -202,19 +207,19 @@ export class MessagePortMain extends EventEmitter {
     return null;
   }
 
-  /** @internal Builds its reference for an outgoing frame (its descriptor appended to `fds`). */
-  _ref(fds: number[], moves: Move[]): WireRef {
+  /** @internal Its form in an outgoing frame: its descriptor, a token, and its state when that is complete now. */
+  _encode(moves: Move[]): { fds: number[]; data: WireRef } {
     const token = randomBytes(12).toString('base64url');
     moves.push([this, token]);
-    const index = fds.push(this.fd) - 1;
-    // An end that reads nothing has nothing in flight: its state is complete now and travels inline.
-    const inline = this.phase === Phase.Idle ? this.stateNow(fds, moves) : null;
-    return [index, token, inline];
+    // An end that reads nothing has nothing in flight: with nothing queued either, its whole state travels inline.
+    // Otherwise a PORT_STATE frame follows on the same connection (so its backlog is encoded as every message is).
+    const inline = this.phase === Phase.Idle && this.queue.length === 0 ? this.stateNow() : null;
+    return { fds: [this.fd], data: [token, inline] };
   }
 
   /** The state of an end that does not read (Idle), or of one that stopped reading (after PAUSED). */
-  private stateNow(fds: number[], moves: Move[]): WireState {
-    const b: Array<[unknown, WireRef[]]> = this.queue.map((ev) => [ev.data, refsFor(ev.ports, fds, moves)]);
+  private stateNow(): WireState {
+    const b: Array<[unknown, MessagePortMain[]]> = this.queue.map((ev) => [ev.data, ev.ports]);
     return { r: this.role, o: this.owesResume, c: this.peerEnded, b };
   }
 
@@ -226,10 +231,15 @@ export class MessagePortMain extends EventEmitter {
     this.reserved = true;
     this.started = false;
     switch (this.phase) {
-      case Phase.Idle:
+      case Phase.Idle: {
         this.releaseFd(true);
+        // Its state went inline unless messages were queued: then they follow now (it reads nothing, so they
+        // are all there is).
+        const state = this.queue.length > 0 ? this.stateNow() : null;
         this.becomeGone();
+        if (state) carrier.sendState(token, state);
         return;
+      }
       case Phase.Awaiting:
         this.releaseFd(true);
         this.moveTo = [carrier, token];
@@ -244,7 +254,7 @@ export class MessagePortMain extends EventEmitter {
         return;
       default:
         // Closed meanwhile (its carrier went): the receiver sees its end closed.
-        carrier.sendState(token, { r: this.role, o: false, c: true, b: [] }, [], []);
+        carrier.sendState(token, { r: this.role, o: false, c: true, b: [] });
     }
   }
 
@@ -278,13 +288,10 @@ export class MessagePortMain extends EventEmitter {
     // receiver holds its own duplicate of the descriptor.
     link?.destroy();
     this.fd = -1;
-    const fds: number[] = [];
-    const moves: Move[] = [];
-    const state = this.stateNow(fds, moves);
+    const state = this.stateNow();
     state.o = !this.peerEnded;
-    this.queue = [];
     this.becomeGone();
-    carrier.sendState(token, state, fds, moves);
+    carrier.sendState(token, state);
     carrier.hold?.(-1);
   }
 
@@ -297,13 +304,13 @@ export class MessagePortMain extends EventEmitter {
 
   /** This port as the carrier of ports posted on it: their states follow on the same socket. */
   private readonly carrier: Carrier = {
-    sendState: (token, state, fds, moves) => {
-      const encoded = encodeValue([token, state], 'state', true, 0);
+    sendState: (token, state) => {
+      const { encoded, moves } = encodeState(token, state);
       if (this.phase === Phase.Closed) {
         settleMoves(moves, null);
         return;
       }
-      this.writeOrQueue(Kind.PORT_STATE, encoded, fds, moves);
+      this.writeOrQueue(Kind.PORT_STATE, encoded, moves);
     },
     hold: (delta) => {
       this.carriedPending += delta;
@@ -311,23 +318,23 @@ export class MessagePortMain extends EventEmitter {
     },
   };
 
-  private writeOrQueue(kind: Kind, encoded: Encoded, fds: number[], moves: Move[]): void {
+  private writeOrQueue(kind: Kind, encoded: Encoded, moves: Move[]): void {
     if (this.phase === Phase.Live && this.mayWrite && this.outbox.length === 0) {
-      writeFrame(this.link!, kind, encoded, fds);
+      this.link!.writeEncoded(kind, 0, encoded);
       settleMoves(moves, this.carrier);
       return;
     }
     // Paused, or our state has not arrived: in order, once we may write. The moved ports keep their descriptors
     // (and are unusable here) until then.
     for (const [port] of moves) port._reserve();
-    this.outbox.push({ kind, encoded, fds, moves });
+    this.outbox.push({ kind, encoded, moves });
   }
 
   private flushOutbox(): void {
     while (this.outbox.length > 0 && this.phase === Phase.Live && this.mayWrite) {
       const item = this.outbox.shift()!;
       try {
-        writeFrame(this.link!, item.kind, item.encoded, item.fds);
+        this.link!.writeEncoded(item.kind, 0, item.encoded);
       } catch (err) {
         settleMoves(item.moves, null);
         throw err;
@@ -381,12 +388,9 @@ export class MessagePortMain extends EventEmitter {
       return;
     }
     if (kind !== Kind.MESSAGE) throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} on a MessagePort`);
-    const body = decode(src, blobs, start, end) as [unknown, WireRef[]];
-    if (!Array.isArray(body) || body.length !== 2 || !Array.isArray(body[1])) {
-      throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort message');
-    }
-    const ports = portsFromRefs(body[1], this.link as Link<unknown>);
-    this.queue.push(new PortMessageEvent(body[0], ports));
+    const body = decode(src, blobs, start, end) as [unknown, unknown];
+    if (!Array.isArray(body) || body.length !== 2) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort message');
+    this.queue.push(new PortMessageEvent(body[0], receivedPorts(body[1])));
     if (this.started && this.phase === Phase.Live) {
       this.scheduleDelivery();
       return;
@@ -498,7 +502,7 @@ export class MessagePortMain extends EventEmitter {
   // --- arriving --------------------------------------------------------------------------------------------
 
   /** @internal A port that arrived: its descriptor, and its state now or later (by token, on `carrier`). */
-  static _arrive(fd: number, token: string, inline: WireState | null, carrier: Link<unknown>): MessagePortMain {
+  static _arrive(fd: number, token: string, inline: WireState | null, carrier: Link<unknown> | null): MessagePortMain {
     if (!inline && awaiting.has(token)) throw makeError('ERR_IPC_BAD_FRAME', 'A MessagePort token arrived twice');
     const port = new MessagePortMain(fd, 1, Phase.Awaiting);
     if (inline) {
@@ -513,35 +517,33 @@ export class MessagePortMain extends EventEmitter {
       port.token = token;
       awaiting.set(token, port);
       port.arrivedOn = carrier;
-      carrierWatch(carrier).add(port);
+      if (carrier) carrierWatch(carrier).add(port);
     }
     return port;
   }
 
   /** @internal Its state arrived (PORT_STATE); a port that moved on meanwhile forwards it. */
-  _stateArrived(state: WireState, carrier: Link<unknown>): void {
+  _stateArrived(state: WireState, carrier: Link<unknown> | null): void {
     if (this.arrivedOn) carrierWatch(this.arrivedOn).delete(this);
     this.arrivedOn = null;
     if (this.phase === Phase.Gone && this.moveTo) {
       // It moved on before its state came: the state follows it (its ports arrive here and move on too).
       const [to, token] = this.moveTo;
-      this.applyState(state, carrier, true);
-      const fds: number[] = [];
-      const moves: Move[] = [];
-      const next = this.stateNow(fds, moves);
+      this.applyState(state, true);
+      const next = this.stateNow();
       this.queue = [];
-      to.sendState(token, next, fds, moves);
+      to.sendState(token, next);
       to.hold?.(-1);
       return;
     }
     if (this.phase !== Phase.Awaiting) {
       // Closed meanwhile: the ports in its backlog are closed with it.
-      this.applyState(state, carrier, true);
-      for (const ev of this.queue) for (const p of ev.ports) p.close();
-      this.queue = [];
+      this.applyState(state, true);
+      this.dropQueue();
       return;
     }
-    this.applyState(state, carrier);
+    void carrier;
+    this.applyState(state);
     this.phase = Phase.Idle;
     if (this.peerEnded) {
       this.releaseFd(true);
@@ -558,7 +560,7 @@ export class MessagePortMain extends EventEmitter {
   _carrierLost(): void {
     if (this.phase === Phase.Gone && this.moveTo) {
       const [to, token] = this.moveTo;
-      to.sendState(token, { r: this.role, o: false, c: true, b: [] }, [], []);
+      to.sendState(token, { r: this.role, o: false, c: true, b: [] });
       to.hold?.(-1);
       return;
     }
@@ -575,7 +577,7 @@ export class MessagePortMain extends EventEmitter {
     this.scheduleDelivery();
   }
 
-  private applyState(state: WireState, carrier: Link<unknown>, keepPhase = false): void {
+  private applyState(state: WireState, keepPhase = false): void {
     if (!state || typeof state !== 'object' || !Array.isArray(state.b)) {
       throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort state');
     }
@@ -584,10 +586,8 @@ export class MessagePortMain extends EventEmitter {
     this.peerEnded = state.c === true;
     const backlog: PortMessageEvent[] = [];
     for (const item of state.b) {
-      if (!Array.isArray(item) || item.length !== 2 || !Array.isArray(item[1])) {
-        throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort backlog');
-      }
-      backlog.push(new PortMessageEvent(item[0], portsFromRefs(item[1], carrier)));
+      if (!Array.isArray(item) || item.length !== 2) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort backlog');
+      backlog.push(new PortMessageEvent(item[0], receivedPorts(item[1])));
     }
     // The backlog comes before anything received here (nothing can be, the port did not read yet).
     this.queue = backlog.concat(this.queue);
@@ -636,11 +636,6 @@ export function checkTransfer(transfer: readonly unknown[] | undefined | null, s
   return [...seen];
 }
 
-/** References for `ports` in an outgoing frame; their descriptors go to `fds`, their moves to `moves`. */
-export function refsFor(ports: readonly MessagePortMain[], fds: number[], moves: Move[]): WireRef[] {
-  return ports.map((port) => port._ref(fds, moves));
-}
-
 /** After the frame holding them was written on `carrier` (null: it never will be), the moved ports let go. */
 export function settleMoves(moves: readonly Move[], carrier: Carrier | null): void {
   for (const [port, token] of moves) {
@@ -649,53 +644,76 @@ export function settleMoves(moves: readonly Move[], carrier: Carrier | null): vo
   }
 }
 
+/** The ports being put into the frame under construction, and what becomes of them (see encodeWithPorts). */
+let transferring: { ports: Set<MessagePortMain>; moves: Move[] } | null = null;
+/** The connection whose frame is being decoded (set by the link before it dispatches a frame with descriptors). */
+let receivingCarrier: Link<unknown> | null = null;
+
+/** @internal Called by a link before it decodes a frame that came with descriptors. */
+export function setReceivingCarrier(link: Link<unknown> | null): void {
+  receivingCarrier = link;
+}
+
+/**
+ * Encodes `value` with the ports of a transfer list as extension 0x25 (each with its descriptor); a port that is
+ * not in the list stays unclonable. Returns the ports' moves, to settle once the frame is written.
+ */
+export function encodeWithPorts(value: unknown, what: string, ports: readonly MessagePortMain[], pathFrom = 0):
+  { encoded: Encoded; moves: Move[] } {
+  const ctx = { ports: new Set(ports), moves: [] as Move[] };
+  const outer = transferring;
+  transferring = ports.length > 0 ? ctx : null;
+  try {
+    return { encoded: encodeValue(value, what, true, pathFrom), moves: ctx.moves };
+  } finally {
+    transferring = outer;
+  }
+}
+
+/** A PORT_STATE frame's payload: the ports of its backlog move with it. */
+function encodeState(token: string, state: WireState): { encoded: Encoded; moves: Move[] } {
+  const ports: MessagePortMain[] = [];
+  for (const [, ps] of state.b) ports.push(...ps);
+  return encodeWithPorts([token, state], 'state', ports);
+}
+
+registerHandleType<MessagePortMain>({
+  type: 0x25,
+  is: (value): value is MessagePortMain => transferring !== null && transferring.ports.has(value as MessagePortMain),
+  encode: (port) => port._encode(transferring!.moves),
+  decode(data, fds) {
+    if (!Array.isArray(data) || data.length !== 2 || typeof data[0] !== 'string' || fds.length !== 1 ||
+      (data[1] !== null && typeof data[1] !== 'object')) {
+      throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort reference');
+    }
+    return MessagePortMain._arrive(fds[0], data[0], data[1] as WireState | null, receivingCarrier);
+  },
+  dispose: (value) => (value as MessagePortMain).close(),
+});
+
 /** A renderer↔main link as a carrier: states go on it as PORT_STATE frames. */
 export function linkCarrier(link: Link<unknown>): Carrier {
   return {
-    sendState: (token, state, fds, moves) => {
+    sendState: (token, state) => {
+      const { encoded, moves } = encodeState(token, state);
       if (link.isClosed) {
         settleMoves(moves, null);
         return;
       }
-      const encoded = encodeValue([token, state], 'state', true, 0);
-      writeFrame(link, Kind.PORT_STATE, encoded, fds);
+      link.writeEncoded(Kind.PORT_STATE, 0, encoded);
       settleMoves(moves, linkCarrier(link));
     },
   };
 }
 
-/** Writes a frame with the descriptors of the ports it moves (the addon sends duplicates). */
-export function writeFrame(link: Link<unknown> | Link<unknown>, kind: Kind, encoded: Encoded, fds: number[]): void {
-  // The ports' descriptors first: those of handle values in the message (net.Socket, IpcHandle…) are referred to
-  // from the end of the list.
-  link.writeEncoded(kind, 0, fds.length > 0 ? { ...encoded, handles: encoded.handles ? fds.concat(encoded.handles) : fds } : encoded);
-}
-
-/** Ports for the references of a received frame, their descriptors taken from the frame's. */
-export function portsFromRefs(refs: unknown[], carrier: Link<unknown>): MessagePortMain[] {
-  if (refs.length === 0) return NO_PORTS;
-  const out: MessagePortMain[] = [];
-  try {
-    for (const ref of refs) {
-      if (!Array.isArray(ref) || ref.length !== 3 || typeof ref[1] !== 'string' || (ref[2] !== null && typeof ref[2] !== 'object')) {
-        throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort reference');
-      }
-      const fd = carrier.adoptHandle(ref[0]);
-      let port: MessagePortMain;
-      try {
-        port = MessagePortMain._arrive(fd, ref[1], ref[2] as WireState | null, carrier);
-      } catch (err) {
-        closeQuietly(fd);
-        throw err;
-      }
-      out.push(port);
-    }
-  } catch (err) {
-    // A malformed frame closes its connection; the ports it did bring are closed, not leaked.
-    for (const port of out) port.close();
-    throw err;
+/** The ports of a received message (or backlog entry), checked: anything else is a malformed frame. */
+export function receivedPorts(value: unknown): MessagePortMain[] {
+  if (!Array.isArray(value)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort list');
+  if (value.length === 0) return NO_PORTS;
+  for (const port of value) {
+    if (!(port instanceof MessagePortMain)) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort reference');
   }
-  return out;
+  return value as MessagePortMain[];
 }
 
 const NO_PORTS: MessagePortMain[] = [];

@@ -14,7 +14,7 @@ import {
 import { ADDRESS_ENV, checkPathLength, envAddress, isLocalMainAddress, resolveAddress } from './address';
 import type { AnyChannels, ChannelArgs, ChannelName, ChannelResult } from './channels';
 import { rejectedCall, streamWindowOption, type InvokeCall, type StreamWindow } from './streams';
-import { checkTransfer, portsFromRefs, type MessagePortMain } from './ports';
+import { checkTransfer, receivedPorts, type MessagePortMain } from './ports';
 import { chConnect, chMessage, chSyncEnd, chSyncStart, outgoingTraceparent, type IpcTraceMessage } from './trace';
 
 /** Options of {@link IpcRenderer}. */
@@ -752,7 +752,7 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     switch (kind) {
       case Kind.MESSAGE: {
         const { channel, args, traceparent, ports: refs } = decodeMessage(src, blobs, start, end);
-        const ports = refs && this.wire ? portsFromRefs(refs, this.wire as Link<unknown>) : [];
+        const ports = refs ? receivedPorts(refs) : [];
         if (chMessage.hasSubscribers && this.wire) {
           chMessage.publish(this.wire.traceMessage('in', 'send', channel, 0, receivedBytes(start, end, blobs), traceparent));
         }
