@@ -1066,7 +1066,7 @@ export class Link<E> implements StreamTransport {
         this.streams.onCtrl(id, src, start, end);
         return;
       case Kind.PORT_STATE:
-        receiveState(src, blobs, start, end, this as Link<unknown>);
+        receiveState(src, blobs, start, end);
         return;
       case Kind.CANCEL: {
         const call = this.answering.get(id);

@@ -383,10 +383,6 @@ export class MessagePortMain extends EventEmitter {
       this.onControl(id);
       return;
     }
-    if (kind === Kind.PORT_STATE) {
-      receiveState(src, blobs, start, end, this.link as Link<unknown>);
-      return;
-    }
     if (kind !== Kind.MESSAGE) throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} on a MessagePort`);
     const body = decode(src, blobs, start, end) as [unknown, unknown];
     if (!Array.isArray(body) || body.length !== 2) throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort message');
@@ -507,7 +503,7 @@ export class MessagePortMain extends EventEmitter {
     const port = new MessagePortMain(fd, 1, Phase.Awaiting);
     if (inline) {
       try {
-        port._stateArrived(inline, carrier);
+        port._stateArrived(inline);
       } catch (err) {
         port.releaseFd(false); // the caller closes the descriptor
         port.phase = Phase.Closed;
@@ -523,7 +519,7 @@ export class MessagePortMain extends EventEmitter {
   }
 
   /** @internal Its state arrived (PORT_STATE); a port that moved on meanwhile forwards it. */
-  _stateArrived(state: WireState, carrier: Link<unknown> | null): void {
+  _stateArrived(state: WireState): void {
     if (this.arrivedOn) carrierWatch(this.arrivedOn).delete(this);
     this.arrivedOn = null;
     if (this.phase === Phase.Gone && this.moveTo) {
@@ -542,7 +538,6 @@ export class MessagePortMain extends EventEmitter {
       this.dropQueue();
       return;
     }
-    void carrier;
     this.applyState(state);
     this.phase = Phase.Idle;
     if (this.peerEnded) {
@@ -592,11 +587,6 @@ export class MessagePortMain extends EventEmitter {
     // The backlog comes before anything received here (nothing can be, the port did not read yet).
     this.queue = backlog.concat(this.queue);
     if (!keepPhase && this.phase === Phase.Awaiting) this.phase = Phase.Idle;
-  }
-
-  /** @internal Overridden by postMessage while awaiting: usable before the state arrives (queued in the outbox). */
-  get _phase(): number {
-    return this.phase;
   }
 }
 
@@ -719,15 +709,20 @@ export function receivedPorts(value: unknown): MessagePortMain[] {
 const NO_PORTS: MessagePortMain[] = [];
 
 /** A PORT_STATE frame on `carrier`: the state of a port that arrived earlier. */
-export function receiveState(src: Buffer, blobs: Buffer[] | null, start: number, end: number, carrier: Link<unknown>): void {
+export function receiveState(src: Buffer, blobs: Buffer[] | null, start: number, end: number): void {
   const body = decode(src, blobs, start, end) as [string, WireState];
   if (!Array.isArray(body) || body.length !== 2 || typeof body[0] !== 'string') {
     throw makeError('ERR_IPC_BAD_FRAME', 'Malformed MessagePort state frame');
   }
   const port = awaiting.get(body[0]);
-  if (!port) throw makeError('ERR_IPC_BAD_FRAME', 'State for a MessagePort that never arrived');
+  if (!port) {
+    // The ports its backlog brought are closed with the connection's refusal, not leaked.
+    const b = (body[1] as Partial<WireState> | null)?.b;
+    if (Array.isArray(b)) for (const item of b) if (Array.isArray(item) && Array.isArray(item[1])) for (const p of item[1]) if (p instanceof MessagePortMain) p.close();
+    throw makeError('ERR_IPC_BAD_FRAME', 'State for a MessagePort that never arrived');
+  }
   awaiting.delete(body[0]);
-  port._stateArrived(body[1], carrier);
+  port._stateArrived(body[1]);
 }
 
 /** Ports awaiting their state on each carrier (a carrier that closes first closes them). */
