@@ -717,8 +717,10 @@ export function receiveState(src: Buffer, blobs: Buffer[] | null, start: number,
   const port = awaiting.get(body[0]);
   if (!port) {
     // The ports its backlog brought are closed with the connection's refusal, not leaked.
-    const b = (body[1] as Partial<WireState> | null)?.b;
-    if (Array.isArray(b)) for (const item of b) if (Array.isArray(item) && Array.isArray(item[1])) for (const p of item[1]) if (p instanceof MessagePortMain) p.close();
+    for (const item of (body[1] as Partial<WireState> | null)?.b ?? []) {
+      const ports = Array.isArray(item) ? item[1] : null;
+      if (Array.isArray(ports)) for (const p of ports) if (p instanceof MessagePortMain) p.close();
+    }
     throw makeError('ERR_IPC_BAD_FRAME', 'State for a MessagePort that never arrived');
   }
   awaiting.delete(body[0]);
