@@ -717,7 +717,8 @@ export function receiveState(src: Buffer, blobs: Buffer[] | null, start: number,
   const port = awaiting.get(body[0]);
   if (!port) {
     // The ports its backlog brought are closed with the connection's refusal, not leaked.
-    for (const item of (body[1] as Partial<WireState> | null)?.b ?? []) {
+    const backlog = (body[1] as Partial<WireState> | null)?.b;
+    for (const item of Array.isArray(backlog) ? backlog : []) {
       const ports = Array.isArray(item) ? item[1] : null;
       if (Array.isArray(ports)) for (const p of ports) if (p instanceof MessagePortMain) p.close();
     }
