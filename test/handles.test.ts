@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { exitsCleanly, ipcwire, makeMain, openFds, runNode, tmpDir, useHarness, waitUntil } from './helpers';
+import { ROOT, catchSync, exitsCleanly, ipcwire, makeMain, nodeRequire, openFds, runNode, tmpDir, useHarness, waitUntil } from './helpers';
 
 useHarness();
 
@@ -224,5 +224,87 @@ describe.runIf(unix)('handles', () => {
     await exitsCleanly(child);
     // The harness checks that nothing is left once the child is gone; here: none of the five either.
     expect(openFds().filter((f) => f.endsWith(file)).length).toBe(0);
+  });
+
+  test('handles: a socket with bytes already read is refused; keepOpen keeps the sender\'s; a renderer\'s handler returns a socket to main', { timeout: 30_000 }, async () => {
+    const { keepOpen } = ipcwire();
+    const main = makeMain();
+    const child = runNode(`
+      const net = require('node:net');
+      const r = ipcwire.ipcRenderer;
+      let kept;
+      r.on('kept', (_e, sock) => { kept = sock; out('kept', sock instanceof net.Socket); });
+      r.handle('dial', (_e, port) => new Promise((res) => { const s = net.connect(port, '127.0.0.1', () => res(s)); }));
+      r.send('ready');
+      await new Promise((res) => r.once('done', res));
+      kept.destroy();
+      r.close();
+    `, { address: main.address });
+    const [{ sender: peer }] = await new Promise<any[]>((res) => main.once('ready', (...a: any[]) => res(a)));
+    const accepted: net.Socket[] = [];
+    const server = net.createServer((s) => accepted.push(s));
+    await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+    const port = (server.address() as net.AddressInfo).port;
+    const client = net.connect(port, '127.0.0.1');
+    await waitUntil(() => accepted.length === 1, 10_000, 'the connection');
+    const [busy] = accepted;
+    busy.pause();
+    client.write('already here');
+    await waitUntil(() => busy.readableLength > 0, 10_000, 'bytes read by main');
+    const err = catchSync(() => peer.send('kept', busy));
+    expect(err.code).toBe('ERR_IPC_UNCLONABLE');
+    expect(err.message).toMatch(/already read here/);
+    expect(busy.destroyed).toBe(false);
+    // keepOpen: the renderer gets the socket, main's stays usable.
+    busy.resume(); // main takes what it read, then hands the socket on and keeps its own
+    busy.read();
+    peer.send('kept', keepOpen(busy));
+    expect(await child.msg('kept')).toBe(true);
+    expect(busy.destroyed).toBe(false);
+    // A renderer's handler returns a socket it connected: main gets a working one.
+    const dialed: net.Socket = await peer.invoke('dial', port);
+    expect(dialed).toBeInstanceOf(net.Socket);
+    await waitUntil(() => accepted.length === 2, 10_000, 'the renderer\'s connection');
+    const got = new Promise<string>((res) => accepted[1].once('data', (d) => res(d.toString())));
+    dialed.write('from the dialed socket');
+    expect(await got).toBe('from the dialed socket');
+    dialed.destroy();
+    busy.destroy();
+    client.destroy();
+    for (const s of accepted) s.destroy();
+    await new Promise<void>((res) => server.close(() => res()));
+    peer.send('done');
+    await exitsCleanly(child);
+  });
+
+  test('handles: a message referring to descriptors that did not come with it is refused, and those that did are closed', { timeout: 30_000 }, async () => {
+    const { IpcHandle } = ipcwire();
+    const { encodeMessage } = nodeRequire(path.join(ROOT, 'dist', 'cjs', 'codec.js'));
+    const file = fileWith('forged');
+    // A message with two handle values, sent with one descriptor only.
+    const forged = encodeMessage('forged', [new IpcHandle(fs.openSync(file, 'r')), new IpcHandle(fs.openSync(file, 'r'))]);
+    for (const fd of forged.handles) fs.closeSync(fd); // encoding alone sends nothing: the handles' own descriptors
+    const main = makeMain();
+    const errors: any[] = [];
+    main.peers.on('error', (err: any) => errors.push(err));
+    main.on('forged', () => {
+      throw new Error('a forged message was delivered');
+    });
+    const child = runNode(`
+      const fs = require('node:fs');
+      const r = ipcwire.ipcRenderer;
+      await r.invoke('nothing').catch(() => {});
+      const fd = fs.openSync(${JSON.stringify(file)}, 'r');
+      r.wire.conn.writeHandles([fd]);
+      fs.closeSync(fd);
+      r.wire.conn.write(3, 0, Buffer.from(${JSON.stringify(forged.payload.toString('hex'))}, 'hex'));
+      out('sent', true);
+    `, { address: main.address });
+    expect(await child.msg('sent')).toBe(true);
+    await waitUntil(() => errors.length === 1, 10_000, 'the peer to be cut off');
+    expect(errors[0].code).toBe('ERR_IPC_BAD_FRAME');
+    expect(errors[0].message).toMatch(/did not come with the message/);
+    await exitsCleanly(child);
+    await waitUntil(() => openFds().every((f) => !f.endsWith(file)), 10_000, 'the descriptor closed');
   });
 });
