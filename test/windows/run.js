@@ -5,12 +5,13 @@
 // `N passed, N failed[, N skipped]`. Tests are named <area>-<behaviour>; every one uses its own pipe name.
 // Each check skipped under wine names the wine divergence it stands for.
 const assert = require('node:assert/strict');
+const net = require('node:net');
 const { spawn } = require('node:child_process');
 const path = require('node:path');
 const { Worker } = require('node:worker_threads');
 
 const root = path.join(__dirname, '..', '..');
-const { IpcMain, IpcRenderer, ADDRESS_ENV, MessageChannelMain } = require(path.join(root, 'dist', 'cjs', 'index.js'));
+const { IpcMain, IpcRenderer, ADDRESS_ENV, MessageChannelMain, IpcHandle } = require(path.join(root, 'dist', 'cjs', 'index.js'));
 const fixtures = path.join(__dirname, 'fixtures');
 
 // Wine sets these in every process it runs; real Windows has neither.
@@ -897,6 +898,39 @@ test('handles-hostile-values-and-floods-close-the-connection', async () => {
     }
   }
 });
+
+// ---- OS handles in messages -------------------------------------------------------------------------------------
+
+test('oshandles-ipchandle-travels-and-net-objects-are-refused', withMain(async (main) => {
+  const { native } = require(path.join(root, 'dist', 'cjs', 'native.js'));
+  const binding = native();
+  const ready = readyPeers(main, 1);
+  const report = collect(main, 'report', 1);
+  const p = renderer(main, 'ipcHandle');
+  const [peer] = await within(20000, ready, 'renderer ready', p);
+  // Node on Windows cannot rebuild a net.Server or net.Socket from a handle: a clear error, nothing sent.
+  const server = net.createServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    assert.throws(() => peer.send('handle', server), (err) => err.code === 'ERR_IPC_TRANSFER_UNSUPPORTED');
+  } finally {
+    server.close();
+  }
+  // A raw HANDLE in an IpcHandle travels: one end of a pipe pair, adopted over there.
+  const [a, b] = binding.socketpair();
+  const ours = watch(binding.adoptConnection(a));
+  try {
+    peer.send('handle', new IpcHandle(b));
+    const [[, out]] = await within(20000, report, 'renderer report', p);
+    assert.deepEqual(out, { ok: true, left: 0 });
+    const [, , text] = await within(20000, ours.next(([k]) => k === KIND_MESSAGE), 'frame over the passed handle', p);
+    assert.equal(text.toString(), 'hello over the passed handle');
+    assert.equal(await within(20000, ours.closed, 'the other end closed', p), null);
+    await exitsCleanly(p, 'renderer');
+  } finally {
+    ours.conn.close();
+  }
+}));
 
 // ---- checks Windows would pass and wine cannot show ------------------------------------------------------------
 
