@@ -196,7 +196,11 @@ void PipeConnection::IoThread() {
         // (WriteFile/ReadFile reset the OVERLAPPED's event themselves: no ResetEvent, one syscall fewer,
         // which under wine is one wineserver round trip fewer.)
         if (!WriteFile(pipe_, wcur.data() + woff, len, nullptr, &wov) && GetLastError() != ERROR_IO_PENDING) {
-          FinishLocked(Win32Error(GetLastError(), "write", address_));
+          // As when a write in flight fails: a broken pipe is the peer leaving, a clean end.
+          DWORD err = GetLastError();
+          FinishLocked(err == ERROR_BROKEN_PIPE || err == ERROR_NO_DATA || err == ERROR_PIPE_NOT_CONNECTED
+                           ? ErrorInfo()
+                           : Win32Error(err, "write", address_));
           break;
         }
         writing = true;
