@@ -598,6 +598,40 @@ test('ports-between-a-worker-thread-and-another-process', withMain(async (main) 
   await w.terminate();
 }));
 
+test('ports-an-end-in-use-moves-to-a-third-renderer', withMain(async (main) => {
+  // main keeps port2 and posts 1,000 numbered messages; renderer A reads 100 of them on port1, then sends port1
+  // (in use) back to main, which hands it to renderer C: C gets the rest in order, and its answer reaches main.
+  const n = 1000;
+  const k = 100;
+  const readyA = readyPeers(main, 1);
+  const a = renderer(main, 'portMoveFirst', k);
+  const [peerA] = await within(20000, readyA, 'renderer A ready', a);
+  const readyC = readyPeers(main, 1);
+  const c = renderer(main, 'portMoveSecond');
+  const [peerC] = await within(20000, readyC, 'renderer C ready', c);
+  const report = collect(main, 'report', 1);
+  const { port1, port2 } = new MessageChannelMain();
+  const answer = new Promise((resolve) => port2.on('message', (ev) => resolve(ev.data)));
+  port2.start();
+  const moved = new Promise((resolve) => {
+    main.once('moved', (event, got) => {
+      peerC.postMessage('port', n - got.length, [event.ports[0]]);
+      resolve(got);
+    });
+  });
+  peerA.postMessage('port', null, [port1]);
+  for (let i = 0; i < n; i++) port2.postMessage(i);
+  const first = await within(20000, moved, 'A moved its end', a);
+  assert.deepEqual(first, Array.from({ length: k }, (_, i) => i));
+  const [[, out]] = await within(30000, report, 'C read the rest', c);
+  assert.deepEqual(out.got, Array.from({ length: n - k }, (_, i) => k + i));
+  assert.equal(await within(20000, answer, 'answer from C over the moved end', c), 'from the new holder');
+  peerA.send('bye');
+  await exitsCleanly(a, 'renderer A');
+  await exitsCleanly(c, 'renderer C');
+  port2.close();
+}));
+
 test('ports-killed-renderer-closes-the-other-end', withMain(async (main) => {
   const ready = readyPeers(main, 2);
   const holder = renderer(main, 'portHold');
