@@ -634,6 +634,8 @@ export function settleMoves(moves: readonly Move[], carrier: Carrier | null): vo
   }
 }
 
+const NO_MOVES: Move[] = [];
+
 /** The ports being put into the frame under construction, and what becomes of them (see encodeWithPorts). */
 let transferring: { ports: Set<MessagePortMain>; moves: Move[] } | null = null;
 /** The connection whose frame is being decoded (set by the link before it dispatches a frame with descriptors). */
@@ -650,9 +652,10 @@ export function setReceivingCarrier(link: Link<unknown> | null): void {
  */
 export function encodeWithPorts(value: unknown, what: string, ports: readonly MessagePortMain[], pathFrom = 0):
   { encoded: Encoded; moves: Move[] } {
+  if (ports.length === 0) return { encoded: encodeValue(value, what, true, pathFrom), moves: NO_MOVES };
   const ctx = { ports: new Set(ports), moves: [] as Move[] };
   const outer = transferring;
-  transferring = ports.length > 0 ? ctx : null;
+  transferring = ctx;
   try {
     return { encoded: encodeValue(value, what, true, pathFrom), moves: ctx.moves };
   } finally {
