@@ -272,6 +272,69 @@ describe('ports', () => {
     await exitsCleanly(c);
   });
 
+  test('ports: a renderer that closes its connection right after posting an end in use still hands over everything it read', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const peersBy: Record<string, any> = {};
+    main.on('hello', (e: any, who: string) => {
+      peersBy[who] = e.sender;
+      if (peersBy.a && peersBy.b && !peersBy.started) {
+        peersBy.started = true;
+        const { MessageChannelMain } = ipcwire();
+        const { port1, port2 } = new MessageChannelMain();
+        peersBy.a.postMessage('port', null, [port1]);
+        peersBy.b.postMessage('port', null, [port2]);
+      }
+    });
+    // A gives its end back after 100 of B's 1,000 messages and closes its connection in the same turn: the
+    // close waits until the end's state (what A read but did not deliver) has followed it to main.
+    const got: { first: number; next: number; bad: number } = { first: -1, next: -1, bad: 0 };
+    const done = new Promise<void>((resolve) => {
+      main.on('handing-back', (e: any, seen: number) => {
+        const port = e.ports[0];
+        got.first = seen;
+        got.next = seen;
+        port.on('message', (ev: any) => {
+          if (ev.data !== got.next) got.bad++;
+          got.next++;
+          if (got.next === 1000) {
+            port.close();
+            resolve();
+          }
+        });
+        port.start();
+      });
+    });
+    const a = runNode(`
+      const r = ipcwire.ipcRenderer;
+      r.on('port', (e) => {
+        const port = e.ports[0];
+        let next = 0;
+        port.on('message', () => {
+          next++;
+          if (next === 100) { r.postMessage('handing-back', next, [port]); r.close(); out('a', next); }
+        });
+        port.start();
+      });
+      r.send('hello', 'a');
+    `, { address: main.address });
+    const b = runNode(`
+      const r = ipcwire.ipcRenderer;
+      r.on('port', (e) => {
+        const port = e.ports[0];
+        port.on('close', () => r.close());
+        let i = 0;
+        const send = () => { for (let k = 0; k < 20 && i < 1000; k++) port.postMessage(i++); if (i < 1000) setImmediate(send); };
+        send();
+      });
+      r.send('hello', 'b');
+    `, { address: main.address });
+    expect(await a.msg('a', 30_000)).toBe(100);
+    await done;
+    expect(got).toEqual({ first: 100, next: 1000, bad: 0 });
+    await exitsCleanly(a);
+    await exitsCleanly(b);
+  });
+
   test('ports: both ends of a channel in use move at once, each with what it had read', { timeout: 30_000 }, async () => {
     const main = makeMain();
     const peers: Record<string, any> = {};

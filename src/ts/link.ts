@@ -797,9 +797,32 @@ export class Link<E> implements StreamTransport {
     else this.conn.unref();
   }
 
-  /** Closes after flushing what was already accepted. Idempotent. */
+  /**
+   * MessagePort ends leaving on this connection whose state (what they had read) has not followed yet. An end in
+   * use first waits for its other end to pause, then sends its state here: ending the connection before that
+   * would lose every message the moved port had in flight.
+   */
+  private portMovesInFlight = 0;
+  /** end() was called while ports were still leaving: it runs once the last state is written. */
+  private endAfterPortMoves = false;
+
+  /** @internal A port leaves on this connection (+1) or its state has been written (-1); see ports.ts. */
+  holdForPortMove(delta: number): void {
+    this.portMovesInFlight += delta;
+    if (this.portMovesInFlight <= 0 && this.endAfterPortMoves) {
+      this.portMovesInFlight = 0;
+      this.endAfterPortMoves = false;
+      this.end();
+    }
+  }
+
+  /** Closes after flushing what was already accepted (and the state of ports leaving on it). Idempotent. */
   end(): void {
     if (this.closed || this.ending) return;
+    if (this.portMovesInFlight > 0) {
+      this.endAfterPortMoves = true;
+      return;
+    }
     this.ending = true;
     this.flushBatch();
     this.conn.end();

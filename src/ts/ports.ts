@@ -696,6 +696,7 @@ export function linkCarrier(link: Link<unknown>): Carrier {
       link.writeEncoded(Kind.PORT_STATE, 0, encoded);
       settleMoves(moves, linkCarrier(link));
     },
+    hold: (delta) => link.holdForPortMove(delta),
   };
 }
 
