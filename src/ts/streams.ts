@@ -205,14 +205,7 @@ class OutStream {
   }
 
   private finishWithError(err: unknown): void {
-    const t = this.hub.transport;
-    if (!t.isClosed) {
-      try {
-        t.writeStreamFrame(Kind.STREAM, this.id, encodeValue([2, toWireError(err)], 'error'));
-      } catch {
-        // the connection went meanwhile: the consumer learns it from the disconnect
-      }
-    }
+    this.sendError(err);
     // A chunk that could not be encoded leaves the source suspended: close it (harmless when it threw itself).
     this.cancel();
   }
@@ -239,15 +232,19 @@ class OutStream {
   /** The call carrying it was abandoned: the consumer's reads fail with `err`, the source is closed. */
   abort(err: Error): void {
     if (this.cancelled) return;
-    const t = this.hub.transport;
-    if (!t.isClosed) {
-      try {
-        t.writeStreamFrame(Kind.STREAM, this.id, encodeValue([2, toWireError(err)], 'error'));
-      } catch {
-        // closed meanwhile
-      }
-    }
+    this.sendError(err);
     this.cancel();
+  }
+
+  /** Tells the consumer the stream failed with `err` (its reads reject with it), while the connection lasts. */
+  private sendError(err: unknown): void {
+    const t = this.hub.transport;
+    if (t.isClosed) return;
+    try {
+      t.writeStreamFrame(Kind.STREAM, this.id, encodeValue([2, toWireError(err)], 'error'));
+    } catch {
+      // the connection went meanwhile: the consumer learns it from the disconnect
+    }
   }
 
   /** The consumer cancelled, the call was abandoned or the connection went: the source is closed (its finally runs). */
