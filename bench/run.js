@@ -278,68 +278,56 @@ async function runNodeJob(job) {
   });
 }
 
-let graphFailed = null;
+/** Why a section's script did not deliver all its rows (by section name). */
+const sectionFailures = {};
 
 /**
- * Big object graphs (bench/systems/graph.js): one process encodes and decodes `{ list }` of N small objects
- * through ipcwire's codec and through msgpackr alone, alternating, and reports medians and ratios.
+ * Runs one section's script (bench/systems/<name>.js, unpinned, with node's `flags` and the script's `args`) and
+ * collects its JSON lines: `keyOf(line)` names the row a line is (undefined: not one of this section's rows),
+ * `describe(line)` is its log text. The section fails unless `expected` distinct rows arrived. Returns the rows
+ * by key, in arrival order.
  */
-async function runGraph() {
-  const rows = [];
-  const g = plan.graph;
-  const argv = [process.execPath, '--expose-gc', path.join(__dirname, 'systems', 'graph.js'), '--sizes', g.sizes.join(','), '--reps', String(g.reps)];
+async function runSection(name, { flags = [], args, expected, keyOf, describe }) {
+  const rows = new Map();
+  const argv = [process.execPath, ...flags, path.join(__dirname, 'systems', `${name}.js`), ...args];
   const r = await runProcess(argv, 'unpinned', plan.driverTimeoutMs, (obj) => {
-    if (typeof obj.objects !== 'number') return;
-    rows.push(obj);
-    log(`[${fmtElapsed()}] graph ${obj.objects} objects: encode ${obj.encode_ms.ipcwire} ms (×${obj.encode_x_structured} msgpackr structured, ×${obj.encode_x_plain} plain), ` +
-        `decode ${obj.decode_ms.ipcwire} ms (×${obj.decode_x_structured}, ×${obj.decode_x_plain})`);
+    const key = keyOf(obj);
+    if (key === undefined) return;
+    rows.set(key, obj);
+    log(`[${fmtElapsed()}] ${name} ${describe(obj)}`);
   });
-  if (rows.length !== g.sizes.length) {
-    graphFailed = r.timedOut ? 'timed out' : `graph.js exited (${r.code ?? r.sig}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
+  if (rows.size !== expected) {
+    sectionFailures[name] = r.timedOut ? 'timed out' : `${name}.js exited (${r.code ?? r.sig}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
   }
   return rows;
 }
 
-let streamsFailed = null;
-
 /**
- * Streams over invoke (bench/systems/streams.js): a streamed result against one-way send of the same Buffers,
- * small invoke latency while a stream runs, and main's memory under a slow reader. One JSON line each.
+ * Big object graphs: one process encodes and decodes `{ list }` of N small objects through ipcwire's codec and
+ * through msgpackr alone, alternating, and reports medians and ratios (one line per size).
  */
-async function runStreams() {
-  const out = {};
-  const argv = [process.execPath, path.join(__dirname, 'systems', 'streams.js'), JSON.stringify(plan.streams)];
-  const r = await runProcess(argv, 'unpinned', plan.driverTimeoutMs, (obj) => {
-    if (obj.type !== 'streams') return;
-    out[obj.kind] = obj;
-    const { type, kind, ...rest } = obj;
-    log(`[${fmtElapsed()}] streams ${kind}: ${JSON.stringify(rest)}`);
+async function runGraph() {
+  const g = plan.graph;
+  const rows = await runSection('graph', {
+    flags: ['--expose-gc'],
+    args: ['--sizes', g.sizes.join(','), '--reps', String(g.reps)],
+    expected: g.sizes.length,
+    keyOf: (obj) => (typeof obj.objects === 'number' ? obj.objects : undefined),
+    describe: (obj) => `${obj.objects} objects: encode ${obj.encode_ms.ipcwire} ms (×${obj.encode_x_structured} msgpackr structured, ` +
+      `×${obj.encode_x_plain} plain), decode ${obj.decode_ms.ipcwire} ms (×${obj.decode_x_structured}, ×${obj.decode_x_plain})`,
   });
-  if (Object.keys(out).length !== 3) {
-    streamsFailed = r.timedOut ? 'timed out' : `streams.js exited (${r.code ?? r.sig}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
-  }
-  return out;
+  return [...rows.values()];
 }
 
-let portsFailed = null;
-
-/**
- * MessagePorts (bench/systems/ports.js): a renderer↔renderer round trip over a port against a renderer→main invoke
- * round trip, and main's CPU per port message once the ends are placed. One JSON line each.
- */
-async function runPorts() {
-  const out = {};
-  const argv = [process.execPath, path.join(__dirname, 'systems', 'ports.js'), JSON.stringify(plan.ports)];
-  const r = await runProcess(argv, 'unpinned', plan.driverTimeoutMs, (obj) => {
-    if (obj.type !== 'ports') return;
-    out[obj.kind] = obj;
-    const { type, kind, ...rest } = obj;
-    log(`[${fmtElapsed()}] ports ${kind}: ${JSON.stringify(rest)}`);
+/** A section whose script prints one `{ type: name, kind, ... }` line per row: the rows by kind. */
+async function runKinds(name, config, kinds) {
+  const rows = await runSection(name, {
+    args: [JSON.stringify(config)],
+    expected: kinds,
+    keyOf: (obj) => (obj.type === name ? obj.kind : undefined),
+    describe: ({ type, kind, ...rest }) => `${kind}: ${JSON.stringify(rest)}`,
   });
-  if (Object.keys(out).length !== 2) {
-    portsFailed = r.timedOut ? 'timed out' : `ports.js exited (${r.code ?? r.sig}): ${r.stderr.trim().split('\n').slice(-3).join(' | ')}`;
-  }
-  return out;
+  return Object.fromEntries(rows);
 }
 
 /** The addon a build given by IPCWIRE_BENCH_MODULE would load, for bench/native/call-rtt.js. */
@@ -430,8 +418,8 @@ async function main() {
     else await runNodeJob(job);
   }
   const graph = opts.sections.includes('graph') && systems.some((s) => s.id === 'ipcwire') ? await runGraph() : [];
-  const streams = opts.sections.includes('streams') && systems.some((s) => s.id === 'ipcwire') ? await runStreams() : {};
-  const ports = opts.sections.includes('ports') && systems.some((s) => s.id === 'ipcwire') ? await runPorts() : {};
+  const streams = opts.sections.includes('streams') && systems.some((s) => s.id === 'ipcwire') ? await runKinds('streams', plan.streams, 3) : {};
+  const ports = opts.sections.includes('ports') && systems.some((s) => s.id === 'ipcwire') ? await runKinds('ports', plan.ports, 2) : {};
   const durationS = Math.round((Date.now() - started) / 1000);
   const meta = report.machine({ ipcwire: ipcwireVersion(), loadavg_start: loadStart, plan: plan.name, repeats, pins, taskset, durationS, notes, skipped: skippedList() });
   const results = report.aggregate(records, meta);
@@ -454,11 +442,9 @@ async function main() {
   const failed = records.filter((r) => r.error || !r.result);
   const scaleFailures = records.filter((r) => (r.section === 'scale' || r.section === 'idle') && r.result && r.result.failures > 0);
   if (failed.length) log(`${failed.length} measurement(s) failed:\n` + failed.map((r) => `  ${r.section} ${r.pin} ${r.label} ${r.payload || r.renderers}: ${r.error}`).join('\n'));
-  if (graphFailed) log(`graph: ${graphFailed}`);
-  if (streamsFailed) log(`streams: ${streamsFailed}`);
-  if (portsFailed) log(`ports: ${portsFailed}`);
+  for (const [name, why] of Object.entries(sectionFailures)) log(`${name}: ${why}`);
   if (scaleFailures.length) log(`scale: sendSync calls failed: ${scaleFailures.map((r) => `${r.idle ? `${r.idle} idle connections and active` : r.renderers} renderers: ${r.result.failures} (${r.result.first_error})`).join('; ')}`);
-  process.exitCode = failed.length || scaleFailures.length || graphFailed || streamsFailed || portsFailed ? 1 : 0;
+  process.exitCode = failed.length || scaleFailures.length || Object.keys(sectionFailures).length ? 1 : 0;
 }
 
 function skippedList() {
