@@ -66,7 +66,8 @@ function probeTaskset() {
  */
 function findPingpong(name = 'pingpong') {
   const src = path.join(__dirname, 'native', `${name}.cc`);
-  const srcTime = fs.existsSync(src) ? fs.statSync(src).mtimeMs : 0;
+  // The program is as new as its source and the header both programs include.
+  const srcTime = fs.existsSync(src) ? Math.max(fs.statSync(src).mtimeMs, fs.statSync(path.join(__dirname, 'native', 'bench_io.h')).mtimeMs) : 0;
   if (name === 'pingpong' && process.env.PINGPONG_BIN) return process.env.PINGPONG_BIN;
   for (const cand of [`build-cmake/${name}`, `build-cmake/Release/${name}`, `build-cmake/bench/${name}`]) {
     const p = path.join(root, cand);

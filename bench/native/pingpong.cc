@@ -34,44 +34,14 @@
 #include <string>
 #include <vector>
 
+#include "bench_io.h"
+
 namespace {
 
-double NowUs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-void Die(const char* what) {
-  perror(what);
-  exit(2);
-}
-
-void WriteAll(int fd, const uint8_t* p, size_t n) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      Die("write");
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-bool ReadAll(int fd, uint8_t* p, size_t n) {
-  while (n > 0) {
-    ssize_t r = read(fd, p, n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      Die("read");
-    }
-    if (r == 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
+using bench_io::Die;
+using bench_io::NowUs;
+using bench_io::ReadAll;
+using bench_io::WriteAll;
 
 // One message: prefix and payload in a single buffer, written with one write().
 void SendMsg(int fd, std::vector<uint8_t>& buf, size_t size) {

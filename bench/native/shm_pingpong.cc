@@ -31,48 +31,16 @@
 #include <string>
 #include <vector>
 
+#include "bench_io.h"
+
 namespace {
 
 constexpr int kBlocks = 4;
 
-double NowUs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
-
-void Die(const char* what) {
-  perror(what);
-  exit(2);
-}
-
-void WriteAll(int fd, const void* p, size_t n) {
-  auto* b = static_cast<const uint8_t*>(p);
-  while (n > 0) {
-    ssize_t w = write(fd, b, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      Die("write");
-    }
-    b += w;
-    n -= static_cast<size_t>(w);
-  }
-}
-
-bool ReadAll(int fd, void* p, size_t n) {
-  auto* b = static_cast<uint8_t*>(p);
-  while (n > 0) {
-    ssize_t r = read(fd, b, n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      Die("read");
-    }
-    if (r == 0) return false;
-    b += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
+using bench_io::Die;
+using bench_io::NowUs;
+using bench_io::ReadAll;
+using bench_io::WriteAll;
 
 // A pool: kBlocks blocks of `size` bytes in one memfd, mapped shared and pre-faulted (both processes inherit
 // the mapping across fork, as ipcwire's peers each map the other's pool once).
