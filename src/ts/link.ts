@@ -34,7 +34,7 @@ export const MAX_FRAME_BODY = 0xffffffff;
 
 /**
  * Shared memory for large byte arrays, per connection and direction: byte arrays of at least `threshold` bytes
- * are copied into the sender's pool (a segment of `poolSize` bytes mapped by both processes) and only their
+ * are copied into the sender's pool (`poolSize` bytes of data in a segment mapped by both processes) and only their
  * place crosses the socket. See "Large payloads" in the README.
  */
 export interface SharedMemoryOptions {
@@ -55,6 +55,12 @@ const SEG_SYNC_REPLIES = 1;
 const SYNC_REPLY_COPY_BYTES = 16 * 1024 * 1024;
 /** Bytes of an SHM_BLOB payload: u32le segment, slot, offset, length. */
 const SHM_BLOB_BYTES = 16;
+/**
+ * A segment starts with one page of per-block counters; its data area follows. The segment is made that much
+ * larger than `poolSize`, so that the pool holds `poolSize` bytes of data: four 16 MiB arrays in the default
+ * 64 MiB, not three.
+ */
+const SHM_HEADER_BYTES = 4096;
 
 /** Resolved shared-memory settings; null when off (`shm: false`, or the platform has none). */
 export interface SharedMemoryConfig {
@@ -478,7 +484,7 @@ export class Link<E> implements StreamTransport {
     if (this.shmOut[segment] || this.shmOutFailed || this.closed) return this.shmOut[segment];
     let pool: NativeShmPool | null = null;
     try {
-      pool = new (native().ShmPool)(this.shm!.poolSize);
+      pool = new (native().ShmPool)(Math.min(this.shm!.poolSize + SHM_HEADER_BYTES, 0xffffffff));
       this.flushBatch(); // the HANDLES frame is queued natively: frames batched before it go first
       this.conn.writeHandles([pool.fd]);
       pool.closeFd(); // the peer has its own duplicate now
