@@ -39,6 +39,29 @@ function answerCalls(main: any): void {
   main.handle('twice', (_e: any, k: number) => 2 * k);
 }
 
+/**
+ * Main's side of handing out a channel: once every renderer of `wait` has sent `on` (naming itself in the
+ * argument; a renderer that sends no name is named in order of arrival), the ends of a new channel go on 'port'
+ * to `ends[0]` (port1) and `ends[1]` (port2), with `data(name)` as the argument. Returns the renderers by name.
+ */
+function placeChannel(main: any, ends: [string, string], options: { on?: string; wait?: string[]; data?: (name: string) => unknown } = {}): Record<string, any> {
+  const { on = 'hello', wait = ends, data = () => null } = options;
+  const peers: Record<string, any> = {};
+  let arrived = 0;
+  let placed = false;
+  main.on(on, (e: any, name?: string) => {
+    peers[typeof name === 'string' ? name : wait[arrived]] = e.sender;
+    arrived++;
+    if (placed || !wait.every((w) => peers[w])) return;
+    placed = true;
+    const { MessageChannelMain } = ipcwire();
+    const { port1, port2 } = new MessageChannelMain();
+    peers[ends[0]].postMessage('port', data(ends[0]), [port1]);
+    peers[ends[1]].postMessage('port', data(ends[1]), [port2]);
+  });
+  return peers;
+}
+
 describe('ports', () => {
   test('ports: a channel in one process keeps order, carries Buffers out of band and ports, and closes both ends', { timeout: 30_000 }, async () => {
     const { MessageChannelMain, MessagePortMain } = ipcwire();
@@ -110,16 +133,8 @@ describe('ports', () => {
   test('ports: main gives the ends to two renderers, which exchange 10,000 messages each way directly while calling main', { timeout: 60_000 }, async () => {
     const main = makeMain();
     answerCalls(main);
-    let ready = 0;
     const relayed: string[] = [];
-    main.on('ready', () => {
-      if (++ready < 2) return;
-      const { MessageChannelMain } = ipcwire();
-      const { port1, port2 } = new MessageChannelMain();
-      const [p, q] = main.peers.list();
-      p.postMessage('port', { who: 'a' }, [port1]);
-      q.postMessage('port', { who: 'b' }, [port2]);
-    });
+    placeChannel(main, ['a', 'b'], { on: 'ready', data: (who) => ({ who }) });
     main.on('anything-else', (_e: any, ch: string) => relayed.push(ch));
     const env = { N: '10000' };
     const a = runNode(EXCHANGE, { address: main.address, env });
@@ -132,18 +147,8 @@ describe('ports', () => {
     expect(relayed).toEqual([]);
   });
 
-  /** Main hands a fresh channel's ends to the first renderer ('sender') and the second ('receiver'). */
-  function pairUp(main: any): void {
-    let ready = 0;
-    main.on('ready', () => {
-      if (++ready < 2) return;
-      const { MessageChannelMain } = ipcwire();
-      const { port1, port2 } = new MessageChannelMain();
-      const [p, q] = main.peers.list();
-      p.postMessage('port', 'sender', [port1]);
-      q.postMessage('port', 'receiver', [port2]);
-    });
-  }
+  /** Main hands a fresh channel's ends to the two renderers that said 'ready' (each script knows its role). */
+  const pairUp = (main: any): unknown => placeChannel(main, ['sender', 'receiver'], { on: 'ready', data: (who) => who });
   const RECEIVER = `
     const r = ipcwire.ipcRenderer;
     r.on('port', (e) => {
@@ -201,17 +206,7 @@ describe('ports', () => {
 
   test('ports: an end in use moves to main and on to a third renderer with nothing lost or reordered', { timeout: 60_000 }, async () => {
     const main = makeMain();
-    const peersBy: Record<string, any> = {};
-    main.on('hello', (e: any, who: string) => {
-      peersBy[who] = e.sender;
-      if (peersBy.a && peersBy.b && peersBy.c && !peersBy.started) {
-        peersBy.started = true;
-        const { MessageChannelMain } = ipcwire();
-        const { port1, port2 } = new MessageChannelMain();
-        peersBy.a.postMessage('port', null, [port1]);
-        peersBy.b.postMessage('port', null, [port2]);
-      }
-    });
+    const peersBy = placeChannel(main, ['a', 'b'], { wait: ['a', 'b', 'c'] });
     // A hands its end back to main after 300 messages (while more are arriving); main hands it on to C.
     main.on('handing-back', (e: any, seen: number) => {
       const port = e.ports[0];
@@ -274,17 +269,7 @@ describe('ports', () => {
 
   test('ports: a renderer that closes its connection right after posting an end in use still hands over everything it read', { timeout: 60_000 }, async () => {
     const main = makeMain();
-    const peersBy: Record<string, any> = {};
-    main.on('hello', (e: any, who: string) => {
-      peersBy[who] = e.sender;
-      if (peersBy.a && peersBy.b && !peersBy.started) {
-        peersBy.started = true;
-        const { MessageChannelMain } = ipcwire();
-        const { port1, port2 } = new MessageChannelMain();
-        peersBy.a.postMessage('port', null, [port1]);
-        peersBy.b.postMessage('port', null, [port2]);
-      }
-    });
+    placeChannel(main, ['a', 'b']);
     // A gives its end back after 100 of B's 1,000 messages and closes its connection in the same turn: the
     // close waits until the end's state (what A read but did not deliver) has followed it to main.
     const got: { first: number; next: number; bad: number } = { first: -1, next: -1, bad: 0 };

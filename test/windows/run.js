@@ -538,6 +538,14 @@ test('peers-disconnect-is-observed', withMain(async (main) => {
 
 // ---- MessagePorts between renderers ----------------------------------------------------------------------------
 
+/** What the 'port' renderers call on main while their port carries messages: a blocking call and an invoke. */
+function answerPortCalls(main) {
+  main.on('plus1', (event, k) => {
+    event.returnValue = k + 1;
+  });
+  main.handle('twice', (event, k) => 2 * k);
+}
+
 /** Resolves with the first `n` peers that send 'ready', in arrival order. */
 function readyPeers(main, n) {
   return collect(main, 'ready', n).then((got) => got.map(([event]) => event.sender));
@@ -546,10 +554,7 @@ function readyPeers(main, n) {
 test('ports-two-renderers-exchange-in-order-directly', withMain(async (main) => {
   // main makes a channel and gives one end to each renderer; each sends 2,000 numbered messages to the other
   // over the port (a pipe pair main made, its ends duplicated into the two processes), while calling main.
-  main.on('plus1', (event, k) => {
-    event.returnValue = k + 1;
-  });
-  main.handle('twice', (event, k) => 2 * k);
+  answerPortCalls(main);
   const n = 2000;
   const ready = readyPeers(main, 2);
   const reports = collect(main, 'report', 2);
@@ -570,10 +575,7 @@ test('ports-two-renderers-exchange-in-order-directly', withMain(async (main) => 
 }));
 
 test('ports-between-a-worker-thread-and-another-process', withMain(async (main) => {
-  main.on('plus1', (event, k) => {
-    event.returnValue = k + 1;
-  });
-  main.handle('twice', (event, k) => 2 * k);
+  answerPortCalls(main);
   const n = 1000;
   const ready = readyPeers(main, 2);
   const report = collect(main, 'report', 1);
