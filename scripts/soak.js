@@ -16,6 +16,7 @@
 // `N passed, N failed` line (one per check). Exit code 0 only if every check passed.
 const { spawn } = require('node:child_process');
 const path = require('node:path');
+const { xorshift32 } = require('./lib/xorshift');
 
 const root = path.join(__dirname, '..');
 const ipcwire = require(root);
@@ -38,17 +39,10 @@ function checksum(v) {
   return h >>> 0;
 }
 
-/** xorshift32: the same seed gives the same mix of calls and payloads. */
+/** Uniform in [0, 1), seeded: the same seed gives the same mix of calls and payloads. */
 function rng(seed) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 4294967296;
-  };
+  const next = xorshift32(seed);
+  return () => next() / 4294967296;
 }
 
 /** Seeded random bytes that payloads are cut from (filling each payload byte by byte would cost more than IPC). */

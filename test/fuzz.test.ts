@@ -18,6 +18,7 @@ import * as net from 'node:net';
 import { describe, expect, test } from 'vitest';
 import { type Any, ROOT, exitsCleanly, ipcwire, makeMain, once, runNode, sockPath, trackRaw, useHarness, waitUntil } from './helpers';
 import { KIND, frame, parseFrames, proxy, rawClient } from './helpers/wire';
+import { xorshift32 } from '../scripts/lib/xorshift';
 
 useHarness();
 
@@ -35,17 +36,6 @@ const PROBE_ID = 0x7ffffff0;
 /** A valid sendSync on 'probe' ([channel, args] = ['probe', []]): its reply says main got through a batch. */
 const PROBE = frame(KIND.SYNC, PROBE_ID, Buffer.from([0x92, 0xa5, ...Buffer.from('probe'), 0x90]));
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 const INTERESTING = [0x00, 0x01, 0x7f, 0x80, 0xff, 0x90, 0x9f, 0xc0, 0xc1, 0xc4, 0xc7, 0xc9, 0xcc, 0xce, 0xcf, 0xd4, 0xd8,
   0xd9, 0xdc, 0xdd, 0xde, 0xdf, 0xa0, 0xbf, 0x21, 0x72, 0x73, 0x78];
@@ -181,7 +171,7 @@ describe('fuzz', () => {
       expect(problems, name).toEqual([]);
     }
 
-    const next = rng(SEED);
+    const next = xorshift32(SEED);
     const outcomes = { answered: 0, closed: 0, frames: 0, batches: 0 };
     const end = Date.now() + FUZZ_BUDGET_MS;
     let current: Buffer[] = [];
@@ -225,7 +215,7 @@ describe('fuzz', () => {
     const { main } = fuzzMain();
     const { welcome, down } = await captureSeeds(main);
     expect(down.length).toBeGreaterThan(1);
-    const next = rng(SEED ^ 0x5eed);
+    const next = xorshift32(SEED ^ 0x5eed);
     const probe = frame(KIND.MESSAGE, 0, Buffer.from([0x92, 0xa5, ...Buffer.from('probe'), 0x90]));
     let lastSent: Buffer[] = [];
     const fixed = regressionFiles(true).map((f) => fs.readFileSync(path.join(REGRESSIONS, f)));
