@@ -22,10 +22,7 @@ trap 'rm -rf "$work"' EXIT
 
 GLIBC_FLOOR=2.28
 GLIBCXX_MAX=3.4.21
-ALL=(prebuilds/linux-x64/ipcwire.glibc.node prebuilds/linux-arm64/ipcwire.glibc.node
-  prebuilds/linux-x64/ipcwire.musl.node prebuilds/linux-arm64/ipcwire.musl.node
-  prebuilds/darwin-x64/ipcwire.node prebuilds/darwin-arm64/ipcwire.node
-  prebuilds/win32-x64/ipcwire.node prebuilds/win32-arm64/ipcwire.node)
+mapfile -t ALL < <(node scripts/lib/prebuilds.js binaries)
 if [ $# -gt 0 ]; then files=("$@"); else files=("${ALL[@]}"); fi
 
 # version_le A B: A <= B as dotted versions.

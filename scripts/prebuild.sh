@@ -29,7 +29,7 @@ ROOT=$PWD
 
 ZIG_VERSION=0.14.0-dev.2456
 ZIG_INTEGRITY='sha512-9jImXRTybgh+12zLpE4Jg5Y6TNBomKxiWTxCTCMRxy6qI9gBqw3Vm8SZmnHgakxF+rK0INPJm293iqOvafHeKw=='
-ALL=(linux-x64-glibc linux-x64-musl linux-arm64-glibc linux-arm64-musl darwin-x64 darwin-arm64 win32-x64 win32-arm64)
+mapfile -t ALL < <(node scripts/lib/prebuilds.js targets)
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${ALL[@]}"); fi
 for t in "${targets[@]}"; do
   [[ " ${ALL[*]} " == *" $t "* ]] || { echo "prebuild: unknown target $t (one of: ${ALL[*]})" >&2; exit 2; }

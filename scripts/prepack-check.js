@@ -12,16 +12,7 @@ const path = require('node:path');
 const root = path.join(__dirname, '..');
 
 /** Every binary the tarball must carry (scripts/prebuild.sh builds these; src/ts/native.ts loads them). */
-const BINARIES = [
-  'prebuilds/linux-x64/ipcwire.glibc.node',
-  'prebuilds/linux-x64/ipcwire.musl.node',
-  'prebuilds/linux-arm64/ipcwire.glibc.node',
-  'prebuilds/linux-arm64/ipcwire.musl.node',
-  'prebuilds/darwin-x64/ipcwire.node',
-  'prebuilds/darwin-arm64/ipcwire.node',
-  'prebuilds/win32-x64/ipcwire.node',
-  'prebuilds/win32-arm64/ipcwire.node',
-];
+const { BINARIES } = require('./lib/prebuilds');
 
 /** Files under `dir` (recursively), relative to root. */
 function walk(dir) {

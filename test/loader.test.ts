@@ -5,21 +5,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { Any, ROOT, nodeRequire, spawnNode, tmpDir, useHarness } from './helpers';
+// Every binary the package ships (the list the build and pack scripts use).
+import { BINARIES as ALL } from '../scripts/lib/prebuilds';
 
 useHarness();
 
 const loader = (): Any => nodeRequire(path.join(ROOT, 'dist', 'cjs', 'native.js'));
 
-const ALL = [
-  'prebuilds/linux-x64/ipcwire.glibc.node',
-  'prebuilds/linux-x64/ipcwire.musl.node',
-  'prebuilds/linux-arm64/ipcwire.glibc.node',
-  'prebuilds/linux-arm64/ipcwire.musl.node',
-  'prebuilds/darwin-x64/ipcwire.node',
-  'prebuilds/darwin-arm64/ipcwire.node',
-  'prebuilds/win32-x64/ipcwire.node',
-  'prebuilds/win32-arm64/ipcwire.node',
-];
 
 /** A host with these files under /pkg. */
 function host(platform: string, arch: string, libc: 'glibc' | 'musl' | undefined, files: string[], prebuildsOnly = false): Any {
@@ -28,7 +20,7 @@ function host(platform: string, arch: string, libc: 'glibc' | 'musl' | undefined
 }
 
 describe('addonFile picks the binary for the platform, the CPU and the C library', () => {
-  test.each([
+  const cases = [
     ['linux', 'x64', 'glibc', 'prebuilds/linux-x64/ipcwire.glibc.node'],
     ['linux', 'x64', 'musl', 'prebuilds/linux-x64/ipcwire.musl.node'],
     ['linux', 'arm64', 'glibc', 'prebuilds/linux-arm64/ipcwire.glibc.node'],
@@ -37,8 +29,13 @@ describe('addonFile picks the binary for the platform, the CPU and the C library
     ['darwin', 'arm64', undefined, 'prebuilds/darwin-arm64/ipcwire.node'],
     ['win32', 'x64', undefined, 'prebuilds/win32-x64/ipcwire.node'],
     ['win32', 'arm64', undefined, 'prebuilds/win32-arm64/ipcwire.node'],
-  ] as const)('%s-%s %s', (platform, arch, libc, expected) => {
+  ] as const;
+  test.each(cases)('%s-%s %s', (platform, arch, libc, expected) => {
     expect(loader().addonFile('/pkg', host(platform, arch, libc, ALL))).toBe(path.join('/pkg', expected));
+  });
+
+  test('every binary the package ships is the one some host loads', () => {
+    expect(cases.map((c) => c[3]).sort()).toEqual([...ALL].sort());
   });
 
   test('a musl system never gets the glibc binary, even when it is the only one', () => {
