@@ -14,7 +14,7 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
-const { SYSTEMS, label, FULL, SMOKE } = require('./lib/plan');
+const { SYSTEMS, label, FULL, SMOKE, RAW_TO_MAIN, RAW_TO_RAW } = require('./lib/plan');
 const { payloadBytes } = require('./lib/common');
 const report = require('./lib/report');
 
@@ -183,6 +183,16 @@ function buildJobs() {
       });
     }
     jobs.push({ sys, section: 'scale', pin: 'unpinned', rep: 0, cells });
+    // Attribution rows: the same closed loop with the addon alone on the renderers' side (no TypeScript, no
+    // msgpack), against ipcwire's main and against a main that is the addon alone too; their own process.
+    const attribution = plan.scale.attribution || [];
+    if (attribution.length) {
+      const cfg = { durationMs: plan.scale.durationMs, timeoutMs: plan.scale.timeoutMs, warmupCalls: plan.scale.warmupCalls, client: 'raw' };
+      jobs.push({ sys, section: 'scale', pin: 'unpinned', rep: 0, cells: [
+        ...attribution.map((renderers) => ({ kind: 'scale', renderers, label: RAW_TO_MAIN, cfg: { ...cfg, server: 'ipcwire' } })),
+        ...attribution.map((renderers) => ({ kind: 'scale', renderers, label: RAW_TO_RAW, cfg: { ...cfg, server: 'raw' } })),
+      ] });
+    }
     if (plan.idle) {
       const { idle, holders, active } = plan.idle;
       const cfg = { durationMs: plan.scale.durationMs, timeoutMs: plan.scale.timeoutMs, warmupCalls: plan.scale.warmupCalls };
@@ -266,7 +276,7 @@ async function runNodeJob(job) {
   const argv = [process.execPath, script, JSON.stringify(cfg)];
   const r = await runProcess(argv, job.pin, plan.driverTimeoutMs, (obj) => {
     if (obj.type !== 'cell') return;
-    const i = job.cells.findIndex((c, k) => !seen.has(k) && c.payload === obj.payload && c.api === obj.api && c.renderers === obj.renderers && c.rate === obj.rate && c.idle === obj.idle);
+    const i = job.cells.findIndex((c, k) => !seen.has(k) && c.payload === obj.payload && c.api === obj.api && c.renderers === obj.renderers && c.rate === obj.rate && c.idle === obj.idle && c.label === obj.label);
     seen.add(i);
     record(job, obj, obj.result, obj.error);
   });
@@ -393,7 +403,7 @@ function record(job, cell, result, error) {
     pin: job.pin,
     rep: job.rep,
     system: sys.id,
-    label: (job.section === 'scale' || job.section === 'idle') && sys.kind !== 'c' ? 'ipcwire sendSync' : label(sys, job.section === 'throughput' ? sys.tpApi : cell.api),
+    label: cell.label || ((job.section === 'scale' || job.section === 'idle') && sys.kind !== 'c' ? 'ipcwire sendSync' : label(sys, job.section === 'throughput' ? sys.tpApi : cell.api)),
     payload: cell.payload,
     renderers: cell.renderers,
     rate: cell.rate,

@@ -31,6 +31,10 @@ const SYSTEMS = [
 ];
 
 /** Row label of a system (and ipcwire API). */
+/** Scale attribution rows: addon-only callers against ipcwire's main, and against an addon-only main. */
+const RAW_TO_MAIN = 'addon call() → ipcwire main';
+const RAW_TO_RAW = 'addon call() → addon echo';
+
 function label(sys, api) {
   if (sys.id === 'ipcwire') return `ipcwire ${api}`;
   return sys.label;
@@ -61,7 +65,7 @@ const FULL = {
   cLatency: { small: [20000, 1000], '1KiB': [20000, 1000], '1MiB': [1000, 20], '16MiB': [40, 3] },
   addonMaxIters: 20000, // call-rtt.js: iterations as the C program (its warm-up is min(1000, iters))
   cThroughput: { small: [500000, 20000], '1MiB': [3000, 50], '16MiB': [150, 4] },
-  scale: { counts: [1, 10, 100], durationMs: 2000, timeoutMs: 120000, warmupCalls: 300, paced: { counts: [1, 100], rate: 20, durationMs: 3000 } },
+  scale: { counts: [1, 10, 100], attribution: [1, 10, 100], durationMs: 2000, timeoutMs: 120000, warmupCalls: 300, paced: { counts: [1, 100], rate: 20, durationMs: 3000 } },
   // Idle connections: `idle` silent renderer connections opened by `holders` processes, `active` renderers
   // calling sendSync back to back for scale.durationMs before and while they are connected (~40 s).
   idle: { idle: 10000, holders: 4, active: 10 },
@@ -92,7 +96,7 @@ const SMOKE = {
   },
   cLatency: { small: [500, 50], '1KiB': [500, 50], '1MiB': [20, 2] },
   cThroughput: { small: [10000, 500], '1MiB': [50, 2] },
-  scale: { counts: [1, 10, 100], durationMs: 200, timeoutMs: 90000, warmupCalls: 20 },
+  scale: { counts: [1, 10, 100], attribution: [10], durationMs: 200, timeoutMs: 90000, warmupCalls: 20 },
   idle: { idle: 200, holders: 2, active: 3 },
   graph: { sizes: [20000], reps: 1 },
   streams: { totalMiB: 32, chunkMiB: 1, rounds: 1, slowSeconds: 2, pings: 100 },
@@ -100,4 +104,4 @@ const SMOKE = {
   driverTimeoutMs: 100000,
 };
 
-module.exports = { SYSTEMS, label, FULL, SMOKE };
+module.exports = { SYSTEMS, label, FULL, SMOKE, RAW_TO_MAIN, RAW_TO_RAW };

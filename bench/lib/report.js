@@ -4,10 +4,11 @@
 const fs = require('node:fs');
 const os = require('node:os');
 const { execFileSync } = require('node:child_process');
-const { SYSTEMS, label } = require('./plan');
+const { SYSTEMS, label, RAW_TO_MAIN, RAW_TO_RAW } = require('./plan');
 
 const PAYLOAD_ORDER = ['small', '1KiB', '1MiB', '16MiB'];
 const C_LABEL = label(SYSTEMS[0]);
+const SCALE_LABEL = 'ipcwire sendSync';
 const NET_LABEL = 'node:net + msgpackr';
 
 /** Rows in a stable order: the C limit, ipcwire's APIs, then the alternatives. */
@@ -17,6 +18,7 @@ function labelOrder() {
     for (const api of s.apis || [null]) out.push(label(s, api));
     if (s.tpApi) out.push(label(s, s.tpApi));
   }
+  out.push(RAW_TO_MAIN, RAW_TO_RAW);
   return out;
 }
 
@@ -114,6 +116,7 @@ function aggregate(records, meta) {
     const single = scale.find((r) => r.label === row.label && r.renderers === 1 && r.rate === row.rate);
     const limit = row.label !== C_LABEL && !row.rate && scale.find((r) => r.label === C_LABEL && r.renderers === row.renderers && !r.rate);
     row.p99_x_c = limit && limit.p99_us && row.p99_us != null ? round(row.p99_us / limit.p99_us) : null;
+    row.of_c = limit && limit.calls_per_s && row.calls_per_s != null ? round(row.calls_per_s / limit.calls_per_s, 3) : null;
     row.p99_x_single = single && row.p99_us != null ? round(row.p99_us / single.p99_us) : null;
     // Little's law for a closed loop: N callers each waiting for their own answer see a mean latency of
     // N ÷ throughput. Even if main kept the single renderer's rate, the mean could not drop below
@@ -168,8 +171,8 @@ function targets(meta, latency, throughput, scale, idle = []) {
     add(`${p}-shm-throughput`, `one-way ${p} Buffers ≥ 1.5× the C socket MB/s`, ratio(w && w.mb_per_s, cp && cp.mb_per_s), 1.5, '>=',
       w && cp ? `${w.mb_per_s} vs ${cp.mb_per_s} MB/s` : 'missing');
   }
-  const s1 = scale.find((r) => r.label !== C_LABEL && r.renderers === 1 && !r.rate);
-  const s100 = scale.find((r) => r.label !== C_LABEL && r.renderers === 100 && !r.rate);
+  const s1 = scale.find((r) => r.label === SCALE_LABEL && r.renderers === 1 && !r.rate);
+  const s100 = scale.find((r) => r.label === SCALE_LABEL && r.renderers === 100 && !r.rate);
   const c100 = scale.find((r) => r.label === C_LABEL && r.renderers === 100 && !r.rate);
   const noFail = s100 && s100.failures === 0;
   const r100 = ratio(s100 && s100.p99_us, s1 && s1.p99_us);
@@ -183,7 +186,7 @@ function targets(meta, latency, throughput, scale, idle = []) {
       : `missing${s100 && s100.error ? `: ${s100.error}` : ''}`,
   });
   for (const n of [10, 100]) {
-    const w = scale.find((r) => r.label !== C_LABEL && r.renderers === n && !r.rate);
+    const w = scale.find((r) => r.label === SCALE_LABEL && r.renderers === n && !r.rate);
     const cn = scale.find((r) => r.label === C_LABEL && r.renderers === n && !r.rate);
     add(`scale-${n}-calls`, `${n} renderers back to back: calls/s ≥ 60% of the C server's (same N)`, ratio(w && w.calls_per_s, cn && cn.calls_per_s), 0.6, '>=',
       w && cn && w.calls_per_s != null && cn.calls_per_s != null ? `${w.calls_per_s} vs ${cn.calls_per_s} calls/s` : 'missing');
@@ -237,12 +240,12 @@ function scaleRows(results) {
   return results.scale.map((r) => [
     r.label, r.rate ? `${r.renderers}, paced ${r.rate}/s each` : `${r.renderers}, back to back`, r.error ? 'ERROR' : num(r.calls_per_s), us(r.median_us), us(r.p99_us), times(r.p99_x_single),
     r.floor_x_single == null ? '' : times(r.floor_x_single), r.p99_x_c == null ? '' : times(r.p99_x_c),
-    r.failures == null ? '—' : `${r.failures} of ${num(r.calls)}`,
+    r.of_c == null ? '' : pct(r.of_c), r.failures == null ? '—' : `${r.failures} of ${num(r.calls)}`,
     r.main_cpu_pct == null ? '—' : `${r.main_cpu_pct}%`,
     r.main_cpu_us_per_call == null ? (r.client_cpu_us_per_call == null ? '—' : `— + ${r.client_cpu_us_per_call}`) : `${r.main_cpu_us_per_call} + ${r.renderer_cpu_us_per_call}`,
   ]);
 }
-const SCALE_HEAD = ['system', 'callers', 'calls/s (all)', 'median', 'p99', 'p99 ×single', 'floor ×single', 'p99 ×C (same N)', 'failed calls', 'main CPU', 'CPU µs/call main + renderer'];
+const SCALE_HEAD = ['system', 'callers', 'calls/s (all)', 'median', 'p99', 'p99 ×single', 'floor ×single', 'p99 ×C (same N)', 'calls/s of C (same N)', 'failed calls', 'main CPU', 'CPU µs/call main + renderer'];
 
 function targetRows(results) {
   return results.targets.map((t) => [t.text, t.value == null ? '—' : `${t.value}`, `${t.cmp} ${t.limit}`,
@@ -450,7 +453,7 @@ function svg(results) {
   tpPanel('small', 'Small messages one way, msgs/s — higher is better (synckit: sync round trips)', 'msgs_per_s', num);
   tpPanel('1MiB', '1 MiB Buffers one way, MB/s — higher is better', 'mb_per_s', (v) => `${mb(v)} MB/s`);
   tpPanel('16MiB', '16 MiB Buffers one way, MB/s — higher is better', 'mb_per_s', (v) => `${mb(v)} MB/s`);
-  const sc = results.scale.filter((r) => r.p99_us != null && !r.rate && r.label !== C_LABEL);
+  const sc = results.scale.filter((r) => r.p99_us != null && !r.rate && r.label === SCALE_LABEL);
   if (sc.length) {
     panels.push(['sendSync scale: aggregate calls/s', sc.map((r) => ({ label: `${r.renderers} renderer${r.renderers > 1 ? 's' : ''}`, value: r.calls_per_s, text: `${num(r.calls_per_s)} calls/s`, highlight: true }))]);
     panels.push(['sendSync scale: p99 per call, µs — lower is better', sc.map((r) => ({ label: `${r.renderers} renderer${r.renderers > 1 ? 's' : ''}`, value: r.p99_us, text: us(r.p99_us), highlight: true }))]);

@@ -104,6 +104,99 @@ function renderer(sockPath, durationMs, warmupCalls, rate) {
   r.send('ready');
 }
 
+// Attribution: the same closed loop without the TypeScript layer on one side or both. A raw client calls the
+// addon's blocking call() directly with a SYNC frame encoded once (the bytes a renderer would send) and does not
+// decode the reply; a raw main echoes each SYNC frame's payload from its event loop through the addon alone. Raw
+// clients say 'ready' and hear 'go' on stdio (they have no message channel).
+function addon() {
+  const fromEnv = process.env.IPCWIRE_NATIVE_PATH;
+  const file = fromEnv || [path.join(modulePath, 'build-cmake', 'Release', 'ipcwire.node'), path.join(modulePath, 'build', 'Release', 'ipcwire.node')]
+    .find((f) => fs.existsSync(f));
+  if (!file) throw new Error(`no addon build under ${modulePath}`);
+  return require(file);
+}
+
+function rawRenderer(sockPath, durationMs, warmupCalls) {
+  const binding = addon();
+  const { encodeMessage, encodeValue } = require(path.join(modulePath, 'dist', 'cjs', 'codec.js'));
+  const { PROTOCOL_VERSION } = require(modulePath);
+  const noop = () => {};
+  const c = binding.connect(sockPath, 5000);
+  c.start(noop, noop, noop);
+  // The handshake an ipcwire main needs (a raw main ignores it), then the exact SYNC payload of the ipcwire rows.
+  c.write(1, 0, encodeValue({ magic: 'ipcwire', version: PROTOCOL_VERSION }, 'hello').payload);
+  const payload = encodeMessage('ping', C.makeMessage('small').args, true).payload;
+  let id = 0;
+  let errors = 0;
+  let firstError = null;
+  const call = () => {
+    try {
+      const reply = c.call(++id, payload, 0, noop);
+      if (!(reply.length > 0)) throw new Error('empty reply');
+    } catch (err) {
+      errors++;
+      if (!firstError) firstError = String(err && (err.code || err.message));
+    }
+  };
+  for (let i = 0; i < warmupCalls; i++) call();
+  let samples = new Float64Array(1 << 16).fill(0);
+  let n = 0;
+  process.stdin.once('data', () => {
+    const cpu0 = process.cpuUsage();
+    const start = C.now();
+    const end = start + durationMs * 1e6;
+    let t = start;
+    while (t < end) {
+      const t0 = C.now();
+      call();
+      t = C.now();
+      if (n === samples.length) {
+        const bigger = new Float64Array(n * 2);
+        bigger.set(samples);
+        samples = bigger;
+      }
+      samples[n++] = t - t0;
+    }
+    const cpu = process.cpuUsage(cpu0);
+    const us = Array.from(samples.subarray(0, n), (x) => Math.round(x / 100) / 10);
+    process.stdout.write(JSON.stringify({ calls: n, errors, firstError, start, end: t, cpuUs: cpu.user + cpu.system, us }) + '\n', () => {
+      c.close();
+      process.stdin.destroy();
+    });
+  });
+  process.stdout.write(JSON.stringify({ ready: true }) + '\n');
+}
+
+function startRawMain() {
+  const binding = addon();
+  const sock = C.tmpSocket('sr');
+  const noop = () => {};
+  const conns = new Set();
+  const server = binding.listen(sock.path, 1024, 0o600, (conn) => {
+    conns.add(conn);
+    conn.start((chunks) => {
+      for (const b of chunks) {
+        for (let o = 0; o < b.length;) {
+          const len = b.readUInt32LE(o);
+          if (b[o + 4] === 4) conn.write(5, b.readUInt32LE(o + 5), b.subarray(o + 9, o + 4 + len));
+          o += 4 + len;
+        }
+      }
+    }, () => conns.delete(conn), noop);
+  }, (e) => {
+    throw e;
+  });
+  const main = {
+    close() {
+      for (const c of conns) c.close();
+      server.close();
+    },
+    on() {},
+    removeListener() {},
+  };
+  return { main, sock };
+}
+
 function startMain() {
   const { IpcMain } = require(modulePath);
   const main = new IpcMain();
@@ -121,8 +214,12 @@ function stopMain({ main, sock }) {
 }
 
 /** `shared`: a main (from startMain) to reuse and leave open; by default the cell has a main of its own. */
-async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate = 0 }, shared) {
-  const own = shared ? null : startMain();
+/**
+ * `client`/`server` 'raw': the addon alone on that side (see rawRenderer, startRawMain), for the attribution rows.
+ */
+async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate = 0, client = 'ipcwire', server = 'ipcwire' }, shared) {
+  const raw = client === 'raw';
+  const own = shared ? null : server === 'raw' ? startRawMain() : startMain();
   const { main, sock } = shared || own;
   let ready = 0;
   let allReady;
@@ -137,12 +234,16 @@ async function runScale(count, { durationMs, timeoutMs, warmupCalls = 300, rate 
   const exits = [];
   const children = [];
   for (let i = 0; i < count; i++) {
-    const child = spawn(process.execPath, [...(process.env.IPCWIRE_BENCH_RENDERER_FLAGS ? process.env.IPCWIRE_BENCH_RENDERER_FLAGS.split(' ') : []), __filename, 'renderer', sock.path, String(durationMs), String(warmupCalls), String(rate)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
+    const child = spawn(process.execPath, [...(process.env.IPCWIRE_BENCH_RENDERER_FLAGS ? process.env.IPCWIRE_BENCH_RENDERER_FLAGS.split(' ') : []), __filename, raw ? 'raw-renderer' : 'renderer', sock.path, String(durationMs), String(warmupCalls), String(rate)], {
+      stdio: [raw ? 'pipe' : 'ignore', 'pipe', 'inherit'],
     });
     children.push(child);
     const rl = readline.createInterface({ input: child.stdout });
-    rl.on('line', (line) => results.push(JSON.parse(line)));
+    rl.on('line', (line) => {
+      const obj = JSON.parse(line);
+      if (obj.ready) onReady({ sender: { send: () => child.stdin.write('go\n') } });
+      else results.push(obj);
+    });
     exits.push(new Promise((res) => child.once('exit', (code, sig) => res(code === 0 ? 0 : String(code ?? sig)))));
   }
   const timer = setTimeout(() => {
@@ -361,7 +462,8 @@ async function driver(cfg) {
   await C.runCells(cfg, (cell) => (cell.idle ? runIdle(cell) : runScale(cell.renderers, cell.cfg)));
 }
 
-if (process.argv[2] === 'renderer') renderer(process.argv[3], Number(process.argv[4]), Number(process.argv[5]), Number(process.argv[6]));
+if (process.argv[2] === 'raw-renderer') rawRenderer(process.argv[3], Number(process.argv[4]), Number(process.argv[5]));
+else if (process.argv[2] === 'renderer') renderer(process.argv[3], Number(process.argv[4]), Number(process.argv[5]), Number(process.argv[6]));
 else if (process.argv[2] === 'holder') holder(process.argv[3], Number(process.argv[4]));
 else driver(C.driverConfig()).catch((e) => {
   console.error(e);
