@@ -323,6 +323,73 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     expect(r.after).toEqual(r.before);
   });
 
+  test.skipIf(!linux)('a sendSync loop of 1 MiB and 16 MiB echoes that never yields: bytes intact, blocks back, no descriptor or mapping growth, memory bounded', { timeout: 90_000 }, async () => {
+    // The renderer never turns its event loop inside the loop, so no Buffer finalizer runs there meanwhile: each
+    // reply must be an ordinary Buffer, and main's reply block must be free again as soon as the call returns.
+    const main = makeMain();
+    let peer: any;
+    let calls = 0;
+    const replyBlocksAfterCall: number[] = [];
+    main.on('echo', (e: any, buf: Buffer) => {
+      peer = e.sender;
+      calls++;
+      // What main's reply pool still holds from the previous call (given back by the renderer before it returned).
+      replyBlocksAfterCall.push(peer.link._sharedStats().blocks);
+      e.returnValue = [buf];
+    });
+    const child = runNode(
+      `${CHILD_BYTES}
+      const fs = require('node:fs');
+      const maps = () => fs.readFileSync('/proc/self/maps', 'utf8').split('\\n').filter((l) => l.includes('memfd:ipcwire')).length;
+      const fds = () => fs.readdirSync('/proc/self/fd').length;
+      const r = ipcwire.ipcRenderer;
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      r.sendSync('echo', bytes(1 << 20, 255)); // both pools exist from here on
+      const before = { maps: maps(), fds: fds(), rss: process.memoryUsage().rss };
+      const bad = [];
+      let maxRss = 0;
+      const run = (size, count) => {
+        for (let i = 0; i < count; i++) {
+          const sent = bytes(size, i);
+          const [back] = r.sendSync('echo', sent);
+          if (!Buffer.isBuffer(back) || !back.equals(sent)) bad.push(size + ':' + i);
+          maxRss = Math.max(maxRss, process.memoryUsage().rss);
+        }
+      };
+      run(1 << 20, 200);
+      run(16 << 20, 12);
+      run(1 << 20, 50);
+      const after = { maps: maps(), fds: fds() };
+      const stats = r.wire._sharedStats();
+      r.handle('blocks', () => r.wire._sharedStats().blocks);
+      out('r', { bad, before, after, growth: maxRss - before.rss, stats });
+      await new Promise((resolve) => r.once('done', resolve));
+      r.close();
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 80_000);
+    expect(r.bad).toEqual([]);
+    expect(calls).toBe(1 + 200 + 12 + 50);
+    // Each reply's block was back in main's pool before the next call reached main.
+    expect(replyBlocksAfterCall.slice(1).every((n) => n === 0)).toBe(true);
+    expect(peer.link._sharedStats()).toMatchObject({ agreed: true, blocks: 0, fellBack: 0 });
+    expect(r.after).toEqual({ maps: r.before.maps, fds: r.before.fds });
+    expect(r.before.maps).toBe(2); // the renderer's pool and main's reply pool, mapped once each
+    // 263 calls moved 460 MiB each way; what stays resident is bounded by the pools and what the GC has not freed yet.
+    expect(r.growth).toBeLessThan(320 * 1024 * 1024);
+    // The renderer's blocks come back once main lets go of its views of them (collected, finalizers run).
+    let held = -1;
+    for (let i = 0; i < 100 && held !== 0; i++) {
+      collect();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      held = await peer.invoke('blocks');
+    }
+    expect(held).toBe(0);
+    peer.send('done');
+    await exitsCleanly(child);
+  });
+
   test('hostile shared-memory frames close that connection with ERR_IPC_BAD_FRAME, and main carries on', { timeout: 60_000 }, async () => {
     const main = makeMain();
     const errors: any[] = [];

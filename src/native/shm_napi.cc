@@ -15,6 +15,7 @@
 #include "addon.h"
 #include "errors.h"
 #include "shm_pool.h"
+#include "warm_heap.h"
 
 namespace ipcwire {
 
@@ -226,6 +227,7 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
     }
     auto* hint = new ViewHint{mapping_, slot};
     if (info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value()) {
+      KeepLargeFreesWarm(length);
       Napi::Value copy = Napi::Buffer<uint8_t>::Copy(env, p, length);
       FinalizeView(env, nullptr, hint);
       return copy;

@@ -1,6 +1,7 @@
 #include "connection.h"
 
 #include "../block_pool.h"
+#include "../warm_heap.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -790,6 +791,7 @@ Napi::Value Connection::ToBuffer(Napi::Env env, Block&& block, size_t offset, si
     // Small frames are copied into an ordinary Buffer: an external one costs a weak handle, a finalizer and an
     // external-memory adjustment per message, and keeps its block until the event loop turns (a loop of
     // sendSync calls would otherwise hold every reply).
+    KeepLargeFreesWarm(size - offset);
     Napi::Value copy = Napi::Buffer<uint8_t>::Copy(env, base + offset, size - offset);
     BlockPool::Shared().Release(base, size);
     return copy;
