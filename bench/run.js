@@ -7,7 +7,7 @@
 // `npm run bench:smoke` (--smoke) — the same harness with tiny counts; exits 0 when every system produced
 // numbers. Writes to a temporary directory unless --out is given; never judges timings.
 //
-// Options: --smoke, --out DIR, --only id,id (see lib/plan.js), --sections latency,throughput,scale,graph,streams,ports,
+// Options: --smoke, --out DIR, --only id,id (see lib/plan.js), --sections latency,throughput,scale,graph,streams,ports,zerocopy,
 // --repeats N, --no-readme. IPCWIRE_BENCH_MODULE=path measures another ipcwire build.
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -21,7 +21,7 @@ const report = require('./lib/report');
 const root = path.join(__dirname, '..');
 
 function parseArgs(argv) {
-  const o = { smoke: false, out: null, only: null, sections: ['latency', 'throughput', 'scale', 'graph', 'streams', 'ports'], repeats: null, readme: true };
+  const o = { smoke: false, out: null, only: null, sections: ['latency', 'throughput', 'scale', 'graph', 'streams', 'ports', 'zerocopy'], repeats: null, readme: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--smoke') o.smoke = true;
@@ -431,12 +431,15 @@ async function main() {
   const graph = opts.sections.includes('graph') && systems.some((s) => s.id === 'ipcwire') ? await runGraph() : [];
   const streams = opts.sections.includes('streams') && systems.some((s) => s.id === 'ipcwire') ? await runKinds('streams', plan.streams, 3) : {};
   const ports = opts.sections.includes('ports') && systems.some((s) => s.id === 'ipcwire') ? await runKinds('ports', plan.ports, 2) : {};
+  const zerocopy = opts.sections.includes('zerocopy') && systems.some((s) => s.id === 'ipcwire') ? await runKinds('zerocopy', plan.zerocopy, 1) : {};
   const durationS = Math.round((Date.now() - started) / 1000);
   const meta = report.machine({ ipcwire: ipcwireVersion(), loadavg_start: loadStart, plan: plan.name, repeats, pins, taskset, durationS, notes, skipped: skippedList() });
   const results = report.aggregate(records, meta);
   results.graph = graph;
   results.streams = streams;
   results.ports = ports;
+  results.zerocopy = zerocopy;
+  results.targets.push(report.zeroCopyTarget(zerocopy));
   const text = report.table(results);
   process.stdout.write(text + '\n');
   const dir = outDir || fs.mkdtempSync(path.join(os.tmpdir(), 'ipcwire-bench-smoke-'));
@@ -444,7 +447,7 @@ async function main() {
   fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify({ ...results, records }, null, 1) + '\n');
   fs.writeFileSync(path.join(dir, 'latest.svg'), report.svg(results));
   log(`wrote ${path.join(dir, 'latest.json')} and latest.svg in ${durationS} s`);
-  const complete = !opts.only && opts.sections.length === 6;
+  const complete = !opts.only && opts.sections.length === 7;
   if (!opts.smoke && opts.readme && complete && !opts.out) {
     report.updateReadme(path.join(__dirname, 'README.md'), results);
     log('updated the figures in bench/README.md');

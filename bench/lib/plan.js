@@ -75,6 +75,9 @@ const FULL = {
   streams: { totalMiB: 1024, chunkMiB: 1, rounds: 2, slowSeconds: 10, pings: 2000 },
   // MessagePorts (bench/systems/ports.js): port vs invoke round trips, 3 alternating rounds; main's CPU over a burst.
   ports: { iters: 20000, rounds: 3, messages: 100000 },
+  // Zero copy (bench/systems/zerocopy.js): invoke with a 64 MiB allocShared Buffer against a small invoke, alternating
+  // rounds (~3 s).
+  zerocopy: { mib: 64, rounds: 3, small: 2000, big: 30 },
   driverTimeoutMs: 240000,
 };
 
@@ -101,6 +104,7 @@ const SMOKE = {
   graph: { sizes: [20000], reps: 1 },
   streams: { totalMiB: 32, chunkMiB: 1, rounds: 1, slowSeconds: 2, pings: 100 },
   ports: { iters: 200, rounds: 1, messages: 2000 },
+  zerocopy: { mib: 64, rounds: 1, small: 100, big: 3 },
   driverTimeoutMs: 100000,
 };
 

@@ -332,6 +332,31 @@ function portTables(results, fmt) {
   return out;
 }
 
+const ZC_HEAD = ['round trip (unpinned)', 'median', 'p99', 'n', '×small invoke (median)'];
+
+/** The zero-copy section (bench/systems/zerocopy.js): invoke with a 64 MiB allocShared Buffer against a small invoke. */
+function zeroCopyTables(results, fmt) {
+  const z = (results.zerocopy || {}).rtt;
+  if (!z) return [];
+  const how = z.shared ? 'through the pool, zero copy' : 'shared memory off: through the socket';
+  return [[`Zero copy: invoke with a ${z.mib} MiB allocShared Buffer (${how}; main answers its length) against a small invoke, same connection, alternating rounds`,
+    fmt(ZC_HEAD, [
+      ['small invoke', us(z.small.median_us), us(z.small.p99_us), num(z.small.n), '1×'],
+      [`invoke, ${z.mib} MiB allocShared`, us(z.big.median_us), us(z.big.p99_us), num(z.big.n), times(z.ratio)],
+    ])]];
+}
+
+/** The zero-copy target, from the zero-copy section's row. */
+function zeroCopyTarget(zerocopy) {
+  const z = (zerocopy || {}).rtt;
+  const value = z && z.shared ? z.ratio : null;
+  return {
+    id: 'zero-copy-64MiB', text: '64 MiB zero-copy round trip (allocShared) within 3× a small round trip (unpinned)',
+    value: value == null ? null : round(value, 3), limit: 3, cmp: '<=', met: value == null ? null : value <= 3,
+    detail: z ? `${z.big.median_us} µs vs ${z.small.median_us} µs${z.shared ? '' : ' (shared memory off: not zero copy)'}` : 'missing',
+  };
+}
+
 function sections(results, fmt) {
   const out = [];
   for (const pin of results.meta.pins) {
@@ -343,6 +368,7 @@ function sections(results, fmt) {
   if (results.graph && results.graph.length) out.push(['Big object graphs: one message of N {id, name, tags} objects, ms (median), ipcwire against msgpackr alone in the same process', fmt(GRAPH_HEAD, graphRows(results))]);
   out.push(...streamTables(results, fmt));
   out.push(...portTables(results, fmt));
+  out.push(...zeroCopyTables(results, fmt));
   out.push(['Targets (ratios from this run)', fmt(TARGET_HEAD, targetRows(results))]);
   return out;
 }
@@ -477,4 +503,4 @@ ${body.join('\n')}
 `;
 }
 
-module.exports = { machine, aggregate, table, svg, updateReadme, readmeFigures };
+module.exports = { machine, aggregate, table, svg, updateReadme, readmeFigures, zeroCopyTarget };
