@@ -159,6 +159,58 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     }
   });
 
+  test('a receiver that only reads gives blocks back before its views hold the pool, without a full collection; bytes in order', { timeout: 60_000 }, async () => {
+    // 256 MiB through main's default 64 MiB pool. Main never lets the renderer's views hold more than 48 MiB: it
+    // waits for blocks to come back first. The renderer only reads and checks (it allocates nothing that would
+    // prompt V8 to collect) and never calls gc(): its blocks come back in the scavenges that its own view-making
+    // prompts every 32 MiB or so. Left to V8, its views would be collected only once their external memory grew
+    // by 64 MiB, which this sender never lets happen: it would wait for ever.
+    const main = makeMain();
+    const count = 256;
+    let peer: any;
+    let stuck: Error | null = null;
+    main.on('ready', async (e: any) => {
+      peer = e.sender;
+      const buf = bytes(1 << 20, 0);
+      try {
+        for (let i = 0; i < count; i++) {
+          await waitUntil(() => peer.link._sharedStats().bytesInUse < 48 << 20, 15_000, 'blocks back from the renderer');
+          buf.writeUInt32LE(i, 0); // sending copies it into the pool: free to change after
+          peer.send('chunk', i, buf);
+        }
+      } catch (err) {
+        stuck = err as Error;
+      }
+      peer.send('end');
+    });
+    const child = runNode(
+      `const r = ipcwire.ipcRenderer;
+      const bad = [];
+      let expected = 0;
+      // Its number in the first 4 bytes, the pattern (k * 31) & 0xff after them: checked every 4093 bytes.
+      const intact = (buf, i) => {
+        if (buf.length !== 1 << 20 || buf.readUInt32LE(0) !== i) return false;
+        for (let k = 4; k < buf.length; k += 4093) if (buf[k] !== ((k * 31) & 0xff)) return false;
+        return buf[buf.length - 1] === (((buf.length - 1) * 31) & 0xff);
+      };
+      r.on('chunk', (_e, i, buf) => {
+        if (i !== expected++ || !intact(buf, i)) bad.push(i);
+      });
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      r.send('ready');
+      await new Promise((resolve) => r.once('end', resolve));
+      out('r', { got: expected, bad });
+      r.close();
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 45_000);
+    await exitsCleanly(child);
+    expect(stuck).toBeNull();
+    expect(r).toEqual({ got: count, bad: [] });
+    expect(peer.link._sharedStats()).toMatchObject({ sent: count, fellBack: 0 });
+  });
+
   test('copied-buffer mode: the receiver copies out and gives the block back at once', { timeout: 60_000 }, async () => {
     const main = makeMain({ shm: { poolSize: 2 << 20 } });
     let peer: any;

@@ -4,6 +4,7 @@
 #include "shm_napi.h"
 
 #include <cerrno>
+#include <cstring>
 #include <memory>
 
 #ifdef _WIN32
@@ -38,6 +39,8 @@ struct LocalHint {
 struct ViewHint {
   std::shared_ptr<shm::Mapping> mapping;
   uint32_t slot;
+  // Bytes counted in the mapping's live_view_bytes while the view lives.
+  uint32_t live = 0;
   // Bytes taken back out of V8's external-memory count when the view was made (see View), given back here.
   int64_t uncounted = 0;
 };
@@ -54,6 +57,7 @@ void FinalizeView(napi_env env, void*, void* hint) {
     int64_t ignored;
     napi_adjust_external_memory(env, h->uncounted, &ignored);
   }
+  if (h->live != 0) h->mapping->live_view_bytes().fetch_sub(h->live, std::memory_order_relaxed);
   // Only an atomic store into shared memory: fine on any thread and at teardown. The sender reads it when
   // it next allocates.
   h->mapping->counter(h->slot)->fetch_sub(1, std::memory_order_release);
@@ -191,6 +195,7 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
                        {
                            InstanceAccessor<&ShmMapping::GetSize>("size"),
                            InstanceMethod<&ShmMapping::View>("view"),
+                           InstanceMethod<&ShmMapping::Stats>("stats"),
                            InstanceMethod<&ShmMapping::Close>("close"),
                        });
   }
@@ -232,6 +237,25 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
       FinalizeView(env, nullptr, hint);
       return copy;
     }
+    // A view gives its block back only when V8 collects it. Left to V8's own pace that is a mark-compact once
+    // external memory grew by 64 MiB (the default pool: the sender has run dry by then) and tens of milliseconds
+    // of incremental marking later, while the sender falls back to the socket. But views die young (a listener
+    // drops them), and a scavenge frees young ones for a fraction of a millisecond. V8 starts one when a
+    // backing store is allocated while young array buffers hold twice its largest semi-space (32 MiB by
+    // default): a 1-byte ArrayBuffer per view lets it check, so the blocks come back every 32 MiB or so,
+    // before the pool runs out. Made before the new view, so that the scavenge does not keep that one alive.
+    napi_value probe;
+    void* probe_data;
+    if (napi_create_arraybuffer(env, 1, &probe_data, &probe) != napi_ok) {
+      bool pending = false;
+      napi_is_exception_pending(env, &pending);
+      if (pending) {
+        napi_value ignored;
+        napi_get_and_clear_last_exception(env, &ignored);
+      }
+    }
+    hint->live = length;
+    mapping_->live_view_bytes().fetch_add(length, std::memory_order_relaxed);
     Napi::Value view = Addon::Get(env)->NewBuffer(env, p, length, FinalizeView, hint);
     if (length >= kUncountedViewBytes && Addon::Get(env)->buffer_mode == Addon::BufferMode::kExternal) {
       // V8 counts an external Buffer's bytes as memory this process allocated, and a large one (64 MiB) starts a
@@ -245,6 +269,14 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
       }
     }
     return view;
+  }
+
+  // stats() -> {viewBytes}: bytes of the peer's blocks that views still hold.
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("viewBytes", Napi::Number::New(env, mapping_ ? static_cast<double>(mapping_->live_view_bytes().load()) : 0));
+    return out;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -60,11 +60,15 @@ class Mapping {
   }
   // Validates a received {slot, offset, length}: inside the data area, slot in range. nullptr if not.
   uint8_t* Locate(uint32_t slot, uint64_t offset, uint64_t length) const;
+  // Bytes of the peer's blocks that Buffers of this process still hold (views not yet collected). Changed by
+  // the JS thread and by finalizers, which may run elsewhere.
+  std::atomic<uint64_t>& live_view_bytes() { return live_view_bytes_; }
 
  private:
   Mapping(uint8_t* base, size_t size) : base_(base), size_(size) {}
   uint8_t* base_;
   size_t size_;
+  std::atomic<uint64_t> live_view_bytes_{0};
 };
 
 // The sender's allocator over its own segment. Used on the JS thread of one environment; the mutex only

@@ -514,17 +514,30 @@ export class Link<E> implements StreamTransport {
 
   /**
    * @internal Test hook: whether both sides agreed on shared memory, byte arrays sent through it and those that
-   * fell back to the socket, and this side's pool blocks not yet given back.
+   * fell back to the socket, and this side's pool blocks not yet given back; on the receiving side, bytes of the
+   * peer's blocks that views still hold.
    */
-  _sharedStats(): { agreed: boolean; sent: number; fellBack: number; blocks: number; bytesInUse: number } {
+  _sharedStats(): {
+    agreed: boolean;
+    sent: number;
+    fellBack: number;
+    blocks: number;
+    bytesInUse: number;
+    viewBytes: number;
+  } {
     let blocks = 0;
     let bytesInUse = 0;
+    let viewBytes = 0;
     for (const pool of this.shmOut) {
       const st = pool?.stats();
       blocks += st?.blocks ?? 0;
       bytesInUse += st?.bytesInUse ?? 0;
     }
-    return { agreed: this.peerShm, sent: this.shmSent, fellBack: this.shmFellBack, blocks, bytesInUse };
+    for (const mapping of this.shmIn) {
+      const st = mapping?.stats();
+      viewBytes += st?.viewBytes ?? 0;
+    }
+    return { agreed: this.peerShm, sent: this.shmSent, fellBack: this.shmFellBack, blocks, bytesInUse, viewBytes };
   }
 
   /** The peer's SHM frame: maps its segment (the descriptor came on the HANDLES frame before it). */

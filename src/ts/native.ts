@@ -89,6 +89,8 @@ export interface NativeShmMapping {
    * the Buffer is collected (at once for a copy). Throws ERR_IPC_BAD_FRAME for a block outside the segment.
    */
   view(slot: number, offset: number, length: number, copy?: boolean): Buffer;
+  /** Bytes of the peer's blocks that Buffers of this process still hold (views not yet collected). */
+  stats(): { viewBytes: number };
   close(): void;
 }
 
