@@ -202,3 +202,92 @@ describe('batching', () => {
     }
   });
 });
+
+describe('small sendSync', () => {
+  // Requests and answers of flat ASCII strings, numbers, booleans and null are written by a small encoder into
+  // a reused buffer; everything else by the general one. Both must put the same bytes on the wire.
+  const flat: unknown[] = [
+    0, 1, 63, 64, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 53, -1, -32, -33, -128, -129, -32768,
+    -32769, -(2 ** 31), -(2 ** 31) - 1, 1.5, -0.25, NaN, Infinity, -Infinity, Number.MAX_VALUE, Number.MIN_VALUE,
+    true, false, null, '', 'a', 'x'.repeat(31), 'x'.repeat(32), 'x'.repeat(255), 'ping', '\u007f\u0000',
+  ];
+  // Each of these sends the whole call down the general path.
+  const general: unknown[] = [-0, undefined, 'é', 'x'.repeat(256), 10n, {}, [], new Uint8Array(2)];
+
+  test('small sendSync: the small encoder writes the general encoder\'s bytes, and declines what it does not cover', () => {
+    const codec = nodeRequire(path.join(ROOT, 'dist', 'cjs', 'codec.js'));
+    const same = (a: Buffer | null, b: Uint8Array) => a !== null && Buffer.from(a).equals(Buffer.from(b));
+    for (const v of flat) {
+      expect(same(codec.encodeSmallSync('ch', [v]), codec.encodeMessage('ch', [v], true).payload)).toBe(true);
+      expect(same(codec.encodeSmallSync('c'.repeat(40), [v, 1]), codec.encodeMessage('c'.repeat(40), [v, 1], true).payload)).toBe(true);
+      expect(same(codec.encodeSmallReply(v), codec.encodeValue([0, v], 'returnValue', true, 0, true).payload)).toBe(true);
+      expect(same(codec.encodeSmallReply([v, 'x']), codec.encodeValue([0, [v, 'x']], 'returnValue', true, 0, true).payload)).toBe(true);
+    }
+    const fifteen = Array.from({ length: 15 }, (_, i) => i * 1000);
+    expect(same(codec.encodeSmallSync('ch', fifteen), codec.encodeMessage('ch', fifteen, true).payload)).toBe(true);
+    expect(same(codec.encodeSmallReply([]), codec.encodeValue([0, []], 'returnValue', true, 0, true).payload)).toBe(true);
+    for (const v of general) {
+      expect(codec.encodeSmallSync('ch', [1, v])).toBe(null);
+      expect(codec.encodeSmallReply([v])).toBe(null);
+    }
+    expect(codec.encodeSmallSync('é', [])).toBe(null);
+    expect(codec.encodeSmallSync('ch', [...fifteen, 1])).toBe(null);
+    expect(codec.encodeSmallSync('ch', ['x'.repeat(255), 'y'.repeat(255)])).toBe(null); // over the buffer
+    expect(codec.encodeSmallSync('ch', new Array(2))).toBe(null); // holes
+    expect(codec.encodeSmallReply(new (class extends Array {})())).toBe(null);
+    expect(codec.encodeSmallReply({ a: 1 })).toBe(null);
+    expect(codec.encodeSmallReply([[1]])).toBe(null);
+  });
+
+  test('small sendSync: flat and general calls mixed with sends arrive in order with their values intact, replies too; an unclonable argument is still refused', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    const order: string[] = [];
+    main.on('note', (_e: any, i: number) => order.push(`send ${i}`));
+    main.on('echo', (e: any, i: number, ...args: unknown[]) => {
+      order.push(`sync ${i}`);
+      // Answered with the arguments as received: flat ones take the small encoder back, the rest the general one.
+      e.returnValue = args.length === 1 ? args[0] : args;
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const flat = ${serialize(flat)};
+      const general = ${serialize(general)};
+      const same = (a, b) => Object.is(a, b) || (typeof a === 'object' && a !== null && JSON.stringify(a) === JSON.stringify(b));
+      let i = 0;
+      const bad = [];
+      const call = (args) => {
+        r.send('note', i);
+        const got = r.sendSync('echo', i++, ...args);
+        const want = args.length === 1 ? args[0] : args;
+        const ok = Array.isArray(want) ? Array.isArray(got) && got.length === want.length && want.every((w, k) => same(got[k], w)) : same(got, want);
+        if (!ok) bad.push(String(i - 1));
+      };
+      for (const v of flat) { call([v]); call([v, 'mid', v]); }
+      for (const v of general) { call([v]); call([v, 7]); }
+      for (const v of flat) call([v]); // the reused buffers again, after the general path ran in between
+      let refused = null;
+      try { r.sendSync('echo', -1, Symbol.iterator); } catch (e) { refused = e.code; }
+      out('done', { bad, count: i, refused });
+    `,
+      { address: main.address },
+    );
+    const { bad, count, refused } = await child.msg('done');
+    await exitsCleanly(child);
+    expect(bad).toEqual([]);
+    expect(refused).toBe('ERR_IPC_UNCLONABLE');
+    expect(order).toEqual(Array.from({ length: count }, (_, k) => [`send ${k}`, `sync ${k}`]).flat());
+  });
+});
+
+/** Source text that rebuilds `values` (the flat and general samples: numbers, strings, bigints, -0, …). */
+function serialize(values: unknown[]): string {
+  const one = (v: unknown): string => {
+    if (typeof v === 'bigint') return `${v}n`;
+    if (typeof v === 'number') return Object.is(v, -0) ? '-0' : Number.isNaN(v) ? 'NaN' : String(v);
+    if (v === undefined) return 'undefined';
+    if (v instanceof Uint8Array) return `new Uint8Array(${v.length})`;
+    return JSON.stringify(v);
+  };
+  return `[${values.map(one).join(', ')}]`;
+}

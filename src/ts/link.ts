@@ -5,7 +5,7 @@
  */
 import { FRAME_HEADER_BYTES, Kind, native, type NativeConnection, type NativeShmMapping, type NativeShmPool } from './native';
 import {
-  decode, decodeMessage, encodeMessage, encodeValue, fromWireError, setInboundHandles, setStreamDecoder, toWireError,
+  decode, decodeMessage, encodeMessage, encodeSmallReply, encodeValue, fromWireError, setInboundHandles, setStreamDecoder, toWireError,
   type Encoded, type WireError,
 } from './codec';
 import {
@@ -1203,6 +1203,20 @@ export class Link<E> implements StreamTransport {
    */
   reply(kind: Kind, id: number, body: ReplyBody): number {
     if (this.closed) return 0;
+    // A small flat sendSync answer is written from a reused buffer: a SYNC_REPLY goes to the addon at once,
+    // which copies what the kernel does not take, so nothing keeps the buffer past this call.
+    const small = kind === Kind.SYNC_REPLY && body[0] === 0 && !exiting ? encodeSmallReply(body[1]) : null;
+    if (small !== null && small.length + BODY_HEADER <= this.peerMaxFrame) {
+      try {
+        // writeEncoded's steps for a message with no byte arrays and no descriptors
+        this.assertOpen();
+        this.checkQueue();
+        this.writeFrame(kind, id, small);
+        return small.length + FRAME_HEADER_BYTES;
+      } catch {
+        return 0; // the connection went away meanwhile; its close is reported separately
+      }
+    }
     let encoded: Encoded;
     try {
       const withBlobs = kind === Kind.INVOKE_REPLY || (kind === Kind.SYNC_REPLY && this.peerTakesSyncBlobs);

@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { FRAME_HEADER_BYTES, Kind, PROTOCOL_VERSION, native, type NativeCredentials } from './native';
-import { decode, decodeMessage, encodeMessage, encodeValue, fromWireError, type Encoded, type WireError } from './codec';
+import { decode, decodeMessage, encodeMessage, encodeSmallSync, encodeValue, fromWireError, type Encoded, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import {
@@ -187,6 +187,8 @@ interface SyncTrace {
 }
 /** Called by the addon between wait slices of a blocking call so that thread termination is noticed. */
 const stillAlive = () => {};
+/** The blobs of a request that has none. */
+const NO_BLOBS: readonly Uint8Array[] = [];
 
 /**
  * A renderer's endpoint. An EventEmitter whose event names are channels (listener `(event, ...args)`), plus
@@ -421,20 +423,24 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
           `run the renderer in another process (fork) or worker thread, or use invoke()`);
     }
     const tp = outgoingTraceparent(traceparent);
-    const encoded = encodeMessage(channel, args, true, tp);
-    const { payload, blobs } = encoded;
+    // A small flat request is written into a reused buffer, valid until the next such encode: only when no trace
+    // subscriber runs between here and the write (one could call sendSync itself).
+    const small = tp === undefined && traced === null ? encodeSmallSync(channel, args) : null;
+    const encoded = small === null ? encodeMessage(channel, args, true, tp) : null;
+    const payload = small ?? encoded!.payload;
+    const blobs = encoded === null ? NO_BLOBS : encoded.blobs;
     wire.checkSize(payload, blobs);
     const id = wire.allocId();
     if (traced) {
-      traced.trace = wire.traceMessage('out', 'sendSync', channel, id, wireBytes(encoded), tp);
+      traced.trace = wire.traceMessage('out', 'sendSync', channel, id, wireBytes(encoded!), tp);
       traced.t0 = performance.now();
       if (chSyncStart.hasSubscribers) chSyncStart.publish(traced.trace);
     }
     const timeout = timeoutMs && timeoutMs > 0 ? timeoutMs : 0;
     let raw: Buffer | Buffer[];
     try {
-      raw = wire.call(id, payload, blobs, timeout, stillAlive, encoded.handles ?? null);
-      encoded.sent?.();
+      raw = wire.call(id, payload, blobs, timeout, stillAlive, encoded?.handles ?? null);
+      encoded?.sent?.();
     } catch (err) {
       const code = codeOf(err);
       if (code === 'ERR_IPC_DISCONNECTED') {
