@@ -325,7 +325,8 @@ async function runGraph() {
     expected: g.sizes.length,
     keyOf: (obj) => (typeof obj.objects === 'number' ? obj.objects : undefined),
     describe: (obj) => `${obj.objects} objects: encode ${obj.encode_ms.ipcwire} ms (×${obj.encode_x_structured} msgpackr structured, ` +
-      `×${obj.encode_x_plain} plain), decode ${obj.decode_ms.ipcwire} ms (×${obj.decode_x_structured}, ×${obj.decode_x_plain})`,
+      `×${obj.encode_x_plain} plain), decode ${obj.decode_ms.ipcwire} ms (×${obj.decode_x_structured}, ×${obj.decode_x_plain}); ` +
+      `CPU time: encode ×${obj.encode_cpu_x_structured} / ×${obj.encode_cpu_x_plain}, decode ×${obj.decode_cpu_x_structured} / ×${obj.decode_cpu_x_plain}`,
   });
   return [...rows.values()];
 }

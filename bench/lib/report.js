@@ -278,10 +278,16 @@ function mdTable(head, rows) {
 const GRAPH_HEAD = ['objects', 'MB', 'encode ipcwire', 'msgpackr structured', 'msgpackr plain', '×structured', '×plain',
   'decode ipcwire', 'msgpackr structured', 'msgpackr plain', '×structured', '×plain'];
 
-function graphRows(results) {
-  return results.graph.map((g) => [g.objects.toLocaleString('en-US'), (g.bytes / 1e6).toFixed(1),
-    g.encode_ms.ipcwire, g.encode_ms.msgpackr_structured, g.encode_ms.msgpackr_plain, g.encode_x_structured, g.encode_x_plain,
-    g.decode_ms.ipcwire, g.decode_ms.msgpackr_structured, g.decode_ms.msgpackr_plain, g.decode_x_structured, g.decode_x_plain]);
+/** The graph rows in wall time (`cpu` false) or in the process's CPU time (rows from before it was measured: none). */
+function graphRows(results, cpu = false) {
+  const k = cpu ? '_cpu' : '';
+  return results.graph.filter((g) => !cpu || g.encode_cpu_ms).map((g) => {
+    const enc = g[`encode${k}_ms`];
+    const dec = g[`decode${k}_ms`];
+    return [g.objects.toLocaleString('en-US'), (g.bytes / 1e6).toFixed(1),
+      enc.ipcwire, enc.msgpackr_structured, enc.msgpackr_plain, g[`encode${k}_x_structured`], g[`encode${k}_x_plain`],
+      dec.ipcwire, dec.msgpackr_structured, dec.msgpackr_plain, g[`decode${k}_x_structured`], g[`decode${k}_x_plain`]];
+  });
 }
 
 const STREAM_TP_HEAD = ['total', 'chunks', 'stream MB/s', 'send MB/s', 'stream/send', 'CPU ms/GiB stream main', 'renderer', 'send main', 'renderer'];
@@ -366,6 +372,9 @@ function sections(results, fmt) {
   if (results.scale.length) out.push(['Scale: N renderers doing sendSync at once against one main (unpinned)', fmt(SCALE_HEAD, scaleRows(results))]);
   if (results.idle && results.idle.length) out.push(['Idle connections: silent renderers held open against one main, active renderers doing sendSync meanwhile (unpinned)', fmt(IDLE_HEAD, idleRows(results))]);
   if (results.graph && results.graph.length) out.push(['Big object graphs: one message of N {id, name, tags} objects, ms (median), ipcwire against msgpackr alone in the same process', fmt(GRAPH_HEAD, graphRows(results))]);
+  if (results.graph && results.graph.some((g) => g.encode_cpu_ms)) {
+    out.push(['Big object graphs, the same calls in CPU time of the process (all its threads), ms (median)', fmt(GRAPH_HEAD, graphRows(results, true))]);
+  }
   out.push(...streamTables(results, fmt));
   out.push(...portTables(results, fmt));
   out.push(...zeroCopyTables(results, fmt));

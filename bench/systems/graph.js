@@ -3,7 +3,9 @@
 // `{ id, name, tags: [a, b] }`, through ipcwire's codec (the clone check, then msgpackr) against msgpackr
 // alone in the same process: the same msgpackr configured as ipcwire configures it (structured clone:
 // shared and cyclic references) and msgpackr's default `pack`/`unpack` (no reference tracking, the floor).
-// Medians of `reps` rounds per size, each round in a fresh order so no arm always runs on a warmer heap.
+// Medians of `reps` rounds per size, each round in a fresh order so no arm always runs on a warmer heap. Each call
+// is timed twice: wall time, and the process's CPU time (every thread, the GC's helpers included), which holds
+// within ~10 % on a loaded machine where wall time swings 2×: its ratios are the ones to compare across runs.
 // Usage: node graph.js [--sizes 100000,1000000] [--reps 5]; prints one JSON line per size on stdout.
 const path = require('node:path');
 
@@ -27,10 +29,14 @@ function make(n) {
 const structured = new msgpackr.Packr({ structuredClone: true, moreTypes: true, int64AsType: 'bigint' });
 const plain = new msgpackr.Packr();
 
+/** [wall ms, CPU ms, fn's result] */
 function time(fn) {
+  const c0 = process.cpuUsage();
   const t0 = process.hrtime.bigint();
   const out = fn();
-  return [Number(process.hrtime.bigint() - t0) / 1e6, out];
+  const wall = Number(process.hrtime.bigint() - t0) / 1e6;
+  const cpu = process.cpuUsage(c0);
+  return [wall, (cpu.user + cpu.system) / 1000, out];
 }
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 
@@ -43,38 +49,35 @@ for (const n of sizes) {
     plain: { enc: () => plain.pack(message), dec: (b) => plain.unpack(b) },
   };
   const t = {};
-  for (const k of Object.keys(arms)) t[k] = { enc: [], dec: [] };
+  for (const k of Object.keys(arms)) t[k] = { enc: [], dec: [], encCpu: [], decCpu: [] };
   let bytes = 0;
   for (let r = 0; r < reps + 1; r++) {
     const order = Object.keys(arms);
     if (r % 2) order.reverse();
     for (const k of order) {
       if (global.gc) global.gc();
-      const [enc, buf] = time(arms[k].enc);
+      const [enc, encCpu, buf] = time(arms[k].enc);
       const bytesCopy = Buffer.from(buf); // the packer's buffer is reused by its next pack
       if (global.gc) global.gc();
-      const [dec, back] = time(() => arms[k].dec(bytesCopy));
+      const [dec, decCpu, back] = time(() => arms[k].dec(bytesCopy));
       const list = (Array.isArray(back) ? back[1] : back.args)[0].list;
       if (!list || list.length !== n || list[n - 1].name !== `item-${n - 1}`) throw new Error(`${k}: wrong round trip`);
       if (k === 'ipcwire') bytes = bytesCopy.length;
       if (r > 0) { // the first round warms up every arm
         t[k].enc.push(enc);
         t[k].dec.push(dec);
+        t[k].encCpu.push(encCpu);
+        t[k].decCpu.push(decCpu);
       }
     }
   }
   const m = (k, d) => Math.round(median(t[k][d]));
   const ratio = (a, b) => Math.round((a / b) * 100) / 100;
-  const row = {
-    objects: n,
-    bytes,
-    reps,
-    encode_ms: { ipcwire: m('ipcwire', 'enc'), msgpackr_structured: m('structured', 'enc'), msgpackr_plain: m('plain', 'enc') },
-    decode_ms: { ipcwire: m('ipcwire', 'dec'), msgpackr_structured: m('structured', 'dec'), msgpackr_plain: m('plain', 'dec') },
-  };
-  row.encode_x_structured = ratio(row.encode_ms.ipcwire, row.encode_ms.msgpackr_structured);
-  row.encode_x_plain = ratio(row.encode_ms.ipcwire, row.encode_ms.msgpackr_plain);
-  row.decode_x_structured = ratio(row.decode_ms.ipcwire, row.decode_ms.msgpackr_structured);
-  row.decode_x_plain = ratio(row.decode_ms.ipcwire, row.decode_ms.msgpackr_plain);
+  const arm3 = (d) => ({ ipcwire: m('ipcwire', d), msgpackr_structured: m('structured', d), msgpackr_plain: m('plain', d) });
+  const row = { objects: n, bytes, reps, encode_ms: arm3('enc'), decode_ms: arm3('dec'), encode_cpu_ms: arm3('encCpu'), decode_cpu_ms: arm3('decCpu') };
+  for (const [key, ms] of [['encode', 'encode_ms'], ['decode', 'decode_ms'], ['encode_cpu', 'encode_cpu_ms'], ['decode_cpu', 'decode_cpu_ms']]) {
+    row[`${key}_x_structured`] = ratio(row[ms].ipcwire, row[ms].msgpackr_structured);
+    row[`${key}_x_plain`] = ratio(row[ms].ipcwire, row[ms].msgpackr_plain);
+  }
   process.stdout.write(JSON.stringify(row) + '\n');
 }
