@@ -239,6 +239,55 @@ describe('small sendSync', () => {
     expect(codec.encodeSmallReply([[1]])).toBe(null);
   });
 
+  test('small sendSync: the small decoders read what the general decoder reads, and decline truncated, trailing or other bytes', () => {
+    const codec = nodeRequire(path.join(ROOT, 'dist', 'cjs', 'codec.js'));
+    const same = (a: unknown, b: unknown): boolean =>
+      Array.isArray(a) ? Array.isArray(b) && a.length === b.length && a.every((x, i) => Object.is(x, b[i])) : Object.is(a, b);
+    const pad = Buffer.from([0x92, 0x92, 0xc1]);
+    let fast = 0;
+    for (const v of flat) {
+      for (const value of [v, [v, 'x'], [v, v, v]]) {
+        const reply = Buffer.from(codec.encodeValue([0, value], 'returnValue', true, 0, true).payload);
+        const got = codec.decodeSmallReply(reply);
+        if (got !== codec.NOT_SMALL) fast++;
+        expect(got === codec.NOT_SMALL || same(got, codec.decode(reply)[1])).toBe(true);
+        for (let cut = 0; cut < reply.length; cut++) expect(codec.decodeSmallReply(reply.subarray(0, cut))).toBe(codec.NOT_SMALL);
+        expect(codec.decodeSmallReply(Buffer.concat([reply, Buffer.from([0])]))).toBe(codec.NOT_SMALL);
+        const args = Array.isArray(value) ? value : [value];
+        // In place, inside a larger chunk, as main reads frames.
+        const msg = Buffer.concat([pad, Buffer.from(codec.encodeMessage('ch', args, true).payload), pad]);
+        const small = codec.decodeSmallMessage(msg, pad.length, msg.length - pad.length);
+        const general = codec.decodeMessage(msg, null, pad.length, msg.length - pad.length);
+        expect(small === null || (small.channel === general.channel && same(small.args, general.args) && small.traceparent === undefined)).toBe(true);
+        if (small !== null) fast++;
+        expect(codec.decodeSmallMessage(msg, pad.length, msg.length - pad.length - 1)).toBe(null);
+      }
+    }
+    expect(fast).toBeGreaterThan(flat.length * 4); // most of them took the small path
+    // Other values, and the forms the small encoder never writes (64–127 as one byte, float32, maps, nested arrays).
+    for (const value of [{ a: 1 }, [[1]], -0, 'é', 10n, undefined]) {
+      expect(codec.decodeSmallReply(Buffer.from(codec.encodeValue([0, value], 'returnValue', true, 0, true).payload))).toBe(codec.NOT_SMALL);
+    }
+    for (const bytes of [[0x92, 0x00, 0x40], [0x92, 0x00, 0xca, 0, 0, 0, 0], [0x92, 0x00, 0x80], [0x92, 0x01, 0xc0], [0x92, 0x00, 0xa1, 0xc3]]) {
+      expect(codec.decodeSmallReply(Buffer.from(bytes))).toBe(codec.NOT_SMALL);
+    }
+    // Random bytes: whatever the small decoders accept, the general one reads the same way.
+    let seed = 12345;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 8) / 2 ** 24;
+    for (let k = 0; k < 50_000; k++) {
+      const b = Buffer.from(Array.from({ length: 1 + Math.floor(rnd() * 12) }, () => Math.floor(rnd() * 256)));
+      if (rnd() < 0.6) b[0] = 0x92;
+      if (b.length > 1 && rnd() < 0.5) b[1] = rnd() < 0.5 ? 0 : 0xa0 | Math.floor(rnd() * 3);
+      const r = codec.decodeSmallReply(b);
+      if (r !== codec.NOT_SMALL) expect(same(r, codec.decode(b)[1]) && codec.decode(b)[0] === 0).toBe(true);
+      const m = codec.decodeSmallMessage(b, 0, b.length);
+      if (m !== null) {
+        const g = codec.decodeMessage(b);
+        expect(m.channel === g.channel && same(m.args, g.args)).toBe(true);
+      }
+    }
+  });
+
   test('small sendSync: flat and general calls mixed with sends arrive in order with their values intact, replies too; an unclonable argument is still refused', { timeout: 30_000 }, async () => {
     const main = makeMain();
     const order: string[] = [];

@@ -724,6 +724,132 @@ function writeFlatValue(buf: Buffer, pos: number, v: unknown): number {
   }
 }
 
+/** What {@link decodeSmallReply} returns for a reply it does not cover. */
+export const NOT_SMALL: unique symbol = Symbol('not small');
+
+/**
+ * The value of a sendSync reply `[0, value]` whose value is one flat value or a fixarray of them, in the forms
+ * the small encoder writes (ASCII strings, integers up to 32 bits except 64–127 as one byte, float64, booleans,
+ * null), read straight from `payload`: no DataView or other state added to a Buffer that is used once. Anything
+ * else, including any malformed or truncated byte, is {@link NOT_SMALL}, for the general decoder to handle.
+ */
+export function decodeSmallReply(payload: Buffer): unknown {
+  const end = payload.length;
+  if (end < 3 || payload[0] !== 0x92 || payload[1] !== 0x00) return NOT_SMALL;
+  const head = payload[2];
+  if ((head & 0xf0) !== 0x90) {
+    const v = readFlat(payload, 2, end);
+    return readEnd === end ? v : NOT_SMALL;
+  }
+  const n = head & 0x0f;
+  const out = new Array<unknown>(n);
+  let pos = 3;
+  for (let i = 0; i < n; i++) {
+    const v = readFlat(payload, pos, end);
+    if (v === NOT_SMALL) return NOT_SMALL;
+    out[i] = v;
+    pos = readEnd;
+  }
+  return pos === end ? out : NOT_SMALL;
+}
+
+/**
+ * A message `[channel, args]` in the small encoder's forms (see {@link decodeSmallReply}), decoded in place from
+ * `src[start..end)`; null for anything else, which the general decoder then handles (and refuses if malformed).
+ */
+export function decodeSmallMessage(src: Buffer, start: number, end: number): DecodedMessage | null {
+  if (end - start < 3 || src[start] !== 0x92) return null;
+  const channel = readFlat(src, start + 1, end);
+  if (typeof channel !== 'string') return null;
+  let pos = readEnd;
+  if (pos >= end) return null;
+  const head = src[pos++];
+  if ((head & 0xf0) !== 0x90) return null;
+  const n = head & 0x0f;
+  const args: unknown[] = [];
+  for (let i = 0; i < n; i++) {
+    const v = readFlat(src, pos, end);
+    if (v === NOT_SMALL) return null;
+    args.push(v);
+    pos = readEnd;
+  }
+  return pos === end ? { channel, args, traceparent: undefined } : null;
+}
+
+/** Where the last {@link readFlat} stopped. */
+let readEnd = 0;
+
+function readFlat(b: Buffer, pos: number, end: number): unknown {
+  if (pos >= end) return NOT_SMALL;
+  const t = b[pos];
+  if (t < 0x40) {
+    readEnd = pos + 1;
+    return t;
+  }
+  if (t >= 0xe0) {
+    readEnd = pos + 1;
+    return t - 0x100;
+  }
+  let len: number;
+  let at: number;
+  if ((t & 0xe0) === 0xa0) {
+    len = t & 0x1f;
+    at = pos + 1;
+  } else {
+    switch (t) {
+      case 0xc0:
+        readEnd = pos + 1;
+        return null;
+      case 0xc2:
+        readEnd = pos + 1;
+        return false;
+      case 0xc3:
+        readEnd = pos + 1;
+        return true;
+      case 0xcc:
+        if (pos + 2 > end) return NOT_SMALL;
+        readEnd = pos + 2;
+        return b[pos + 1];
+      case 0xcd:
+        if (pos + 3 > end) return NOT_SMALL;
+        readEnd = pos + 3;
+        return b.readUInt16BE(pos + 1);
+      case 0xce:
+        if (pos + 5 > end) return NOT_SMALL;
+        readEnd = pos + 5;
+        return b.readUInt32BE(pos + 1);
+      case 0xd0:
+        if (pos + 2 > end) return NOT_SMALL;
+        readEnd = pos + 2;
+        return b.readInt8(pos + 1);
+      case 0xd1:
+        if (pos + 3 > end) return NOT_SMALL;
+        readEnd = pos + 3;
+        return b.readInt16BE(pos + 1);
+      case 0xd2:
+        if (pos + 5 > end) return NOT_SMALL;
+        readEnd = pos + 5;
+        return b.readInt32BE(pos + 1);
+      case 0xcb:
+        if (pos + 9 > end) return NOT_SMALL;
+        readEnd = pos + 9;
+        return b.readDoubleBE(pos + 1);
+      case 0xd9:
+        if (pos + 2 > end) return NOT_SMALL;
+        len = b[pos + 1];
+        at = pos + 2;
+        break;
+      default:
+        return NOT_SMALL;
+    }
+  }
+  const stop = at + len;
+  if (stop > end) return NOT_SMALL;
+  for (let i = at; i < stop; i++) if (b[i] >= 0x80) return NOT_SMALL;
+  readEnd = stop;
+  return b.toString('latin1', at, stop);
+}
+
 /** A str8/fixstr of an ASCII string at `pos`; the position after it, or -1 (not ASCII, or no room). */
 function writeAscii(buf: Buffer, pos: number, s: string): number {
   const len = s.length;

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { debuglog } from 'node:util';
 import { Kind, PROTOCOL_VERSION, native, type NativeConnection, type NativeCredentials, type NativeServer } from './native';
-import { decode, decodeMessage, encodeMessage, toWireError, type WireError } from './codec';
+import { decode, decodeMessage, decodeSmallMessage, encodeMessage, toWireError, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkTimeout, codeOf, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import {
@@ -395,7 +395,9 @@ export class Peer<C = AnyChannels> extends EventEmitter {
         return;
       }
       case Kind.SYNC: {
-        const { channel, args, traceparent } = decodeMessage(src, blobs, start, end);
+        // Most calls are a few flat values: read directly (anything else goes to the general decoder).
+        const { channel, args, traceparent } = (blobs === null ? decodeSmallMessage(src, start, end) : null) ??
+          decodeMessage(src, blobs, start, end);
         if (chHandleStart.hasSubscribers || chHandleEnd.hasSubscribers) {
           const trace = this.traceIn('sendSync', channel, id, src, start, end, blobs, traceparent);
           (this.syncTraces ??= new Map()).set(id, { trace, t0: performance.now() });

@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { FRAME_HEADER_BYTES, Kind, PROTOCOL_VERSION, native, type NativeCredentials } from './native';
-import { decode, decodeMessage, encodeMessage, encodeSmallSync, encodeValue, fromWireError, type Encoded, type WireError } from './codec';
+import { decode, decodeMessage, decodeSmallReply, encodeMessage, encodeSmallSync, encodeValue, NOT_SMALL, fromWireError, type Encoded, type WireError } from './codec';
 import { checkCallOptions, checkChannel, checkTimeout, codeOf, disconnectedError, makeError, positiveInt, type CallOptions } from './errors';
 import { HandlerRegistry, type InvokeHandler, type TypedHandler } from './handlers';
 import {
@@ -453,6 +453,11 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
         throw makeError('ERR_IPC_TIMEOUT', `sendSync('${channel}') got no reply within ${timeout} ms`, { timeout });
       }
       throw err;
+    }
+    if (!traced && !Array.isArray(raw)) {
+      // Most answers are a few flat values: read directly (anything else goes on to the general decoder).
+      const value = decodeSmallReply(raw);
+      if (value !== NOT_SMALL) return value;
     }
     if (traced) {
       const parts = Array.isArray(raw) ? raw : [raw];
