@@ -23,6 +23,7 @@ trap 'rm -rf "$work"' EXIT
 GLIBC_FLOOR=2.28
 GLIBCXX_MAX=3.4.21
 mapfile -t ALL < <(node scripts/lib/prebuilds.js binaries)
+[ ${#ALL[@]} -gt 0 ] || { echo "check-prebuilds: no binaries from scripts/lib/prebuilds.js" >&2; exit 2; }
 if [ $# -gt 0 ]; then files=("$@"); else files=("${ALL[@]}"); fi
 
 # version_le A B: A <= B as dotted versions.

@@ -30,6 +30,7 @@ ROOT=$PWD
 ZIG_VERSION=0.14.0-dev.2456
 ZIG_INTEGRITY='sha512-9jImXRTybgh+12zLpE4Jg5Y6TNBomKxiWTxCTCMRxy6qI9gBqw3Vm8SZmnHgakxF+rK0INPJm293iqOvafHeKw=='
 mapfile -t ALL < <(node scripts/lib/prebuilds.js targets)
+[ ${#ALL[@]} -gt 0 ] || { echo "prebuild: no targets from scripts/lib/prebuilds.js" >&2; exit 2; }
 if [ $# -gt 0 ]; then targets=("$@"); else targets=("${ALL[@]}"); fi
 for t in "${targets[@]}"; do
   [[ " ${ALL[*]} " == *" $t "* ]] || { echo "prebuild: unknown target $t (one of: ${ALL[*]})" >&2; exit 2; }
