@@ -87,6 +87,7 @@ class ShmPool : public Napi::ObjectWrap<ShmPool> {
                            InstanceMethod<&ShmPool::Put>("put"),
                            InstanceMethod<&ShmPool::Alloc>("alloc"),
                            InstanceMethod<&ShmPool::Stats>("stats"),
+                           InstanceMethod<&ShmPool::CopyOut>("copyOut"),
                            InstanceMethod<&ShmPool::Close>("close"),
                        });
   }
@@ -168,6 +169,21 @@ class ShmPool : public Napi::ObjectWrap<ShmPool> {
     return Napi::Value(env, buf);
   }
 
+  // copyOut(offset, length) -> Buffer: a copy of bytes of this pool that the peer referred to instead of sending
+  // them back (an echo of a view it had of them). ERR_IPC_BAD_FRAME unless they lie inside one block in use.
+  Napi::Value CopyOut(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t offset = ToU32(info[0]), length = ToU32(info[1]);
+    uint32_t slot = 0, at = 0;
+    uint8_t* base = pool_ ? pool_->mapping()->base() : nullptr;
+    if (base == nullptr || offset == 0xffffffffu || length == 0xffffffffu ||
+        offset > pool_->mapping()->size() || !pool_->Find(base + offset, length, &slot, &at)) {
+      ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "A reference to shared memory that is not a block in use"));
+    }
+    KeepLargeFreesWarm(length);
+    return Napi::Buffer<uint8_t>::Copy(env, base + offset, length);
+  }
+
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object out = Napi::Object::New(env);
@@ -195,6 +211,7 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
                        {
                            InstanceAccessor<&ShmMapping::GetSize>("size"),
                            InstanceMethod<&ShmMapping::View>("view"),
+                           InstanceMethod<&ShmMapping::Locate>("locate"),
                            InstanceMethod<&ShmMapping::Stats>("stats"),
                            InstanceMethod<&ShmMapping::Close>("close"),
                        });
@@ -277,6 +294,21 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
     Napi::Object out = Napi::Object::New(env);
     out.Set("viewBytes", Napi::Number::New(env, mapping_ ? static_cast<double>(mapping_->live_view_bytes().load()) : 0));
     return out;
+  }
+
+  // locate(bytes) -> offset | -1: where `bytes` lie in the peer's segment when they lie wholly inside its data
+  // area (a view of one of its blocks, or part of one), else -1.
+  Napi::Value Locate(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!mapping_ || !info[0].IsTypedArray()) return Napi::Number::New(env, -1);
+    Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+    const uint8_t* p = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    const uint8_t* base = mapping_->base();
+    size_t length = ta.ByteLength();
+    if (p < base + shm::kHeaderBytes || p > base + mapping_->size() || length > static_cast<size_t>(base + mapping_->size() - p)) {
+      return Napi::Number::New(env, -1);
+    }
+    return Napi::Number::New(env, static_cast<double>(p - base));
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

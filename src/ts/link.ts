@@ -51,6 +51,11 @@ export const DEFAULT_SHM_POOL_SIZE = 64 * 1024 * 1024;
 /** Segment numbers: one pool per side for messages, and main's pool for sendSync replies. */
 const SEG_MESSAGES = 0;
 const SEG_SYNC_REPLIES = 1;
+/**
+ * In a sendSync reply only: the byte array lies in the receiver's own message pool (the return value holds a
+ * view main received of it, echoed back), at the frame's offset; nothing was copied into main's pool.
+ */
+const SEG_YOURS = 2;
 /** sendSync reply byte arrays up to this size are copied out of shared memory (see syncReplyParts). */
 const SYNC_REPLY_COPY_BYTES = 16 * 1024 * 1024;
 /** Bytes of an SHM_BLOB payload: u32le segment, slot, offset, length. */
@@ -61,6 +66,16 @@ const SHM_BLOB_BYTES = 16;
  * 64 MiB, not three.
  */
 const SHM_HEADER_BYTES = 4096;
+
+/** The payload of an SHM_BLOB frame. */
+function shmBlobPayload(segment: number, slot: number, offset: number, length: number): Buffer {
+  const p = Buffer.allocUnsafe(SHM_BLOB_BYTES);
+  p.writeUInt32LE(segment, 0);
+  p.writeUInt32LE(slot, 4);
+  p.writeUInt32LE(offset, 8);
+  p.writeUInt32LE(length, 12);
+  return p;
+}
 
 /** Resolved shared-memory settings; null when off (`shm: false`, or the platform has none). */
 export interface SharedMemoryConfig {
@@ -258,12 +273,19 @@ export class Link<E> implements StreamTransport {
   peerShm = false;
   /** The peer (a renderer) takes sendSync replies through shared memory (`shmSync` in its hello). */
   peerShmSync = false;
+  /**
+   * The peer (a renderer) takes, in a sendSync reply, a reference to bytes of its own message pool in place of
+   * a copy of them (`shmEcho` in its hello): what an echo of a view main received becomes.
+   */
+  peerShmEcho = false;
   /** This side's pools by segment number, each made on first use; `shmOutFailed` once making one failed (seccomp…). */
   private readonly shmOut: Array<NativeShmPool | null> = [null, null];
   private shmOutFailed = false;
   /** Byte arrays sent through the pool, and those of at least the threshold that fell back to the socket. */
   private shmSent = 0;
   private shmFellBack = 0;
+  /** sendSync reply byte arrays sent back to the peer as references to its own pool (no copy). */
+  private shmEchoed = 0;
   /** The peer's pools, mapped here, by segment number. */
   private readonly shmIn: Array<NativeShmMapping | null> = [null, null];
   /** This side's shared-memory settings, offered in the handshake; null when off or not available here. */
@@ -458,15 +480,20 @@ export class Link<E> implements StreamTransport {
    * has room (one copy, or none for an allocShared Buffer), else as a BLOB frame.
    */
   private writeBlob(blob: Uint8Array, segment: number | null = SEG_MESSAGES): void {
+    if (segment === SEG_SYNC_REPLIES && this.peerShmEcho && blob.byteLength >= this.shm!.threshold) {
+      // Bytes of the renderer's own pool (a view of an argument, echoed back): the blocked renderer copies them
+      // out before it allocates in that pool again, so their place is enough.
+      const offset = this.shmIn[SEG_MESSAGES]?.locate(blob) ?? -1;
+      if (offset >= 0) {
+        this.writeFrame(Kind.SHM_BLOB, 0, shmBlobPayload(SEG_YOURS, 0, offset, blob.byteLength));
+        this.shmEchoed++;
+        return;
+      }
+    }
     if (segment !== null && this.peerShm && blob.byteLength >= this.shm!.threshold) {
       const at = this.sharedPool(segment)?.put(blob);
       if (at) {
-        const p = Buffer.allocUnsafe(SHM_BLOB_BYTES);
-        p.writeUInt32LE(segment, 0);
-        p.writeUInt32LE(at[0], 4);
-        p.writeUInt32LE(at[1], 8);
-        p.writeUInt32LE(blob.byteLength, 12);
-        this.writeFrame(Kind.SHM_BLOB, 0, p);
+        this.writeFrame(Kind.SHM_BLOB, 0, shmBlobPayload(segment, at[0], at[1], blob.byteLength));
         this.shmSent++;
         return;
       }
@@ -514,13 +541,14 @@ export class Link<E> implements StreamTransport {
 
   /**
    * @internal Test hook: whether both sides agreed on shared memory, byte arrays sent through it and those that
-   * fell back to the socket, and this side's pool blocks not yet given back; on the receiving side, bytes of the
-   * peer's blocks that views still hold.
+   * fell back to the socket, sendSync reply byte arrays sent as references to the peer's own pool (`echoed`), and
+   * this side's pool blocks not yet given back; on the receiving side, bytes of the peer's blocks that views still hold.
    */
   _sharedStats(): {
     agreed: boolean;
     sent: number;
     fellBack: number;
+    echoed: number;
     blocks: number;
     bytesInUse: number;
     viewBytes: number;
@@ -537,7 +565,7 @@ export class Link<E> implements StreamTransport {
       const st = mapping?.stats();
       viewBytes += st?.viewBytes ?? 0;
     }
-    return { agreed: this.peerShm, sent: this.shmSent, fellBack: this.shmFellBack, blocks, bytesInUse, viewBytes };
+    return { agreed: this.peerShm, sent: this.shmSent, fellBack: this.shmFellBack, echoed: this.shmEchoed, blocks, bytesInUse, viewBytes };
   }
 
   /** The peer's SHM frame: maps its segment (the descriptor came on the HANDLES frame before it). */
@@ -561,6 +589,16 @@ export class Link<E> implements StreamTransport {
     if (!mapping) throw makeError('ERR_IPC_BAD_FRAME', 'A shared-memory byte array without a shared segment');
     const length = src.readUInt32LE(start + 12);
     return mapping.view(src.readUInt32LE(start + 4), src.readUInt32LE(start + 8), length, length <= copyUpTo);
+  }
+
+  /**
+   * A copy of bytes of this side's own message pool that a sendSync reply refers to (an argument main echoed
+   * back). ERR_IPC_BAD_FRAME unless they lie inside one block of the pool in use.
+   */
+  private ownBlob(src: Buffer, start: number): Buffer {
+    const pool = this.shm ? this.shmOut[SEG_MESSAGES] : null;
+    if (!pool) throw makeError('ERR_IPC_BAD_FRAME', 'A reference to a shared-memory pool this side has not made');
+    return pool.copyOut(src.readUInt32LE(start + 8), src.readUInt32LE(start + 12));
   }
 
   /**
@@ -589,6 +627,9 @@ export class Link<E> implements StreamTransport {
         else if (kind === Kind.SHM) this.mapPeerSegment(frame.readUInt32LE(5), frame.subarray(FRAME_HEADER_BYTES));
         // Copied out (and the block given back at once) up to 16 MiB, as the addon does with a reply's BLOB frames:
         // a loop of sendSync calls never turns the event loop, so Buffer finalizers would not run meanwhile.
+        else if (kind === Kind.SHM_BLOB && frame.length === FRAME_HEADER_BYTES + SHM_BLOB_BYTES && frame.readUInt32LE(FRAME_HEADER_BYTES) === SEG_YOURS) {
+          blobs.push(this.ownBlob(frame, FRAME_HEADER_BYTES));
+        }
         else if (kind === Kind.SHM_BLOB) blobs.push(this.sharedBlob(frame, FRAME_HEADER_BYTES, frame.length, SYNC_REPLY_COPY_BYTES));
         else throw makeError('ERR_IPC_BAD_FRAME', `Unexpected frame kind ${kind} before a sendSync reply`);
       }

@@ -437,7 +437,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
   private onHello(payload: Buffer): void {
     const hello = decode(payload) as {
       magic?: unknown; version?: unknown; maxFrame?: unknown; syncBlobs?: unknown; inspect?: unknown;
-      shm?: unknown; shmSync?: unknown;
+      shm?: unknown; shmSync?: unknown; shmEcho?: unknown;
     } | null;
     if (typeof hello !== 'object' || hello === null || hello.magic !== 'ipcwire') {
       throw makeError('ERR_IPC_BAD_FRAME', 'Not an ipcwire handshake');
@@ -460,6 +460,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
     this.link.peerTakesSyncBlobs = hello.syncBlobs === true;
     this.link.peerShm = hello.shm === true && this.link.shm !== null;
     this.link.peerShmSync = this.link.peerShm && hello.shmSync === true;
+    this.link.peerShmEcho = this.link.peerShmSync && hello.shmEcho === true;
     if (refusal) {
       const { code, message } = refusal as Error & { code: string };
       this.refusal = refusal;

@@ -75,6 +75,11 @@ export interface NativeShmPool {
   put(bytes: Uint8Array): [number, number] | null;
   /** A Buffer over a fresh block (not zeroed), or null when none is free or external Buffers are refused. */
   alloc(size: number): Buffer | null;
+  /**
+   * A copy of `length` bytes at `offset` of this pool, which the peer referred to instead of sending them back.
+   * Throws ERR_IPC_BAD_FRAME unless they lie inside one block in use.
+   */
+  copyOut(offset: number, length: number): Buffer;
   /** Blocks not yet given back, and their bytes. */
   stats(): { blocks: number; bytesInUse: number };
   /** Idempotent. The mapping lives on until the last Buffer over one of its blocks is collected. */
@@ -89,6 +94,8 @@ export interface NativeShmMapping {
    * the Buffer is collected (at once for a copy). Throws ERR_IPC_BAD_FRAME for a block outside the segment.
    */
   view(slot: number, offset: number, length: number, copy?: boolean): Buffer;
+  /** The offset of `bytes` in the peer's segment when they lie inside its data area (a view of its block), else -1. */
+  locate(bytes: Uint8Array): number;
   /** Bytes of the peer's blocks that Buffers of this process still hold (views not yet collected). */
   stats(): { viewBytes: number };
   close(): void;

@@ -345,6 +345,9 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     // This addon's blocking call hands over the descriptors of the frames it holds with a reply (not on Windows,
     // whose handles travel in the frames): main may then send sendSync return values through shared memory.
     if (wire.shm && process.platform !== 'win32') hello.shmSync = true;
+    // And takes, in such a reply, a reference to bytes of its own pool in place of a copy (main echoing an
+    // argument it received through shared memory).
+    if (wire.shm && process.platform !== 'win32') hello.shmEcho = true;
     wire.write(Kind.HELLO, 0, encodeValue(hello, 'hello').payload);
     wire.updateRef();
     process.nextTick(() => this.link.emit('connect'));
