@@ -373,4 +373,46 @@ describe('values', () => {
     expect(r.e2.code).toBe('ERR_IPC_UNCLONABLE');
     expect(r.e2.path).toBe('args[1].list[1999].tags[1]');
   });
+
+  test('values: plain objects and arrays are refused for what their own keys make them (an async iterator, the transfer-only mark), objects of other classes as before', { timeout: 20_000 }, async () => {
+    const main = makeMain();
+    const got: unknown[] = [];
+    main.on('echo', (e: any, ...args: unknown[]) => {
+      got.push(args);
+      e.returnValue = args;
+    });
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const attempt = (...args) => { try { return { back: r.sendSync('echo', ...args) }; } catch (e) { return errInfo(e); } };
+      class Point { constructor() { this.x = 1; this.y = [2, , 4]; } }
+      const bare = Object.assign(Object.create(null), { a: 1, list: [{ b: 2 }] });
+      out('r', {
+        iterator: attempt({ a: [{ x: 1 }, { [Symbol.asyncIterator]: async function* () {} }] }),
+        inArray: attempt([[1, { n: 1 }], [{ deep: { [Symbol.for('ipcwire.transferOnly')]: true } }]]),
+        promise: attempt({ list: [{}, { p: Promise.resolve(1) }] }),
+        accepted: attempt(new Point(), bare, { shared: bare, again: bare }, [[{ k: 'v' }]]),
+      });
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r');
+    await exitsCleanly(child);
+    expect(r.iterator).toMatchObject({ code: 'ERR_IPC_UNCLONABLE', path: 'args[0].a[1]' });
+    expect(r.iterator.message).toContain('is a stream');
+    expect(r.inArray).toMatchObject({ code: 'ERR_IPC_UNCLONABLE', path: 'args[0][1][0].deep' });
+    expect(r.inArray.message).toContain('is a MessagePortMain');
+    expect(r.promise).toMatchObject({ code: 'ERR_IPC_UNCLONABLE', path: 'args[0].list[1].p' });
+    expect(r.promise.message).toContain('is a Promise');
+    // Only the accepted call reached main, intact: class instances and null-prototype objects travel as plain
+    // objects, holes and a shared object kept.
+    expect(got).toHaveLength(1);
+    const [point, bare, pair, nested] = got[0] as any[];
+    expect(point).toEqual({ x: 1, y: [2, undefined, 4] });
+    expect(1 in point.y).toBe(false);
+    expect(bare).toEqual({ a: 1, list: [{ b: 2 }] });
+    expect(pair.shared).toBe(pair.again);
+    expect(nested).toEqual([[{ k: 'v' }]]);
+    expect(r.accepted.back).toHaveLength(4);
+  });
 });

@@ -387,6 +387,16 @@ function propPath(base: string, key: string): string {
   return /^[A-Za-z_$][\w$]*$/.test(key) ? `${base}.${key}` : `${base}[${JSON.stringify(key)}]`;
 }
 
+/** Pushes an array's elements, last first (so they pop in order); true when it has holes (skipped). */
+function pushElements(array: unknown[], stack: unknown[]): boolean {
+  let holes = false;
+  for (let i = array.length - 1; i >= 0; i--) {
+    if (i in array) stack.push(array[i]);
+    else holes = true;
+  }
+  return holes;
+}
+
 const CLEAN: Inspection = { needsRewrite: false };
 const CLEAN_FLAT: Inspection = { needsRewrite: false, flat: true };
 
@@ -457,6 +467,30 @@ function inspect(root: unknown, rootPath: string, withBlobs = false): Inspection
       repeated = true;
       continue;
     }
+    // Plain objects and arrays, most of a big graph, skip the class checks below: none of those classes is on
+    // their prototype chain. What only own keys can make unclonable (an async iterator, the transfer-only mark)
+    // is still looked at.
+    const proto = Object.getPrototypeOf(value);
+    if (proto === Object.prototype) {
+      const own = value as Record<symbol, unknown>;
+      if (typeof own[Symbol.asyncIterator] === 'function' || own[TRANSFER_ONLY] === true) {
+        locate(root, rootPath);
+      }
+      const keys = Object.keys(value);
+      for (let i = 0; i < keys.length; i++) {
+        const key = keys[i];
+        if (key === '__proto__') needsRewrite = true;
+        stack.push((value as Record<string, unknown>)[key]);
+      }
+      continue;
+    }
+    if (proto === Array.prototype && Array.isArray(value)) {
+      if (pushElements(value, stack)) {
+        needsRewrite = true;
+        if (value.length > MAX_SPARSE_LENGTH) locate(root, rootPath);
+      }
+      continue;
+    }
     if (ArrayBuffer.isView(value)) {
       if (withBlobs && isBlobCandidate(value)) needsRewrite = true;
       continue;
@@ -467,14 +501,9 @@ function inspect(root: unknown, rootPath: string, withBlobs = false): Inspection
       continue;
     }
     if (Array.isArray(value)) {
-      const n = value.length;
-      for (let i = n - 1; i >= 0; i--) {
-        if (!(i in value)) {
-          needsRewrite = true;
-          if (n > MAX_SPARSE_LENGTH) locate(root, rootPath);
-          continue;
-        }
-        stack.push(value[i]);
+      if (pushElements(value, stack)) {
+        needsRewrite = true;
+        if (value.length > MAX_SPARSE_LENGTH) locate(root, rootPath);
       }
       continue;
     }
