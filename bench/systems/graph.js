@@ -10,6 +10,9 @@
 const path = require('node:path');
 
 const modulePath = process.env.IPCWIRE_BENCH_MODULE || path.join(__dirname, '..', '..');
+// The whole package first, as an application loads it: its handle types (sockets, ports) are then registered, and
+// the codec looks for them in every object it walks.
+require(modulePath);
 const codec = require(path.join(modulePath, 'dist', 'cjs', 'codec.js'));
 const msgpackr = require(require.resolve('msgpackr', { paths: [modulePath] }));
 
