@@ -327,6 +327,57 @@ describe('small sendSync', () => {
     expect(refused).toBe('ERR_IPC_UNCLONABLE');
     expect(order).toEqual(Array.from({ length: count }, (_, k) => [`send ${k}`, `sync ${k}`]).flat());
   });
+
+  test('small sendSync: a reply the renderer keeps (byte arrays, objects, strings, ~4 KiB either side) is never overwritten by later calls', { timeout: 30_000 }, async () => {
+    const main = makeMain();
+    // Reply i: its bytes all equal i % 251, in shapes the small decoder reads and those it hands to the general one.
+    main.on('bytes', (e: any, i: number, size: number) => {
+      const fill = i % 251;
+      const bytes = Buffer.alloc(size, fill);
+      const shape = i % 4;
+      if (shape === 0) e.returnValue = bytes;
+      else if (shape === 1) e.returnValue = { i, bytes, tail: new Uint8Array(3).fill(fill) };
+      else if (shape === 2) e.returnValue = [i, 'x'.repeat(size), bytes.subarray(0, 5)];
+      else e.returnValue = [i, 'é'.repeat(Math.ceil(size / 2))];
+    });
+    main.on('flat', (e: any, i: number) => (e.returnValue = [i, 'ok']));
+    const child = runNode(
+      `
+      const r = ipcwire.ipcRenderer;
+      const sizes = [1, 7, 100, 4000, 4090, 4096, 4100, 9000];
+      const kept = [];
+      let n = 0;
+      for (let round = 0; round < 6; round++) {
+        for (const size of sizes) {
+          const i = n++;
+          kept.push({ i, size, v: r.sendSync('bytes', i, size) });
+          // Flat answers and errors go through the same per-thread buffer in between.
+          if (r.sendSync('flat', 1000 + i)[0] !== 1000 + i) throw new Error('flat reply');
+          let code = null;
+          try { r.sendSync('nobody-listens'); } catch (e) { code = e.code; }
+          if (!code) throw new Error('an unanswered call returned');
+        }
+      }
+      const bad = [];
+      const all = (u, fill) => u instanceof Uint8Array && u.every((b) => b === fill);
+      for (const { i, size, v } of kept) {
+        const fill = i % 251;
+        const shape = i % 4;
+        const ok = shape === 0 ? all(v, fill) && v.length === size
+          : shape === 1 ? v.i === i && all(v.bytes, fill) && v.bytes.length === size && all(v.tail, fill)
+          : shape === 2 ? v[0] === i && v[1] === 'x'.repeat(size) && all(v[2], fill) && v[2].length === 5
+          : v[0] === i && v[1] === 'é'.repeat(Math.ceil(size / 2));
+        if (!ok) bad.push(i);
+      }
+      out('done', { bad, count: kept.length });
+    `,
+      { address: main.address },
+    );
+    const { bad, count } = await child.msg('done');
+    await exitsCleanly(child);
+    expect(count).toBe(48);
+    expect(bad).toEqual([]);
+  });
 });
 
 /** Source text that rebuilds `values` (the flat and general samples: numbers, strings, bigints, -0, …). */

@@ -762,8 +762,7 @@ export const NOT_SMALL: unique symbol = Symbol('not small');
  * null), read straight from `payload`: no DataView or other state added to a Buffer that is used once. Anything
  * else, including any malformed or truncated byte, is {@link NOT_SMALL}, for the general decoder to handle.
  */
-export function decodeSmallReply(payload: Buffer): unknown {
-  const end = payload.length;
+export function decodeSmallReply(payload: Buffer, end: number = payload.length): unknown {
   if (end < 3 || payload[0] !== 0x92 || payload[1] !== 0x00) return NOT_SMALL;
   const head = payload[2];
   if ((head & 0xf0) !== 0x90) {

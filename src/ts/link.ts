@@ -658,7 +658,7 @@ export class Link<E> implements StreamTransport {
    * follows every message sent before it.
    */
   call(id: number, payload: Uint8Array, blobs: readonly Uint8Array[], timeoutMs: number, alive: () => void,
-    handles: readonly number[] | null = null): Buffer | Buffer[] {
+    handles: readonly number[] | null = null, replyInto?: Uint8Array): Buffer | Buffer[] | number {
     this.assertOpen();
     this.checkQueue();
     // Large byte arrays go first as BLOB or SHM_BLOB frames (queued in order), then the descriptors; the blocking
@@ -666,7 +666,7 @@ export class Link<E> implements StreamTransport {
     for (const blob of blobs) this.writeBlob(blob);
     if (handles && handles.length > 0) this.writeHandles(handles);
     this.flushBatch();
-    return this.conn.call(id, payload, timeoutMs, alive);
+    return this.conn.call(id, payload, timeoutMs, alive, replyInto);
   }
 
   /**

@@ -147,8 +147,10 @@ export interface NativeConnection {
    * process.exit are noticed. `timeoutMs` <= 0 means no timeout.
    * Throws ERR_IPC_TIMEOUT, ERR_IPC_DISCONNECTED (peer gone; `onClose` follows asynchronously),
    * ERR_IPC_INTERRUPTED (the environment is terminating).
+   * With `replyInto`, a reply without BLOB frames that fits is copied into it and its length returned instead
+   * (the Windows addon ignores it and always returns a Buffer).
    */
-  call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void): Buffer | Buffer[];
+  call(id: number, payload: Uint8Array, timeoutMs: number, alive: () => void, replyInto?: Uint8Array): Buffer | Buffer[] | number;
   /** Block until everything queued is written or `timeoutMs` passes; used at process exit. Returns bytes left. */
   flush(timeoutMs: number): number;
   /** Whether the connection keeps the event loop alive (queued writes always do, until flushed). */

@@ -187,6 +187,11 @@ interface SyncTrace {
 }
 /** Called by the addon between wait slices of a blocking call so that thread termination is noticed. */
 const stillAlive = () => {};
+/**
+ * Where the addon copies a small sendSync reply of this thread (instead of a fresh Buffer per call): read at once
+ * by the small decoder, else copied out before anything else runs. Larger replies still come as their own Buffer.
+ */
+const replyScratch = Buffer.allocUnsafeSlow(4096);
 /** The blobs of a request that has none. */
 const NO_BLOBS: readonly Uint8Array[] = [];
 
@@ -440,9 +445,9 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
       if (chSyncStart.hasSubscribers) chSyncStart.publish(traced.trace);
     }
     const timeout = timeoutMs && timeoutMs > 0 ? timeoutMs : 0;
-    let raw: Buffer | Buffer[];
+    let got: Buffer | Buffer[] | number;
     try {
-      raw = wire.call(id, payload, blobs, timeout, stillAlive, encoded?.handles ?? null);
+      got = wire.call(id, payload, blobs, timeout, stillAlive, encoded?.handles ?? null, traced ? undefined : replyScratch);
       encoded?.sent?.();
     } catch (err) {
       const code = codeOf(err);
@@ -457,10 +462,22 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
       }
       throw err;
     }
-    if (!traced && !Array.isArray(raw)) {
-      // Most answers are a few flat values: read directly (anything else goes on to the general decoder).
-      const value = decodeSmallReply(raw);
+    let raw: Buffer | Buffer[];
+    if (typeof got === 'number') {
+      // The reply is in replyScratch, which the next call overwrites. Most answers are a few flat values, read
+      // at once into strings and numbers; anything else is copied out first, since the general decoder may
+      // hand the user views of its input (byte arrays).
+      const value = decodeSmallReply(replyScratch, got);
       if (value !== NOT_SMALL) return value;
+      raw = Buffer.allocUnsafeSlow(got);
+      replyScratch.copy(raw, 0, 0, got);
+    } else {
+      raw = got;
+      if (!traced && !Array.isArray(raw)) {
+        // Most answers are a few flat values: read directly (anything else goes on to the general decoder).
+        const value = decodeSmallReply(raw);
+        if (value !== NOT_SMALL) return value;
+      }
     }
     if (traced) {
       const parts = Array.isArray(raw) ? raw : [raw];

@@ -340,6 +340,18 @@ Napi::Value Connection::Call(const Napi::CallbackInfo& info) {
   double timeout_ms = ToDouble(info[2], 0);
   if (!info[3].IsFunction()) throw Napi::TypeError::New(env, "alive must be a function");
   Napi::Function alive = info[3].As<Napi::Function>();
+  // Optional: a reply that fits is copied into this caller-owned buffer and its length returned, instead of a
+  // fresh Buffer per call (a backing store, an ArrayBuffer and a view allocated and later collected each time).
+  uint8_t* scratch = nullptr;
+  size_t scratch_len = 0;
+  if (info.Length() > 4 && info[4].IsTypedArray()) {
+    Napi::TypedArray t = info[4].As<Napi::TypedArray>();
+    if (t.TypedArrayType() == napi_uint8_array) {
+      Napi::Uint8Array u = t.As<Napi::Uint8Array>();
+      scratch = u.Data();
+      scratch_len = u.ByteLength();
+    }
+  }
   if (in_call_) ThrowError(env, ErrorInfo::Ipc(codes::kBusy, "A blocking call is already in progress"));
   if (closed_ || peer_gone_ || ending_ || write_failed_)
     ThrowError(env, ErrorInfo::Ipc(codes::kDisconnected, "The connection is closed"));
@@ -380,7 +392,15 @@ Napi::Value Connection::Call(const Napi::CallbackInfo& info) {
       // result is [reply, ...blobs], the blobs copied the same way.
       // When shared-memory frames are among them, every held frame is returned whole (header included, so
       // that JS sees its kind) and the array is marked `frames: true`.
-      if (match.blobs.empty()) return ToBuffer(env, std::move(match.frame), kFrameHeaderBytes, kCopyReplyThreshold);
+      if (match.blobs.empty()) {
+        const size_t size = match.frame.size();
+        if (scratch != nullptr && size >= kFrameHeaderBytes && size - kFrameHeaderBytes <= scratch_len) {
+          const size_t body = size - kFrameHeaderBytes;
+          if (body > 0) memcpy(scratch, match.frame.data() + kFrameHeaderBytes, body);
+          return Napi::Number::New(env, static_cast<double>(body));
+        }
+        return ToBuffer(env, std::move(match.frame), kFrameHeaderBytes, kCopyReplyThreshold);
+      }
       {
         // The descriptors of the held HANDLES frames: right after those owed to frames JS has yet to see.
         size_t held = 0;

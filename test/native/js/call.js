@@ -24,6 +24,7 @@ if (scenario === 'server') {
         }
         if (f.kind !== 4) { if (text === 'exit') process.exit(0); continue; }
         if (text === 'echo') c.write(5, f.id, f.payload);
+        else if (text.startsWith('sized:')) c.write(5, f.id, Buffer.alloc(+text.slice(6), 'z'));
         else if (text === 'interleave') {
           c.write(3, 1, Buffer.from('before'));
           c.write(5, f.id + 1000, Buffer.from('other-id'));
@@ -57,6 +58,24 @@ if (scenario === 'client') {
     const sync = log.length;  // nothing delivered inside call()
     Promise.resolve().then(() => log.push('microtask'));
     setTimeout(() => { c.write(3, 0, Buffer.from('x')); report({ r, sync, log }); c.close(); }, 100);
+  } else if (which === 'reply-into') {
+    // A reply that fits the caller's buffer is copied there (its length returned); a larger one, or a buffer
+    // that is not a Uint8Array, gives a Buffer of its own and leaves the caller's bytes alone.
+    const into = Buffer.alloc(16, 0xee);
+    const fits = c.call(1, Buffer.from('sized:16'), 2000, noop, into);
+    const fitsBytes = into.toString('latin1');
+    into.fill(0xee);
+    const big = c.call(2, Buffer.from('sized:17'), 2000, noop, into);
+    const untouched = into.every((b) => b === 0xee);
+    const empty = c.call(3, Buffer.from('sized:0'), 2000, noop, into);
+    const other = c.call(4, Buffer.from('sized:3'), 2000, noop, new Float64Array(4));
+    const mixed = c.call(5, Buffer.from('interleave'), 2000, noop, into);
+    const mixedBytes = into.toString('latin1', 0, typeof mixed === 'number' ? mixed : 0);
+    setTimeout(() => {
+      report({ fits, fitsBytes, big: Buffer.isBuffer(big) && big.toString(), untouched, empty,
+        other: Buffer.isBuffer(other) && other.toString(), mixed, mixedBytes, log });
+      c.close();
+    }, 100);
   } else if (which === 'timeout') {
     let code;
     try { c.call(1, Buffer.from('late'), 100, noop); } catch (e) { code = e.code; }
@@ -140,6 +159,10 @@ async function main() {
   assert.strictEqual(o.sync, 0);
   // Delivered asynchronously: after the current task and its microtasks.
   assert.deepStrictEqual(o.log, ['microtask', '3:1:before', '5:1001:other-id', '3:2:after']);
+
+  o = await run('reply-into');
+  assert.deepStrictEqual(o, { fits: 16, fitsBytes: 'z'.repeat(16), big: 'z'.repeat(17), untouched: true, empty: 0,
+    other: 'zzz', mixed: 5, mixedBytes: 'reply', log: ['3:1:before', '5:1005:other-id', '3:2:after'] });
 
   o = await run('timeout');
   assert.strictEqual(o.code, 'ERR_IPC_TIMEOUT');
