@@ -20,9 +20,9 @@ trap 'rm -rf "$work"' EXIT
 . scripts/check-lib.sh
 
 platform="$(node -p 'process.platform + "-" + process.arch')"
-# Every binary the package ships (the prepack guard's list; scripts/prebuild.sh builds them all).
-mapfile -t binaries < <(sed -n "s/^  '\(prebuilds\/[^']*\.node\)',\$/\1/p" scripts/prepack-check.js)
-[ "${#binaries[@]}" -eq 8 ] || { echo "pack-check: read ${#binaries[@]} binaries from scripts/prepack-check.js, expected 8" >&2; exit 1; }
+# Every binary the package ships (scripts/lib/prebuilds.js, the list prebuild.sh builds and the prepack guard checks).
+mapfile -t binaries < <(node scripts/lib/prebuilds.js binaries)
+[ "${#binaries[@]}" -eq 8 ] || { echo "pack-check: read ${#binaries[@]} binaries from scripts/lib/prebuilds.js, expected 8" >&2; exit 1; }
 for b in "${binaries[@]}"; do
   if [ ! -s "$b" ]; then
     echo "pack-check: $b missing, building every prebuilt binary (scripts/prebuild.sh)"
