@@ -206,7 +206,23 @@ function driverConfig() {
   return JSON.parse(raw);
 }
 
+/**
+ * The frame handler of a main made of the addon alone (no TypeScript layer, no msgpack): each SYNC frame (kind 4)
+ * in the chunks `conn.start()` delivers is answered with its own payload as a SYNC_REPLY (kind 5).
+ */
+function echoSyncFrames(conn) {
+  return (chunks) => {
+    for (const b of chunks) {
+      for (let o = 0; o < b.length;) {
+        const len = b.readUInt32LE(o);
+        if (b[o + 4] === 4) conn.write(5, b.readUInt32LE(o + 5), b.subarray(o + 9, o + 4 + len));
+        o += 4 + len;
+      }
+    }
+  };
+}
+
 module.exports = {
   KiB, MiB, PAYLOADS, makeMessage, payloadBytes, emit, now, summarize, latency, throughput,
-  startServer, stopServer, exitOnStdinEnd, tmpSocket, runCells, driverConfig,
+  startServer, stopServer, exitOnStdinEnd, tmpSocket, runCells, driverConfig, echoSyncFrames,
 };

@@ -8,6 +8,7 @@ const path = require('node:path');
 const fs = require('node:fs');
 const os = require('node:os');
 const { fork } = require('node:child_process');
+const C = require('../lib/common');
 
 const root = path.join(__dirname, '..', '..');
 const addonPath = process.env.IPCWIRE_NATIVE_PATH ||
@@ -39,15 +40,7 @@ if (process.argv[2] === 'client') {
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'iwn-bench-'));
 const addr = path.join(dir, 's.sock');
 const server = binding.listen(addr, 64, 0o600, (conn) => {
-  conn.start((chunks) => {
-    for (const b of chunks) {
-      for (let o = 0; o < b.length;) {
-        const len = b.readUInt32LE(o);
-        if (b[o + 4] === 4) conn.write(5, b.readUInt32LE(o + 5), b.subarray(o + 9, o + 4 + len));
-        o += 4 + len;
-      }
-    }
-  }, noop, noop);
+  conn.start(C.echoSyncFrames(conn), noop, noop);
 }, (e) => { throw e; });
 const child = fork(__filename, ['client', addr, ...process.argv.slice(2)]);
 child.on('exit', (code) => {

@@ -11,40 +11,56 @@ const C = require('../lib/common');
 
 const modulePath = process.env.IPCWIRE_BENCH_MODULE || path.join(__dirname, '..', '..');
 
+/**
+ * One caller's closed-loop pieces, shared by the renderer and the addon-only client: `call()` makes one round trip
+ * (`roundTrip` throws on a failure, counted with the first one's code), `timed()` times one call into samples that
+ * grow as needed and returns the end time, `micros()` gives the samples in µs (0.1 µs resolution).
+ */
+function caller(roundTrip) {
+  const st = {
+    errors: 0,
+    firstError: null,
+    // Allocated and touched before the start: first-touch page faults cost ~11 µs per 4 KiB page on this VM.
+    samples: new Float64Array(1 << 16).fill(0),
+    n: 0,
+    call() {
+      try {
+        roundTrip();
+      } catch (err) {
+        st.errors++;
+        if (!st.firstError) st.firstError = String(err && (err.code || err.message));
+      }
+    },
+    timed() {
+      const t0 = C.now();
+      st.call();
+      const t1 = C.now();
+      if (st.n === st.samples.length) {
+        const bigger = new Float64Array(st.n * 2);
+        bigger.set(st.samples);
+        st.samples = bigger;
+      }
+      st.samples[st.n++] = t1 - t0;
+      return t1;
+    },
+    micros: () => Array.from(st.samples.subarray(0, st.n), (x) => Math.round(x / 100) / 10),
+  };
+  return st;
+}
+
 function renderer(sockPath, durationMs, warmupCalls, rate) {
   const { IpcRenderer } = require(modulePath);
   const r = new IpcRenderer();
   r.connect(sockPath);
   const msg = C.makeMessage('small');
-  let errors = 0;
-  let firstError = null;
-  const call = () => {
-    try {
-      const v = r.sendSync('ping', ...msg.args);
-      if (!Array.isArray(v) || v[1] !== 123) throw new Error('wrong echo');
-    } catch (err) {
-      errors++;
-      if (!firstError) firstError = String(err && (err.code || err.message));
-    }
-  };
+  const loop = caller(() => {
+    const v = r.sendSync('ping', ...msg.args);
+    if (!Array.isArray(v) || v[1] !== 123) throw new Error('wrong echo');
+  });
+  const timed = loop.timed;
   // Warm up before 'ready', so that the timed loop runs optimised code as a long-lived renderer would (a
   // renderer that makes only a few dozen calls in the window would otherwise stay in V8's interpreter).
-  for (let i = 0; i < warmupCalls; i++) call();
-  // Allocated and touched before the start: first-touch page faults cost ~11 µs per 4 KiB page on this VM.
-  let samples = new Float64Array(1 << 16).fill(0);
-  let n = 0;
-  const timed = () => {
-    const t0 = C.now();
-    call();
-    const t1 = C.now();
-    if (n === samples.length) {
-      const bigger = new Float64Array(n * 2);
-      bigger.set(samples);
-      samples = bigger;
-    }
-    samples[n++] = t1 - t0;
-    return t1;
-  };
+  for (let i = 0; i < warmupCalls; i++) loop.call();
   // Garbage collections inside the timed window (count, time by kind): part of where a renderer's CPU goes.
   const { PerformanceObserver, constants } = require('node:perf_hooks');
   let from = Infinity;
@@ -95,9 +111,9 @@ function renderer(sockPath, durationMs, warmupCalls, rate) {
     const faults = ru.minorPageFault - ru0.minorPageFault;
     const csw = ru.voluntaryContextSwitches - ru0.voluntaryContextSwitches;
     const icsw = ru.involuntaryContextSwitches - ru0.involuntaryContextSwitches;
-    const us = Array.from(samples.subarray(0, n), (x) => Math.round(x / 100) / 10);
     const cpuUs = cpu.user + cpu.system;
-    process.stdout.write(JSON.stringify({ calls: n, errors, firstError, start, end: t, cpuUs, faults, csw, icsw, gc, us }) + '\n', () => {
+    const { n: calls, errors, firstError } = loop;
+    process.stdout.write(JSON.stringify({ calls, errors, firstError, start, end: t, cpuUs, faults, csw, icsw, gc, us: loop.micros() }) + '\n', () => {
       r.close();
     });
   });
@@ -127,39 +143,20 @@ function rawRenderer(sockPath, durationMs, warmupCalls) {
   c.write(1, 0, encodeValue({ magic: 'ipcwire', version: PROTOCOL_VERSION }, 'hello').payload);
   const payload = encodeMessage('ping', C.makeMessage('small').args, true).payload;
   let id = 0;
-  let errors = 0;
-  let firstError = null;
-  const call = () => {
-    try {
-      const reply = c.call(++id, payload, 0, noop);
-      if (!(reply.length > 0)) throw new Error('empty reply');
-    } catch (err) {
-      errors++;
-      if (!firstError) firstError = String(err && (err.code || err.message));
-    }
-  };
-  for (let i = 0; i < warmupCalls; i++) call();
-  let samples = new Float64Array(1 << 16).fill(0);
-  let n = 0;
+  const loop = caller(() => {
+    const reply = c.call(++id, payload, 0, noop);
+    if (!(reply.length > 0)) throw new Error('empty reply');
+  });
+  for (let i = 0; i < warmupCalls; i++) loop.call();
   process.stdin.once('data', () => {
     const cpu0 = process.cpuUsage();
     const start = C.now();
     const end = start + durationMs * 1e6;
     let t = start;
-    while (t < end) {
-      const t0 = C.now();
-      call();
-      t = C.now();
-      if (n === samples.length) {
-        const bigger = new Float64Array(n * 2);
-        bigger.set(samples);
-        samples = bigger;
-      }
-      samples[n++] = t - t0;
-    }
+    while (t < end) t = loop.timed();
     const cpu = process.cpuUsage(cpu0);
-    const us = Array.from(samples.subarray(0, n), (x) => Math.round(x / 100) / 10);
-    process.stdout.write(JSON.stringify({ calls: n, errors, firstError, start, end: t, cpuUs: cpu.user + cpu.system, us }) + '\n', () => {
+    const { n: calls, errors, firstError } = loop;
+    process.stdout.write(JSON.stringify({ calls, errors, firstError, start, end: t, cpuUs: cpu.user + cpu.system, us: loop.micros() }) + '\n', () => {
       c.close();
       process.stdin.destroy();
     });
@@ -174,15 +171,7 @@ function startRawMain() {
   const conns = new Set();
   const server = binding.listen(sock.path, 1024, 0o600, (conn) => {
     conns.add(conn);
-    conn.start((chunks) => {
-      for (const b of chunks) {
-        for (let o = 0; o < b.length;) {
-          const len = b.readUInt32LE(o);
-          if (b[o + 4] === 4) conn.write(5, b.readUInt32LE(o + 5), b.subarray(o + 9, o + 4 + len));
-          o += 4 + len;
-        }
-      }
-    }, () => conns.delete(conn), noop);
+    conn.start(C.echoSyncFrames(conn), () => conns.delete(conn), noop);
   }, (e) => {
     throw e;
   });
