@@ -154,6 +154,12 @@ function buildJobs() {
       for (const sys of systems.filter((x) => !x.latencyOnly)) {
         const payloads = payloadsFor(sys, plan.throughputPayloads, plan.throughputEveryRepeat, rep);
         const cells = payloads.map((payload) => ({ kind: 'throughput', api: sys.tpApi, payload, cfg: plan.throughput[payload] }));
+        // The same Buffers with main giving each block back by releaseShared() instead of leaving it to V8.
+        if (sys.tpReleaseApi) {
+          for (const payload of payloads.filter((p) => p !== 'small')) {
+            cells.push({ kind: 'throughput', api: sys.tpReleaseApi, payload, cfg: plan.throughput[payload] });
+          }
+        }
         if (cells.length) jobs.push({ sys, section: 'throughput', pin: 'unpinned', rep, cells });
       }
     }
@@ -404,7 +410,7 @@ function record(job, cell, result, error) {
     pin: job.pin,
     rep: job.rep,
     system: sys.id,
-    label: cell.label || ((job.section === 'scale' || job.section === 'idle') && sys.kind !== 'c' ? 'ipcwire sendSync' : label(sys, job.section === 'throughput' ? sys.tpApi : cell.api)),
+    label: cell.label || ((job.section === 'scale' || job.section === 'idle') && sys.kind !== 'c' ? 'ipcwire sendSync' : label(sys, job.section === 'throughput' ? cell.api || sys.tpApi : cell.api)),
     payload: cell.payload,
     renderers: cell.renderers,
     rate: cell.rate,

@@ -211,6 +211,60 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     expect(peer.link._sharedStats()).toMatchObject({ sent: count, fellBack: 0 });
   });
 
+  test('releaseShared: a received view gives its block back at once and reads as empty; anything else is left as it is', { timeout: 60_000 }, async () => {
+    // 30 Buffers of 3 and 17 MiB (17 MiB: a view whose bytes V8 does not count) through a 40 MiB pool. Main sends
+    // the next one only once every block is back. The renderer releases each one and allocates next to nothing, so
+    // nothing else would give them back: left to V8, the views would wait for a collection that never comes.
+    const main = makeMain({ shm: { poolSize: 40 << 20 } });
+    const sizes = Array.from({ length: 30 }, (_, i) => (i % 3 === 2 ? 17 : 3) << 20);
+    let peer: any;
+    let stuck: Error | null = null;
+    main.on('ready', async (e: any) => {
+      peer = e.sender;
+      try {
+        for (let i = 0; i < sizes.length; i++) {
+          await waitUntil(() => peer.link._sharedStats().bytesInUse === 0, 10_000, `block ${i - 1} back from the renderer`);
+          peer.send('chunk', i, bytes(sizes[i], i));
+        }
+      } catch (err) {
+        stuck = err as Error;
+      }
+      peer.send('end');
+    });
+    const child = runNode(
+      `${CHILD_BYTES}
+      const r = ipcwire.ipcRenderer;
+      const { releaseShared } = ipcwire;
+      const seen = [];
+      r.on('chunk', (_e, i, buf) => {
+        const sub = buf.subarray(10, 20);
+        const intact = buf.equals(bytes(buf.length, i));
+        const released = releaseShared(buf);
+        seen.push({ i, n: buf.length === 0 ? 0 : -1, intact, released, sub: sub.length, again: releaseShared(buf) });
+      });
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      const own = r.allocShared(1 << 20);
+      const plain = Buffer.from('abc');
+      const others = [releaseShared(plain), releaseShared(own), releaseShared(new Uint8Array(8).buffer), releaseShared(new DataView(new ArrayBuffer(4)))];
+      let thrown = null;
+      try { releaseShared('bytes'); } catch (err) { thrown = { type: err.constructor.name, code: err.code }; }
+      r.send('ready');
+      await new Promise((resolve) => r.once('end', resolve));
+      out('r', { seen, others, intactAfter: plain.toString() === 'abc' && own.length === 1 << 20, thrown });
+      r.close();
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 45_000);
+    await exitsCleanly(child);
+    expect(stuck).toBeNull();
+    expect(r.seen).toEqual(sizes.map((_, i) => ({ i, n: 0, intact: true, released: true, sub: 0, again: false })));
+    expect(r.others).toEqual([false, false, false, false]);
+    expect(r.intactAfter).toBe(true);
+    expect(r.thrown).toEqual({ type: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+    expect(peer.link._sharedStats()).toMatchObject({ sent: sizes.length, fellBack: 0, bytesInUse: 0 });
+  });
+
   test('copied-buffer mode: the receiver copies out and gives the block back at once', { timeout: 60_000 }, async () => {
     const main = makeMain({ shm: { poolSize: 2 << 20 } });
     let peer: any;

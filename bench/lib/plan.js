@@ -13,7 +13,8 @@ const SYSTEMS = [
   // TypeScript layer or msgpack (bench/native/call-rtt.js, owned with the addon). Not used by any target.
   { id: 'addon', label: 'ipcwire addon only (call())', kind: 'addon', script: '../native/call-rtt.js', latencyOnly: true,
     skip: { '1MiB': 'diagnostic row: small payloads only', '16MiB': 'diagnostic row: small payloads only' } },
-  { id: 'ipcwire', kind: 'node', script: 'ipcwire.js', apis: ['sendSync', 'invoke', 'send+reply'], tpApi: 'send' },
+  // tpReleaseApi: one-way again with main calling releaseShared() on each Buffer it counted (large payloads only).
+  { id: 'ipcwire', kind: 'node', script: 'ipcwire.js', apis: ['sendSync', 'invoke', 'send+reply'], tpApi: 'send', tpReleaseApi: 'send, releaseShared' },
   { id: 'net', label: 'node:net + msgpackr', kind: 'node', script: 'net-msgpackr.js' },
   { id: 'fork-json', label: "fork IPC 'json'", kind: 'node', script: 'fork-ipc.js', extra: { serialization: 'json' } },
   { id: 'fork-advanced', label: "fork IPC 'advanced'", kind: 'node', script: 'fork-ipc.js', extra: { serialization: 'advanced' } },

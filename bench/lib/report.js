@@ -17,6 +17,7 @@ function labelOrder() {
   for (const s of SYSTEMS) {
     for (const api of s.apis || [null]) out.push(label(s, api));
     if (s.tpApi) out.push(label(s, s.tpApi));
+    if (s.tpReleaseApi) out.push(label(s, s.tpReleaseApi));
   }
   out.push(RAW_TO_MAIN, RAW_TO_RAW);
   return out;
@@ -170,6 +171,9 @@ function targets(meta, latency, throughput, scale, idle = []) {
     const cp = tp(C_LABEL, p);
     add(`${p}-shm-throughput`, `one-way ${p} Buffers ≥ 1.5× the C socket MB/s`, ratio(w && w.mb_per_s, cp && cp.mb_per_s), 1.5, '>=',
       w && cp ? `${w.mb_per_s} vs ${cp.mb_per_s} MB/s` : 'missing');
+    const wr = tp('ipcwire send, releaseShared', p);
+    add(`${p}-shm-throughput-release`, `one-way ${p} Buffers, main calls releaseShared() on each, ≥ 1.5× the C socket MB/s`,
+      ratio(wr && wr.mb_per_s, cp && cp.mb_per_s), 1.5, '>=', wr && cp ? `${wr.mb_per_s} vs ${cp.mb_per_s} MB/s` : 'missing');
   }
   const s1 = scale.find((r) => r.label === SCALE_LABEL && r.renderers === 1 && !r.rate);
   const s100 = scale.find((r) => r.label === SCALE_LABEL && r.renderers === 100 && !r.rate);
@@ -349,6 +353,10 @@ function zeroCopyTables(results, fmt) {
     fmt(ZC_HEAD, [
       ['small invoke', us(z.small.median_us), us(z.small.p99_us), num(z.small.n), '1×'],
       [`invoke, ${z.mib} MiB allocShared`, us(z.big.median_us), us(z.big.p99_us), num(z.big.n), times(z.ratio)],
+      ...(z.bigReleased ? [
+        [`invoke, ${z.mib} MiB allocShared, main calls releaseShared()`, us(z.bigReleased.median_us), us(z.bigReleased.p99_us), num(z.bigReleased.n), times(z.bigReleasedRatio)],
+        [`invoke, ${z.mib / 2} MiB allocShared, main calls releaseShared()`, us(z.halfReleased.median_us), us(z.halfReleased.p99_us), num(z.halfReleased.n), times(z.halfReleasedRatio)],
+      ] : []),
     ])]];
 }
 

@@ -20,11 +20,16 @@ function server(sockPath) {
   });
   main.handle('inv', (event, ...args) => args);
   main.on('async', (event, ...args) => event.reply('pong', args));
-  main.on('tp-expect', (event, n) => {
+  const { releaseShared } = require(modulePath);
+  let release = false;
+  main.on('tp-expect', (event, n, giveBack) => {
     expected = n;
     count = 0;
+    release = giveBack === true;
   });
-  main.on('tp', (event) => {
+  main.on('tp', (event, bytes) => {
+    // The block goes back to the renderer's pool now rather than when V8 collects this Buffer.
+    if (release && !releaseShared(bytes)) throw new Error('releaseShared: not a view of shared memory');
     if (++count === expected) event.sender.send('done', count);
   });
   main.listen(sockPath);
@@ -71,7 +76,7 @@ async function driver(cfg) {
     const msg = C.makeMessage(cell.payload, 'tp');
     const burst = async (count) => {
       const done = new Promise((resolve) => (pending = resolve));
-      r.send('tp-expect', count);
+      r.send('tp-expect', count, cell.api === 'send, releaseShared');
       for (let i = 0; i < count; i++) {
         r.send('tp', ...msg.args);
         if (r.bufferedAmount > HIGH_WATER) await drain();

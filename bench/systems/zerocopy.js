@@ -3,7 +3,10 @@
 // `allocShared` (only its place crosses the socket; main's argument is a view of the renderer's block) and main
 // answers with its length, against a small invoke round trip on the same connection, alternating `rounds`
 // rounds of each so that both see the same load. The renderer's pool is 128 MiB: a 64 MiB block does not fit
-// in the default 64 MiB pool (the pool's header takes a page).
+// in the default 64 MiB pool (the pool's header takes a page). Two more series, information: the same 64 MiB
+// Buffer with main calling releaseShared() on its view before answering, and half that size likewise (V8 starts
+// a full collection for any new ArrayBuffer that lifts its external-memory count 64 MiB above its lowest since
+// the last one, so a view of the whole 64 MiB costs one whatever happens to it afterwards).
 // Prints one JSON line: {type: 'zerocopy', kind: 'rtt', small: {...}, big: {...}, ratio, stats}.
 // Usage: node zerocopy.js '{"mib":64,"rounds":3,"small":2000,"big":30}'
 const fs = require('node:fs');
@@ -17,7 +20,13 @@ function server(sockPath) {
   const { IpcMain } = require(modulePath);
   const main = new IpcMain();
   main.handle('small', (_e, ...args) => args);
+  const { releaseShared } = require(modulePath);
   main.handle('len', (_e, buf) => buf.length);
+  main.handle('len-release', (_e, buf) => {
+    const length = buf.length;
+    if (!releaseShared(buf)) throw new Error('releaseShared: not a view of shared memory');
+    return length;
+  });
   main.listen(sockPath);
   process.stdout.write('ready ' + sockPath + '\n');
   C.exitOnStdinEnd(() => main.close());
@@ -32,10 +41,15 @@ async function driver(cfg) {
   await r.invoke('small'); // main's handshake answer has been read: shared memory is agreed
   const shared = r.allocShared(cfg.mib * MiB);
   for (let i = 0; i < shared.length; i += 4096) shared[i] = i & 0xff; // its pages exist before the first send
+  const half = r.allocShared((cfg.mib / 2) * MiB);
+  for (let i = 0; i < half.length; i += 4096) half[i] = i & 0xff;
   const small = C.makeMessage('small').args;
   const smallRt = () => r.invoke('small', ...small);
   const bigRt = async () => {
     if ((await r.invoke('len', shared)) !== shared.length) throw new Error('main saw a different length');
+  };
+  const releasedRt = (buf) => async () => {
+    if ((await r.invoke('len-release', buf)) !== buf.length) throw new Error('main saw a different length');
   };
   const time = async (rt, n, warmup) => {
     for (let i = 0; i < warmup; i++) await rt();
@@ -49,14 +63,22 @@ async function driver(cfg) {
   };
   const smallAll = [];
   const bigAll = [];
+  const bigReleasedAll = [];
+  const halfReleasedAll = [];
   for (let round = 0; round < cfg.rounds; round++) {
     smallAll.push(...(await time(smallRt, cfg.small, Math.min(500, cfg.small))));
     bigAll.push(...(await time(bigRt, cfg.big, 3)));
+    bigReleasedAll.push(...(await time(releasedRt(shared), cfg.big, 3)));
+    halfReleasedAll.push(...(await time(releasedRt(half), cfg.big, 3)));
   }
   const stats = r.wire._sharedStats();
   const s = C.summarize(smallAll);
   const b = C.summarize(bigAll);
-  C.emit({ type: 'zerocopy', kind: 'rtt', mib: cfg.mib, small: s, big: b, ratio: Math.round((b.median_us / s.median_us) * 100) / 100,
+  const ratioTo = (x) => Math.round((x.median_us / s.median_us) * 100) / 100;
+  const bigReleased = C.summarize(bigReleasedAll);
+  const halfReleased = C.summarize(halfReleasedAll);
+  C.emit({ type: 'zerocopy', kind: 'rtt', mib: cfg.mib, small: s, big: b, ratio: ratioTo(b),
+    bigReleased, bigReleasedRatio: ratioTo(bigReleased), halfReleased, halfReleasedRatio: ratioTo(halfReleased),
     sent: stats.sent, fellBack: stats.fellBack, shared: Buffer.isBuffer(shared) && stats.agreed });
   r.close();
   await C.stopServer(child);

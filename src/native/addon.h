@@ -8,8 +8,13 @@
 
 #include <memory>
 #include <unordered_set>
+#include <vector>
 
 namespace ipcwire {
+
+namespace shm {
+class Mapping;
+}
 
 // Anything that owns an OS resource and libuv handles. Closed without calling into JS when the
 // environment is torn down.
@@ -75,6 +80,10 @@ class Addon : public Napi::Addon<Addon> {
   // An external Buffer over `data` (released by `finalize(env, data, hint)` once JS drops it), or, where the
   // environment refuses external Buffers, an ordinary Buffer holding a copy (then `finalize` runs at once).
   Napi::Value NewBuffer(Napi::Env env, uint8_t* data, size_t length, napi_finalize finalize, void* hint);
+
+  // The peers' segments mapped in this environment, for releaseShared() to tell a view of one of their blocks
+  // (which it may detach) from any other Buffer (which it must not). Expired entries are dropped as found.
+  std::vector<std::weak_ptr<shm::Mapping>> peer_mappings;
 
  private:
   static void OnTeardown(napi_async_cleanup_hook_handle handle, void* arg);

@@ -54,8 +54,16 @@ void FinalizeLocal(napi_env, void*, void* hint) {
 void FinalizeView(napi_env env, void*, void* hint) {
   auto* h = static_cast<ViewHint*>(hint);
   if (h->uncounted != 0) {
-    int64_t ignored;
-    napi_adjust_external_memory(env, h->uncounted, &ignored);
+    // Counted back already if releaseShared() detached a view this large: it did so right as V8 stopped
+    // counting it (here, a turn later, the count would have dipped meanwhile, and V8 lowers its limit with it).
+    std::atomic<int64_t>& recounted = h->mapping->recounted_bytes();
+    int64_t prior = recounted.load(std::memory_order_relaxed);
+    while (prior >= h->uncounted && !recounted.compare_exchange_weak(prior, prior - h->uncounted, std::memory_order_relaxed)) {
+    }
+    if (prior < h->uncounted) {
+      int64_t ignored;
+      napi_adjust_external_memory(env, h->uncounted, &ignored);
+    }
   }
   if (h->live != 0) h->mapping->live_view_bytes().fetch_sub(h->live, std::memory_order_relaxed);
   // Only an atomic store into shared memory: fine on any thread and at teardown. The sender reads it when
@@ -229,6 +237,18 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
       ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "The peer's shared memory cannot be used: " +
                                                            (why.empty() ? std::string("bad descriptor") : why)));
     }
+    // Entries of mappings already gone are dropped here too, so that the list does not grow with every
+    // connection of a process that never calls releaseShared().
+    auto& mappings = Addon::Get(env)->peer_mappings;
+    for (size_t i = 0; i < mappings.size();) {
+      if (mappings[i].expired()) {
+        mappings[i] = std::move(mappings.back());
+        mappings.pop_back();
+      } else {
+        ++i;
+      }
+    }
+    mappings.push_back(mapping_);
   }
 
  private:
@@ -278,8 +298,10 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
       // V8 counts an external Buffer's bytes as memory this process allocated, and a large one (64 MiB) starts a
       // full collection at once. These bytes are the peer's pool, mapped anyway and bounded by its size: they are
       // taken out of the count while the view lives (V8 subtracts them again when it frees the view, the
-      // finalizer adds them back). Small views stay counted, so that a stream of them still prompts the
-      // collections that give their blocks back.
+      // finalizer adds them back). Only after V8 added them: taking them out first would let the count fall
+      // below zero, which newer V8 versions refuse with a CHECK, and would lower V8's limit (64 MiB above the
+      // lowest count since the last full collection) so that the view's own bytes crossed it. Small views stay
+      // counted, so that a stream of them still prompts the collections that give their blocks back.
       int64_t ignored;
       if (napi_adjust_external_memory(env, -static_cast<int64_t>(length), &ignored) == napi_ok) {
         hint->uncounted = static_cast<int64_t>(length);
@@ -319,9 +341,70 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
   std::shared_ptr<shm::Mapping> mapping_;
 };
 
+// releaseShared(bytes) -> boolean: when `bytes` (a typed array, DataView or ArrayBuffer) is a view of a block
+// of a peer's segment, detaches its ArrayBuffer and returns true: every view over it reads as empty from then
+// on, V8 stops counting its bytes at once, and its finalizer gives the block back at the next turn of the
+// event loop instead of at a collection. Anything else is left as it is (false): ordinary Buffers, copies, this
+// process's own allocShared Buffers (a message may still be about to read them).
+Napi::Value ReleaseShared(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  napi_value buffer = nullptr;
+  if (info[0].IsTypedArray()) {
+    buffer = info[0].As<Napi::TypedArray>().ArrayBuffer();
+  } else if (info[0].IsDataView()) {
+    buffer = info[0].As<Napi::DataView>().ArrayBuffer();
+  } else if (info[0].IsArrayBuffer()) {
+    buffer = info[0];
+  } else {
+    return Napi::Boolean::New(env, false);
+  }
+  Napi::ArrayBuffer ab(env, buffer);
+  const uint8_t* data = static_cast<const uint8_t*>(ab.Data());
+  size_t length = ab.ByteLength();
+  if (data == nullptr || length == 0) return Napi::Boolean::New(env, false);
+  std::shared_ptr<shm::Mapping> ours;
+  auto& mappings = Addon::Get(env)->peer_mappings;
+  for (size_t i = 0; i < mappings.size();) {
+    std::shared_ptr<shm::Mapping> m = mappings[i].lock();
+    if (!m) {
+      mappings[i] = std::move(mappings.back());
+      mappings.pop_back();
+      continue;
+    }
+    const uint8_t* base = m->base();
+    if (data >= base + shm::kHeaderBytes && data < base + m->size() && length <= static_cast<size_t>(base + m->size() - data)) {
+      ours = std::move(m);
+      break;
+    }
+    ++i;
+  }
+  if (!ours) return Napi::Boolean::New(env, false);
+  // A large view's bytes were taken out of V8's count when it was made (see ShmMapping::View); V8 takes them
+  // out again when it is detached. They go back in first: the other way round the count would dip, and V8 sets
+  // its limit 64 MiB above the lowest count since its last full collection, so that the next view of 32 MiB
+  // or more would cross it and start one.
+  bool recount = length >= kUncountedViewBytes && Addon::Get(env)->buffer_mode == Addon::BufferMode::kExternal;
+  int64_t ignored;
+  if (recount && napi_adjust_external_memory(env, static_cast<int64_t>(length), &ignored) != napi_ok) recount = false;
+  napi_status s = napi_detach_arraybuffer(env, buffer);
+  if (s != napi_ok) {
+    if (recount) napi_adjust_external_memory(env, -static_cast<int64_t>(length), &ignored);
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value ignored_error;
+      napi_get_and_clear_last_exception(env, &ignored_error);
+    }
+    return Napi::Boolean::New(env, false);
+  }
+  if (recount) ours->recounted_bytes().fetch_add(static_cast<int64_t>(length), std::memory_order_relaxed);
+  return Napi::Boolean::New(env, true);
+}
+
 }  // namespace
 
 void InitShm(Napi::Env env, Napi::Object exports) {
+  exports.Set("releaseShared", Napi::Function::New(env, ReleaseShared, "releaseShared"));
   exports.Set("shmSupported", Napi::Boolean::New(env, shm::Supported()));
   exports.Set("ShmPool", ShmPool::Define(env));
   exports.Set("ShmMapping", ShmMapping::Define(env));

@@ -63,12 +63,16 @@ class Mapping {
   // Bytes of the peer's blocks that Buffers of this process still hold (views not yet collected). Changed by
   // the JS thread and by finalizers, which may run elsewhere.
   std::atomic<uint64_t>& live_view_bytes() { return live_view_bytes_; }
+  // Bytes of large views released by releaseShared() and already counted back into V8's external memory,
+  // which their finalizers (still to run) therefore do not count again.
+  std::atomic<int64_t>& recounted_bytes() { return recounted_bytes_; }
 
  private:
   Mapping(uint8_t* base, size_t size) : base_(base), size_(size) {}
   uint8_t* base_;
   size_t size_;
   std::atomic<uint64_t> live_view_bytes_{0};
+  std::atomic<int64_t> recounted_bytes_{0};
 };
 
 // The sender's allocator over its own segment. Used on the JS thread of one environment; the mutex only

@@ -11,7 +11,7 @@ export { MessageChannelMain, MessagePortMain, PortMessageEvent, PORT_QUEUE_MAX_B
 export { IpcError, AbortError } from './errors';
 export type { IpcErrorCode, CallOptions } from './errors';
 export type { NativeCredentials as PeerCredentials } from './native';
-export { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES } from './link';
+export { DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_QUEUED_BYTES, releaseShared } from './link';
 export { MAX_ARGS, MAX_SPARSE_LENGTH } from './codec';
 export { PROTOCOL_VERSION } from './native';
 export { ADDRESS_ENV } from './address';

@@ -241,6 +241,8 @@ export interface NativeBinding {
   ShmPool: new (size: number) => NativeShmPool;
   /** Maps a segment received from the peer; takes (and closes) `fd`. ERR_IPC_BAD_FRAME if it cannot be used. */
   ShmMapping: new (fd: number) => NativeShmMapping;
+  /** Detaches `bytes`' ArrayBuffer when it is a view of a peer's shared-memory block (true); else false. */
+  releaseShared(bytes: ArrayBufferView | ArrayBuffer): boolean;
   /** Hand the JS error class used for ERR_IPC_* errors to the addon (so codes come from one factory). */
   setErrorFactory(make: (code: string, message: string, props?: Record<string, unknown>) => Error): void;
 }
