@@ -265,6 +265,42 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     expect(peer.link._sharedStats()).toMatchObject({ sent: sizes.length, fellBack: 0, bytesInUse: 0 });
   });
 
+  test('a message whose bytes went through the pool is written at once, not at the end of the sender\'s turn', { timeout: 60_000 }, async () => {
+    // Small messages after the first of a turn wait in a batch for the turn to end. One that holds a pool block
+    // must not: its block comes back only once the receiver has read it. The renderer sends a small message, then
+    // a 2 MiB one, then blocks its thread for a second without yielding: main must get the 2 MiB one meanwhile.
+    const main = makeMain();
+    const at: Record<string, number> = {};
+    main.on('small', () => {
+      at.small = Date.now();
+    });
+    main.on('big', (_e: any, buf: Buffer) => {
+      at.big = Date.now();
+      at.bigLength = buf.length;
+    });
+    const child = runNode(
+      `const r = ipcwire.ipcRenderer;
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      const big = Buffer.alloc(2 << 20, 7);
+      r.send('small', 1);
+      r.send('big', big);
+      const stats = r.wire._sharedStats();
+      const sent = Date.now();
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+      out('r', { sent, woke: Date.now(), stats });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      r.close();
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 45_000);
+    await exitsCleanly(child);
+    expect(r.stats).toMatchObject({ agreed: true, sent: 1, fellBack: 0 });
+    expect(at.bigLength).toBe(2 << 20);
+    expect(at.big).toBeGreaterThanOrEqual(r.sent - 50);
+    expect(at.big).toBeLessThan(r.woke);
+  });
+
   test('copied-buffer mode: the receiver copies out and gives the block back at once', { timeout: 60_000 }, async () => {
     const main = makeMain({ shm: { poolSize: 2 << 20 } });
     let peer: any;

@@ -102,6 +102,12 @@ export function sharedMemoryConfig(option: boolean | SharedMemoryOptions | undef
 const BODY_HEADER = FRAME_HEADER_BYTES - 4;
 /** Most descriptors one HANDLES frame carries (Linux's limit per sendmsg); more go on several frames. */
 const MAX_HANDLES_PER_FRAME = 253;
+/**
+ * Bytes a message's byte arrays put in the shared-memory pool from which it is written at once instead of at the
+ * end of the turn (see writeEncoded). One write costs a few microseconds; copying 1 MiB into the pool, ~60.
+ */
+const POOL_FLUSH_BYTES = 1 << 20;
+
 /** Size of a connection's write batch, and the largest frame (payload bytes) that is batched. */
 const BATCH_BYTES = 64 * 1024;
 const BATCH_FRAME_MAX = 4 * 1024;
@@ -484,11 +490,16 @@ export class Link<E> implements StreamTransport {
     // Only to a renderer whose blocking call hands over the descriptors it holds (`shmSync` in its hello: Linux and
     // macOS); otherwise through the socket.
     const segment = kind !== Kind.SYNC_REPLY ? SEG_MESSAGES : this.peerShmSync ? SEG_SYNC_REPLIES : null;
-    for (const blob of encoded.blobs) this.writeBlob(blob, segment);
+    let pooled = 0;
+    for (const blob of encoded.blobs) pooled += this.writeBlob(blob, segment);
     // Right before the message (after its byte arrays, which may announce a shared-memory segment with a
     // descriptor of its own): the descriptors go natively, after whatever this turn batched so far.
     if (encoded.handles && encoded.handles.length > 0) this.writeHandles(encoded.handles);
     this.writeFrame(kind, id, encoded.payload);
+    // A message whose bytes wait in the pool goes to the peer now rather than at the end of this turn: the blocks
+    // come back only after the peer has read it, and a sender that copies several large ones in one turn would
+    // otherwise find its pool full of blocks the peer has not even been told about, and fall back to the socket.
+    if (pooled >= POOL_FLUSH_BYTES) this.flushBatch();
     encoded.sent?.();
   }
 
@@ -496,7 +507,7 @@ export class Link<E> implements StreamTransport {
    * One large byte array of the next message: through the shared-memory pool when both sides have one and it
    * has room (one copy, or none for an allocShared Buffer), else as a BLOB frame.
    */
-  private writeBlob(blob: Uint8Array, segment: number | null = SEG_MESSAGES): void {
+  private writeBlob(blob: Uint8Array, segment: number | null = SEG_MESSAGES): number {
     if (segment === SEG_SYNC_REPLIES && this.peerShmEcho && blob.byteLength >= this.shm!.threshold) {
       // Bytes of the renderer's own pool (a view of an argument, echoed back): the blocked renderer copies them
       // out before it allocates in that pool again, so their place is enough.
@@ -504,7 +515,7 @@ export class Link<E> implements StreamTransport {
       if (offset >= 0) {
         this.writeFrame(Kind.SHM_BLOB, 0, shmBlobPayload(SEG_YOURS, 0, offset, blob.byteLength));
         this.shmEchoed++;
-        return;
+        return 0;
       }
     }
     if (segment !== null && this.peerShm && blob.byteLength >= this.shm!.threshold) {
@@ -512,11 +523,12 @@ export class Link<E> implements StreamTransport {
       if (at) {
         this.writeFrame(Kind.SHM_BLOB, 0, shmBlobPayload(segment, at[0], at[1], blob.byteLength));
         this.shmSent++;
-        return;
+        return blob.byteLength;
       }
       this.shmFellBack++;
     }
     this.writeFrame(Kind.BLOB, 0, blob);
+    return 0;
   }
 
   /**
