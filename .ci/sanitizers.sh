@@ -52,9 +52,11 @@ if [ -n "${IPCWIRE_ASAN_TESTS:-}" ]; then
 else
   tests=()
   # The native paths that matter most (the blocking call, framing under hostile input, teardown from workers,
-  # disconnects, write batching, recycled receive blocks, the bufferedAmount cell), without the slow ones (large.test.ts alone takes ~3 min under ASan on 2 cores).
+  # disconnects, write batching, recycled receive blocks, the bufferedAmount cell, shared-memory pools, views and
+  # releaseShared: ~35 s), without the slow ones (large.test.ts alone takes ~3 min under ASan on 2 cores).
   for f in test/sync.test.ts test/ordering.test.ts test/values.test.ts test/hostile.test.ts test/workers.test.ts \
-    test/failures.test.ts test/seed.test.ts test/batching.test.ts test/backpressure.test.ts test/faults.test.ts test/handles.test.ts; do
+    test/failures.test.ts test/seed.test.ts test/batching.test.ts test/backpressure.test.ts test/faults.test.ts test/handles.test.ts \
+    test/shm.test.ts; do
     [ -f "$f" ] && tests+=("$f")
   done
 fi

@@ -222,7 +222,19 @@ function echoSyncFrames(conn) {
   };
 }
 
+/**
+ * The addon itself, for the diagnostic rows that bypass the TypeScript layer: IPCWIRE_NATIVE_PATH, else the
+ * cmake-js build, else the node-gyp one, under `root` (the package directory).
+ */
+function loadAddon(root) {
+  const file = process.env.IPCWIRE_NATIVE_PATH ||
+    [path.join(root, 'build-cmake', 'Release', 'ipcwire.node'), path.join(root, 'build', 'Release', 'ipcwire.node')]
+      .find((f) => fs.existsSync(f));
+  if (!file) throw new Error(`no addon build under ${root}`);
+  return require(file);
+}
+
 module.exports = {
   KiB, MiB, PAYLOADS, makeMessage, payloadBytes, emit, now, summarize, latency, throughput,
-  startServer, stopServer, exitOnStdinEnd, tmpSocket, runCells, driverConfig, echoSyncFrames,
+  startServer, stopServer, exitOnStdinEnd, tmpSocket, runCells, driverConfig, echoSyncFrames, loadAddon,
 };

@@ -11,10 +11,7 @@ const { fork } = require('node:child_process');
 const C = require('../lib/common');
 
 const root = path.join(__dirname, '..', '..');
-const addonPath = process.env.IPCWIRE_NATIVE_PATH ||
-  [path.join(root, 'build-cmake', 'Release', 'ipcwire.node'), path.join(root, 'build', 'Release', 'ipcwire.node')]
-    .find((p) => fs.existsSync(p));
-const binding = require(addonPath);
+const binding = C.loadAddon(root);
 const arg = (name, dflt) => { const i = process.argv.indexOf('--' + name); return i > 0 ? Number(process.argv[i + 1]) : dflt; };
 const noop = () => {};
 

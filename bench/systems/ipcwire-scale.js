@@ -124,13 +124,7 @@ function renderer(sockPath, durationMs, warmupCalls, rate) {
 // addon's blocking call() directly with a SYNC frame encoded once (the bytes a renderer would send) and does not
 // decode the reply; a raw main echoes each SYNC frame's payload from its event loop through the addon alone. Raw
 // clients say 'ready' and hear 'go' on stdio (they have no message channel).
-function addon() {
-  const fromEnv = process.env.IPCWIRE_NATIVE_PATH;
-  const file = fromEnv || [path.join(modulePath, 'build-cmake', 'Release', 'ipcwire.node'), path.join(modulePath, 'build', 'Release', 'ipcwire.node')]
-    .find((f) => fs.existsSync(f));
-  if (!file) throw new Error(`no addon build under ${modulePath}`);
-  return require(file);
-}
+const addon = () => C.loadAddon(modulePath);
 
 function rawRenderer(sockPath, durationMs, warmupCalls) {
   const binding = addon();
