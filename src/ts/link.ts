@@ -144,8 +144,8 @@ export interface LinkOwner<E> {
  * Gives a Buffer received through shared memory back to the sender's pool now, instead of when V8 collects it.
  * Its ArrayBuffer is detached: it and every view over the same bytes (subarrays, a Uint8Array made from it) read
  * as empty from then on, so nothing can see the block after the sender has reused it. Returns true for such a
- * Buffer; anything else (an ordinary or copied Buffer, one from allocShared, a Buffer on Windows) is left as it
- * is and gives false. Call it once nothing needs the bytes: a Buffer passed to `send` or `invoke` has been copied
+ * Buffer; anything else (an ordinary or copied Buffer, one that came through the socket, one from allocShared) is
+ * left as it is and gives false. Call it once nothing needs the bytes: a Buffer passed to `send` or `invoke` has been copied
  * or referenced by the time the call returns.
  */
 export function releaseShared(bytes: ArrayBufferView | ArrayBuffer): boolean {

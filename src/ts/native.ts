@@ -235,7 +235,7 @@ export interface NativeBinding {
   readonly maxPathLength: number;
   /** Whether `call()` hands back the BLOB frames read right before its reply (as [reply, ...blobs]). */
   readonly syncReplyBlobs?: boolean;
-  /** Whether this platform has shared-memory pools (false on Windows, where large byte arrays use the pipe). */
+  /** Whether this platform has shared-memory pools (memfd on Linux, shm_open on macOS, sections on Windows). */
   readonly shmSupported: boolean;
   /** A new segment of `size` bytes; throws a system error (EPERM, ENOSYS, EMFILE, ENOMEM, …) when refused. */
   ShmPool: new (size: number) => NativeShmPool;
