@@ -648,6 +648,113 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     await exitsCleanly(ok);
   });
 
+  test.skipIf(!linux)('an invoke answer echoing its argument travels back as a reference to the renderer\'s own block; abandoned invokes let their blocks go', { timeout: 60_000 }, async () => {
+    // The renderer holds the blocks of an invoke's arguments until it has read the answer, so main answers with
+    // the place of a view of them (or of part of one) instead of copying it into its own pool. An invoke the
+    // renderer abandons (a timeout: it sends a cancel) is still answered, with the abort, so that it lets go of its
+    // blocks: twelve abandoned 8 MiB invokes through the default 64 MiB pool leave none held.
+    const main = makeMain();
+    let peer: any;
+    main.handle('echo', (e: any, buf: Buffer, part: boolean) => {
+      peer = e.sender;
+      return part ? buf.subarray(1000, 1000 + 300 * 1024) : buf;
+    });
+    main.handle('late', async (_e: any, buf: Buffer) => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return buf;
+    });
+    main.handle('collect', () => {
+      collect();
+      return true;
+    });
+    const child = runNode(
+      `${CHILD_BYTES}
+      require('node:v8').setFlagsFromString('--expose-gc');
+      const gc = require('node:vm').runInNewContext('gc');
+      const r = ipcwire.ipcRenderer;
+      await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+      const sent = bytes(1 << 20, 7);
+      let a = await r.invoke('echo', sent, false);
+      let part = await r.invoke('echo', sent, true);
+      const res = { a: a.equals(sent), part: part.equals(sent.subarray(1000, 1000 + 300 * 1024)), notSame: a !== sent && a.buffer !== sent.buffer };
+      const codes = new Set();
+      for (let i = 0; i < 12; i++) {
+        try { await r.invokeWith({ timeout: 30 }, 'late', bytes(8 << 20, i)); codes.add('answered'); } catch (err) { codes.add(err.code); }
+      }
+      let after = await r.invoke('echo', bytes(2 << 20, 9), false);
+      res.after = after.equals(bytes(2 << 20, 9));
+      res.codes = [...codes];
+      a = part = after = null;
+      let blocks = -1;
+      for (let i = 0; i < 100 && blocks !== 0; i++) {
+        gc();
+        await r.invoke('collect');
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        blocks = r.wire._sharedStats().blocks;
+      }
+      res.blocks = blocks;
+      res.fellBack = r.wire._sharedStats().fellBack;
+      res.connected = r.connected;
+      out('r', res);
+      await new Promise((resolve) => r.once('done', resolve));
+      r.close();
+    `,
+      { address: main.address },
+    );
+    const r = await child.msg('r', 45_000);
+    expect(r).toMatchObject({ a: true, part: true, notSame: true, after: true, codes: ['ERR_IPC_TIMEOUT'], blocks: 0, connected: true });
+    // Every byte array went back as a reference: main's own pool was never used. Three at least: a 'late' handler
+    // that finished before its cancel arrived (a loaded machine) answered with its argument too.
+    const stats = peer.link._sharedStats();
+    expect(stats).toMatchObject({ sent: 0, fellBack: 0 });
+    expect(stats.echoed).toBeGreaterThanOrEqual(3);
+    peer.send('done');
+    await exitsCleanly(child);
+  });
+
+  test.skipIf(!linux)('a hostile reference to the renderer\'s own pool in an invoke answer (no block there, or past its end) is ERR_IPC_BAD_FRAME', { timeout: 60_000 }, async () => {
+    const main = makeMain();
+    const bogus = [
+      (p: Buffer) => p.writeUInt32LE(p.readUInt32LE(8) + (8 << 20), 8), // inside the segment, but no block there
+      (p: Buffer) => p.writeUInt32LE(p.readUInt32LE(12) + 4096, 12), // runs past the end of its block
+    ];
+    let which = 0;
+    main.handle('echo', (e: any, buf: Buffer) => {
+      const link = e.sender.link;
+      const write = link.writeFrame;
+      link.writeFrame = function (kind: number, id: number, payload: Buffer) {
+        if (kind === 14 && payload && payload.length === 16 && payload.readUInt32LE(0) === 2) {
+          payload = Buffer.from(payload);
+          bogus[which](payload);
+        }
+        return write.call(this, kind, id, payload);
+      };
+      return buf;
+    });
+    main.handle('still', () => 'here');
+    for (which = 0; which < bogus.length; which++) {
+      const child = runNode(
+        `${CHILD_BYTES}
+        const r = ipcwire.ipcRenderer;
+        await new Promise((resolve) => r.invoke('noop').then(resolve, resolve));
+        const closed = new Promise((resolve) => r.link.once('disconnect', (err) => resolve(err && err.code)));
+        let got = null;
+        try { await r.invoke('echo', bytes(1 << 20, 1)); got = 'answered'; } catch (err) { got = err.code; }
+        out('r', { got, closedWith: await closed });
+        r.close();
+      `,
+        { address: main.address },
+      );
+      const r = await child.msg('r', 45_000);
+      expect(r.closedWith).toBe('ERR_IPC_BAD_FRAME');
+      expect(r.got).not.toBe('answered');
+      await exitsCleanly(child);
+    }
+    const ok = runNode(`out('r', await ipcwire.ipcRenderer.invoke('still')); ipcwire.ipcRenderer.close();`, { address: main.address });
+    expect(await ok.msg('r', 20_000)).toBe('here');
+    await exitsCleanly(ok);
+  });
+
   test('hostile shared-memory frames close that connection with ERR_IPC_BAD_FRAME, and main carries on', { timeout: 60_000 }, async () => {
     const main = makeMain();
     const errors: any[] = [];

@@ -72,6 +72,22 @@ void FinalizeView(napi_env env, void*, void* hint) {
   delete h;
 }
 
+// A 1-byte ArrayBuffer made right before a view: V8 starts a scavenge when a backing store is allocated while
+// young array buffers hold twice its largest semi-space (32 MiB by default), so views that died young give their
+// blocks back every 32 MiB or so rather than at a full collection (see ShmMapping::View).
+void PromptYoungCollection(napi_env env) {
+  napi_value probe;
+  void* probe_data;
+  if (napi_create_arraybuffer(env, 1, &probe_data, &probe) != napi_ok) {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+  }
+}
+
 void CloseFd(int fd) {
   if (fd < 0) return;
 #ifdef _WIN32
@@ -96,6 +112,9 @@ class ShmPool : public Napi::ObjectWrap<ShmPool> {
                            InstanceMethod<&ShmPool::Alloc>("alloc"),
                            InstanceMethod<&ShmPool::Stats>("stats"),
                            InstanceMethod<&ShmPool::CopyOut>("copyOut"),
+                           InstanceMethod<&ShmPool::Pin>("pin"),
+                           InstanceMethod<&ShmPool::Unpin>("unpin"),
+                           InstanceMethod<&ShmPool::ViewOwn>("viewOwn"),
                            InstanceMethod<&ShmPool::Close>("close"),
                        });
   }
@@ -192,6 +211,44 @@ class ShmPool : public Napi::ObjectWrap<ShmPool> {
     return Napi::Buffer<uint8_t>::Copy(env, base + offset, length);
   }
 
+  // pin(offset, length) -> block | -1: holds the block containing those bytes of this pool (as an allocShared
+  // Buffer does) until unpin(block), so that the peer may refer to them in its answer; -1 if no block in use
+  // contains them.
+  Napi::Value Pin(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t offset = ToU32(info[0]), length = ToU32(info[1]), block = 0;
+    if (!pool_ || offset == 0xffffffffu || length == 0xffffffffu || offset > pool_->mapping()->size() ||
+        !pool_->BlockOf(pool_->mapping()->base() + offset, length, &block)) {
+      return Napi::Number::New(env, -1);
+    }
+    pool_->AddLocal(block);
+    return Napi::Number::New(env, block);
+  }
+
+  Napi::Value Unpin(const Napi::CallbackInfo& info) {
+    uint32_t block = ToU32(info[0]);
+    if (pool_ && block != 0xffffffffu) pool_->DropLocal(block);
+    return info.Env().Undefined();
+  }
+
+  // viewOwn(offset, length) -> Buffer over bytes of this pool that the peer referred to in an answer (an echo of
+  // a view of an argument, whose block this side pinned): no copy; the block stays held while the Buffer lives.
+  // A copy where external Buffers are refused. ERR_IPC_BAD_FRAME unless they lie inside one block in use.
+  Napi::Value ViewOwn(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t offset = ToU32(info[0]), length = ToU32(info[1]), block = 0;
+    uint8_t* base = pool_ ? pool_->mapping()->base() : nullptr;
+    if (base == nullptr || offset == 0xffffffffu || length == 0xffffffffu || offset > pool_->mapping()->size() ||
+        !pool_->BlockOf(base + offset, length, &block)) {
+      ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "A reference to shared memory that is not a block in use"));
+    }
+    // Such a view holds a block of this side's pool, which its next messages need: prompted as the peer's views are.
+    PromptYoungCollection(env);
+    pool_->AddLocal(block);
+    auto* hint = new LocalHint{pool_, block};
+    return Addon::Get(env)->NewBuffer(env, base + offset, length, FinalizeLocal, hint);
+  }
+
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object out = Napi::Object::New(env);
@@ -281,16 +338,7 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
     // backing store is allocated while young array buffers hold twice its largest semi-space (32 MiB by
     // default): a 1-byte ArrayBuffer per view lets it check, so the blocks come back every 32 MiB or so,
     // before the pool runs out. Made before the new view, so that the scavenge does not keep that one alive.
-    napi_value probe;
-    void* probe_data;
-    if (napi_create_arraybuffer(env, 1, &probe_data, &probe) != napi_ok) {
-      bool pending = false;
-      napi_is_exception_pending(env, &pending);
-      if (pending) {
-        napi_value ignored;
-        napi_get_and_clear_last_exception(env, &ignored);
-      }
-    }
+    PromptYoungCollection(env);
     hint->live = length;
     mapping_->live_view_bytes().fetch_add(length, std::memory_order_relaxed);
     Napi::Value view = Addon::Get(env)->NewBuffer(env, p, length, FinalizeView, hint);

@@ -271,6 +271,19 @@ bool Pool::Find(const uint8_t* p, size_t length, uint32_t* slot, uint32_t* offse
   return true;
 }
 
+bool Pool::BlockOf(const uint8_t* p, size_t length, uint32_t* block_offset) const {
+  const uint8_t* base = mapping_->base();
+  if (p < base + kHeaderBytes || p >= base + mapping_->size()) return false;
+  size_t at = static_cast<size_t>(p - base);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = blocks_.upper_bound(static_cast<uint32_t>(at));
+  if (it == blocks_.begin()) return false;
+  --it;
+  if (at + length > static_cast<size_t>(it->first) + it->second.length) return false;
+  *block_offset = it->first;
+  return true;
+}
+
 size_t Pool::blocks() const {
   std::lock_guard<std::mutex> lock(mu_);
   const_cast<Pool*>(this)->Reclaim();

@@ -90,6 +90,8 @@ class Pool {
   void DropLocal(uint32_t offset);
   // The block containing [p, p+length), if it lies wholly inside one allocated block of this pool.
   bool Find(const uint8_t* p, size_t length, uint32_t* slot, uint32_t* offset) const;
+  // The offset of the block containing [p, p+length) (the key of AddLocal/DropLocal), if one in use does.
+  bool BlockOf(const uint8_t* p, size_t length, uint32_t* block_offset) const;
   // One more send of the block in `slot`: the receiver's release subtracts it again.
   void Sent(uint32_t slot) { mapping_->counter(slot)->fetch_add(1, std::memory_order_relaxed); }
   // Blocks not yet reusable, and their bytes (for tests and stats).

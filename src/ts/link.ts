@@ -301,6 +301,20 @@ export class Link<E> implements StreamTransport {
    * a copy of them (`shmEcho` in its hello): what an echo of a view main received becomes.
    */
   peerShmEcho = false;
+  /**
+   * The peer (a renderer) holds the pool blocks of its invoke arguments until it has read the answer, and takes in
+   * that answer a reference to bytes of them in place of a copy (`shmEchoInvoke` in its hello).
+   */
+  peerShmEchoInvoke = false;
+  /** This side does what `peerShmEchoInvoke` says of the peer (a renderer that said `shmEchoInvoke`). */
+  pinsInvokeArgs = false;
+  /**
+   * Blocks of this side's pool held for each invoke sent, until its answer arrives (the peer answers even an invoke
+   * abandoned here, see the CANCEL case of dispatch) or the connection ends.
+   */
+  private readonly invokePins = new Map<number, number[]>();
+  /** For each invoke being answered: where its arguments' bytes lie in the peer's pool, as [start, end) pairs. */
+  private readonly echoRanges = new Map<number, number[]>();
   /** This side's pools by segment number, each made on first use; `shmOutFailed` once making one failed (seccomp…). */
   private readonly shmOut: Array<NativeShmPool | null> = [null, null];
   private shmOutFailed = false;
@@ -480,7 +494,7 @@ export class Link<E> implements StreamTransport {
   }
 
   /** Writes a message's BLOB frames, then the message itself. */
-  writeEncoded(kind: Kind, id: number, encoded: Encoded): void {
+  writeEncoded(kind: Kind, id: number, encoded: Encoded, pins: number[] | null = null, echoRanges: number[] | null = null): void {
     this.assertOpen();
     this.checkSize(encoded.payload, encoded.blobs);
     this.checkQueue();
@@ -491,7 +505,7 @@ export class Link<E> implements StreamTransport {
     // macOS); otherwise through the socket.
     const segment = kind !== Kind.SYNC_REPLY ? SEG_MESSAGES : this.peerShmSync ? SEG_SYNC_REPLIES : null;
     let pooled = 0;
-    for (const blob of encoded.blobs) pooled += this.writeBlob(blob, segment);
+    for (const blob of encoded.blobs) pooled += this.writeBlob(blob, segment, pins, echoRanges);
     // Right before the message (after its byte arrays, which may announce a shared-memory segment with a
     // descriptor of its own): the descriptors go natively, after whatever this turn batched so far.
     if (encoded.handles && encoded.handles.length > 0) this.writeHandles(encoded.handles);
@@ -507,7 +521,20 @@ export class Link<E> implements StreamTransport {
    * One large byte array of the next message: through the shared-memory pool when both sides have one and it
    * has room (one copy, or none for an allocShared Buffer), else as a BLOB frame.
    */
-  private writeBlob(blob: Uint8Array, segment: number | null = SEG_MESSAGES): number {
+  private writeBlob(blob: Uint8Array, segment: number | null = SEG_MESSAGES, pins: number[] | null = null,
+    echoRanges: number[] | null = null): number {
+    if (echoRanges !== null && blob.byteLength >= this.shm!.threshold) {
+      // An invoke answer holding bytes of the invoke's own arguments (a view main received, or part of one): the
+      // renderer holds those blocks until it has read this answer, so their place is enough.
+      const offset = this.shmIn[SEG_MESSAGES]?.locate(blob) ?? -1;
+      for (let i = 0; offset >= 0 && i < echoRanges.length; i += 2) {
+        if (offset >= echoRanges[i] && offset + blob.byteLength <= echoRanges[i + 1]) {
+          this.writeFrame(Kind.SHM_BLOB, 0, shmBlobPayload(SEG_YOURS, 0, offset, blob.byteLength));
+          this.shmEchoed++;
+          return 0;
+        }
+      }
+    }
     if (segment === SEG_SYNC_REPLIES && this.peerShmEcho && blob.byteLength >= this.shm!.threshold) {
       // Bytes of the renderer's own pool (a view of an argument, echoed back): the blocked renderer copies them
       // out before it allocates in that pool again, so their place is enough.
@@ -519,8 +546,13 @@ export class Link<E> implements StreamTransport {
       }
     }
     if (segment !== null && this.peerShm && blob.byteLength >= this.shm!.threshold) {
-      const at = this.sharedPool(segment)?.put(blob);
+      const pool = this.sharedPool(segment);
+      const at = pool?.put(blob);
       if (at) {
+        if (pins !== null) {
+          const block = pool!.pin(at[1], blob.byteLength);
+          if (block >= 0) pins.push(block);
+        }
         this.writeFrame(Kind.SHM_BLOB, 0, shmBlobPayload(segment, at[0], at[1], blob.byteLength));
         this.shmSent++;
         return blob.byteLength;
@@ -621,6 +653,23 @@ export class Link<E> implements StreamTransport {
   }
 
   /**
+   * A Buffer over bytes of this side's own message pool that an invoke answer refers to (an argument the peer
+   * echoed back; this side pinned its block until the answer is read): no copy. ERR_IPC_BAD_FRAME from a peer that
+   * was not told this side takes such references, or unless they lie inside one block of the pool in use.
+   */
+  private ownView(src: Buffer, start: number): Buffer {
+    const pool = this.pinsInvokeArgs && this.shm ? this.shmOut[SEG_MESSAGES] : null;
+    if (!pool) throw makeError('ERR_IPC_BAD_FRAME', 'A reference to a shared-memory pool this side has not made');
+    return pool.viewOwn(src.readUInt32LE(start + 8), src.readUInt32LE(start + 12));
+  }
+
+  /** Lets go of blocks pinned for an invoke (its answer has been read, it could not be sent, or the link ended). */
+  private unpin(blocks: number[]): void {
+    const pool = this.shmOut[SEG_MESSAGES];
+    if (pool) for (const block of blocks) pool.unpin(block);
+  }
+
+  /**
    * A copy of bytes of this side's own message pool that a sendSync reply refers to (an argument main echoed
    * back). ERR_IPC_BAD_FRAME unless they lie inside one block of the pool in use.
    */
@@ -674,6 +723,9 @@ export class Link<E> implements StreamTransport {
 
   /** Lets go of both pools (the mappings live on while Buffers over their blocks do). */
   private closeShared(): void {
+    // Pins only matter to this pool's allocator, which closes here: nothing to give back to.
+    this.invokePins.clear();
+    this.echoRanges.clear();
     for (let i = 0; i < this.shmOut.length; i++) {
       this.shmOut[i]?.close();
       this.shmOut[i] = null;
@@ -818,9 +870,12 @@ export class Link<E> implements StreamTransport {
         if (chInvokeStart.hasSubscribers) chInvokeStart.publish(call.trace);
       }
       this.pending.set(id, call);
+      const pins = this.pinsInvokeArgs && encoded.blobs.length > 0 ? [] as number[] : null;
       try {
-        this.writeEncoded(Kind.INVOKE, id, encoded);
+        this.writeEncoded(Kind.INVOKE, id, encoded, pins);
+        if (pins !== null && pins.length > 0) this.invokePins.set(id, pins);
       } catch (err) {
+        if (pins !== null) this.unpin(pins);
         this.pending.delete(id);
         this.streams.discard(outs);
         reject(err as Error);
@@ -1006,7 +1061,9 @@ export class Link<E> implements StreamTransport {
             continue;
           }
           if (kind === Kind.SHM_BLOB) {
-            this.takeBlob(this.sharedBlob(chunk, start, end));
+            this.takeBlob(end - start === SHM_BLOB_BYTES && chunk.readUInt32LE(start) === SEG_YOURS
+              ? this.ownView(chunk, start)
+              : this.sharedBlob(chunk, start, end));
             continue;
           }
           if (kind === Kind.SHM) {
@@ -1135,6 +1192,13 @@ export class Link<E> implements StreamTransport {
           body = decode(src, blobs, start, end) as ReplyBody;
         } finally {
           setStreamDecoder(null);
+          // The answer's views of pinned blocks (if any) hold them now; an answer to a call abandoned meanwhile
+          // lets them go too.
+          const pins = this.invokePins.get(id);
+          if (pins) {
+            this.invokePins.delete(id);
+            this.unpin(pins);
+          }
         }
         const made = this.takeDecodedStreams();
         if (!call) {
@@ -1184,7 +1248,11 @@ export class Link<E> implements StreamTransport {
         const call = this.answering.get(id);
         if (!call) return; // already answered: the reply crossed the cancel
         this.answering.delete(id);
-        call.abort(new AbortError('The caller abandoned this invoke (its signal aborted or it timed out)'));
+        const reason = new AbortError('The caller abandoned this invoke (its signal aborted or it timed out)');
+        call.abort(reason);
+        // A caller that holds its arguments' pool blocks until the answer (echoRanges were noted for this call) is
+        // answered anyway, so that it lets them go; it drops the answer itself, as it would a late one.
+        if (this.echoRanges.has(id)) this.reply(Kind.INVOKE_REPLY, id, [1, toWireError(reason)]);
         return;
       }
       default:
@@ -1203,6 +1271,15 @@ export class Link<E> implements StreamTransport {
       setStreamDecoder(null);
     }
     const { channel, args, traceparent } = msg;
+    if (this.peerShmEchoInvoke && blobs !== null) {
+      const mapping = this.shmIn[SEG_MESSAGES];
+      let ranges: number[] | null = null;
+      for (const blob of blobs) {
+        const at = mapping ? mapping.locate(blob) : -1;
+        if (at >= 0) (ranges ??= []).push(at, at + blob.length);
+      }
+      if (ranges !== null) this.echoRanges.set(id, ranges);
+    }
     const argStreams = this.takeDecodedStreams();
     if (argStreams) for (const s of argStreams) s._label = `Error in a stream argument of '${channel}'`;
     const call = new IncomingCall(traceparent);
@@ -1242,7 +1319,7 @@ export class Link<E> implements StreamTransport {
     const streamed = body[0] === 0 && isStreamSource(body[1]);
     if (!now) {
       if (this.answering.get(id) !== call) {
-        // cancelled, or the connection went: no reply is sent
+        // cancelled, or the connection went: no reply is sent (but see the CANCEL case of dispatch)
         if (call.trace) this.traceEnd(chHandleEnd, call.trace, call.t0, call.signal.reason as Error, 0);
         if (streamed) this.streams.discard(this.streams.prepare([body[1]]));
         call.cancelArgStreams(false);
@@ -1272,6 +1349,11 @@ export class Link<E> implements StreamTransport {
    * gone). Handshake bodies stay inline; a SYNC_REPLY too unless the peer takes its blobs (peerTakesSyncBlobs).
    */
   reply(kind: Kind, id: number, body: ReplyBody): number {
+    let echoRanges: number[] | null = null;
+    if (kind === Kind.INVOKE_REPLY) {
+      echoRanges = this.echoRanges.get(id) ?? null;
+      if (echoRanges !== null) this.echoRanges.delete(id);
+    }
     if (this.closed) return 0;
     // A small flat sendSync answer is written from a reused buffer: a SYNC_REPLY goes to the addon at once,
     // which copies what the kernel does not take, so nothing keeps the buffer past this call.
@@ -1300,7 +1382,7 @@ export class Link<E> implements StreamTransport {
       encoded = this.fittingError(body[0] === 1 ? body[1] : toWireError(err));
     }
     try {
-      this.writeEncoded(kind, id, encoded);
+      this.writeEncoded(kind, id, encoded, null, echoRanges);
       return wireBytes(encoded);
     } catch {
       // the connection went away meanwhile; its close is reported separately

@@ -437,7 +437,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
   private onHello(payload: Buffer): void {
     const hello = decode(payload) as {
       magic?: unknown; version?: unknown; maxFrame?: unknown; syncBlobs?: unknown; inspect?: unknown;
-      shm?: unknown; shmSync?: unknown; shmEcho?: unknown;
+      shm?: unknown; shmSync?: unknown; shmEcho?: unknown; shmEchoInvoke?: unknown;
     } | null;
     if (typeof hello !== 'object' || hello === null || hello.magic !== 'ipcwire') {
       throw makeError('ERR_IPC_BAD_FRAME', 'Not an ipcwire handshake');
@@ -461,6 +461,7 @@ export class Peer<C = AnyChannels> extends EventEmitter {
     this.link.peerShm = hello.shm === true && this.link.shm !== null;
     this.link.peerShmSync = this.link.peerShm && hello.shmSync === true;
     this.link.peerShmEcho = this.link.peerShmSync && hello.shmEcho === true;
+    this.link.peerShmEchoInvoke = this.link.peerShm && hello.shmEchoInvoke === true;
     if (refusal) {
       const { code, message } = refusal as Error & { code: string };
       this.refusal = refusal;

@@ -80,6 +80,14 @@ export interface NativeShmPool {
    * Throws ERR_IPC_BAD_FRAME unless they lie inside one block in use.
    */
   copyOut(offset: number, length: number): Buffer;
+  /** Holds the block containing those bytes until unpin(block); the block's offset, or -1 if none in use does. */
+  pin(offset: number, length: number): number;
+  unpin(block: number): void;
+  /**
+   * A Buffer over `length` bytes at `offset` of this pool that the peer referred to in an invoke answer (no copy; the
+   * block stays held while it lives). Throws ERR_IPC_BAD_FRAME unless they lie inside one block in use.
+   */
+  viewOwn(offset: number, length: number): Buffer;
   /** Blocks not yet given back, and their bytes. */
   stats(): { blocks: number; bytesInUse: number };
   /** Idempotent. The mapping lives on until the last Buffer over one of its blocks is collected. */

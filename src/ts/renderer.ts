@@ -353,6 +353,12 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     // And takes, in such a reply, a reference to bytes of its own pool in place of a copy (main echoing an
     // argument it received through shared memory).
     if (wire.shm && process.platform !== 'win32') hello.shmEcho = true;
+    // And, in an invoke answer, the same reference to bytes of its invoke's own arguments, whose blocks it holds
+    // until it has read the answer: main echoing a view costs no copy there either.
+    if (wire.shm && process.platform !== 'win32') {
+      hello.shmEchoInvoke = true;
+      wire.pinsInvokeArgs = true;
+    }
     wire.write(Kind.HELLO, 0, encodeValue(hello, 'hello').payload);
     wire.updateRef();
     process.nextTick(() => this.link.emit('connect'));
