@@ -26,6 +26,21 @@ function bytes(n: number, seed: number): Buffer {
 /** The child's own helper: the same pattern, to compare hashes without shipping bytes over stdout. */
 const CHILD_BYTES = `const bytes = (n, seed) => { const b = Buffer.allocUnsafe(n); for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff; return b; };`;
 
+/**
+ * Makes main's `link` rewrite, with `corrupt(payload)`, every reference to the renderer's own pool it writes (an
+ * SHM_BLOB frame, kind 14, whose segment is 2): the hostile main of the tests below.
+ */
+function corruptOwnPoolReferences(link: any, corrupt: (payload: Buffer) => void): void {
+  const write = link.writeFrame;
+  link.writeFrame = function (kind: number, id: number, payload: Buffer) {
+    if (kind === 14 && payload && payload.length === 16 && payload.readUInt32LE(0) === 2) {
+      payload = Buffer.from(payload);
+      corrupt(payload);
+    }
+    return write.call(this, kind, id, payload);
+  };
+}
+
 describe.skipIf(!shmHere)('shared-memory pools', () => {
   test('every direction goes through the pools, sendSync replies included, byte for byte', { timeout: 60_000 }, async () => {
     const main = makeMain();
@@ -615,15 +630,7 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     ];
     let which = 0;
     main.on('echo', (e: any, buf: Buffer) => {
-      const link = e.sender.link;
-      const write = link.writeFrame;
-      link.writeFrame = function (kind: number, id: number, payload: Buffer) {
-        if (kind === 14 && payload && payload.length === 16 && payload.readUInt32LE(0) === 2) {
-          payload = Buffer.from(payload);
-          bogus[which](payload);
-        }
-        return write.call(this, kind, id, payload);
-      };
+      corruptOwnPoolReferences(e.sender.link, bogus[which]);
       e.returnValue = [buf];
     });
     main.handle('still', () => 'here');
@@ -720,15 +727,7 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
     ];
     let which = 0;
     main.handle('echo', (e: any, buf: Buffer) => {
-      const link = e.sender.link;
-      const write = link.writeFrame;
-      link.writeFrame = function (kind: number, id: number, payload: Buffer) {
-        if (kind === 14 && payload && payload.length === 16 && payload.readUInt32LE(0) === 2) {
-          payload = Buffer.from(payload);
-          bogus[which](payload);
-        }
-        return write.call(this, kind, id, payload);
-      };
+      corruptOwnPoolReferences(e.sender.link, bogus[which]);
       return buf;
     });
     main.handle('still', () => 'here');

@@ -72,20 +72,39 @@ void FinalizeView(napi_env env, void*, void* hint) {
   delete h;
 }
 
+// After a N-API call that failed where the failure is handled here (a fallback): the exception it may have left
+// pending is dropped, so that it does not surface later in unrelated JS.
+void DropPendingException(napi_env env) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (pending) {
+    napi_value ignored;
+    napi_get_and_clear_last_exception(env, &ignored);
+  }
+}
+
 // A 1-byte ArrayBuffer made right before a view: V8 starts a scavenge when a backing store is allocated while
 // young array buffers hold twice its largest semi-space (32 MiB by default), so views that died young give their
 // blocks back every 32 MiB or so rather than at a full collection (see ShmMapping::View).
 void PromptYoungCollection(napi_env env) {
   napi_value probe;
   void* probe_data;
-  if (napi_create_arraybuffer(env, 1, &probe_data, &probe) != napi_ok) {
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value ignored;
-      napi_get_and_clear_last_exception(env, &ignored);
+  if (napi_create_arraybuffer(env, 1, &probe_data, &probe) != napi_ok) DropPendingException(env);
+}
+
+// The live peer mappings of this environment, the expired entries dropped (so that the list does not grow with
+// every connection of a process that never calls releaseShared()).
+std::vector<std::weak_ptr<shm::Mapping>>& LivePeerMappings(napi_env env) {
+  auto& mappings = Addon::Get(env)->peer_mappings;
+  for (size_t i = 0; i < mappings.size();) {
+    if (mappings[i].expired()) {
+      mappings[i] = std::move(mappings.back());
+      mappings.pop_back();
+    } else {
+      ++i;
     }
   }
+  return mappings;
 }
 
 void CloseFd(int fd) {
@@ -185,30 +204,33 @@ class ShmPool : public Napi::ObjectWrap<ShmPool> {
     if (s != napi_ok) {
       // Electron's V8 sandbox refuses Buffers over foreign memory: no zero copy there.
       FinalizeLocal(env, nullptr, hint);
-      bool pending = false;
-      napi_is_exception_pending(env, &pending);
-      if (pending) {
-        napi_value ignored;
-        napi_get_and_clear_last_exception(env, &ignored);
-      }
+      DropPendingException(env);
       return env.Null();
     }
     return Napi::Value(env, buf);
+  }
+
+  // The bytes that (offset, length) in info[0], info[1] name in this pool, with their length and the offset of
+  // their block, when they lie inside one block in use; nullptr otherwise (or once closed).
+  uint8_t* BytesInBlock(const Napi::CallbackInfo& info, uint32_t* length, uint32_t* block) const {
+    uint32_t offset = ToU32(info[0]);
+    *length = ToU32(info[1]);
+    if (!pool_ || offset == 0xffffffffu || *length == 0xffffffffu || offset > pool_->mapping()->size()) return nullptr;
+    uint8_t* p = pool_->mapping()->base() + offset;
+    return pool_->BlockOf(p, *length, block) ? p : nullptr;
   }
 
   // copyOut(offset, length) -> Buffer: a copy of bytes of this pool that the peer referred to instead of sending
   // them back (an echo of a view it had of them). ERR_IPC_BAD_FRAME unless they lie inside one block in use.
   Napi::Value CopyOut(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    uint32_t offset = ToU32(info[0]), length = ToU32(info[1]);
-    uint32_t slot = 0, at = 0;
-    uint8_t* base = pool_ ? pool_->mapping()->base() : nullptr;
-    if (base == nullptr || offset == 0xffffffffu || length == 0xffffffffu ||
-        offset > pool_->mapping()->size() || !pool_->Find(base + offset, length, &slot, &at)) {
+    uint32_t length = 0, block = 0;
+    uint8_t* p = BytesInBlock(info, &length, &block);
+    if (p == nullptr) {
       ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "A reference to shared memory that is not a block in use"));
     }
     KeepLargeFreesWarm(length);
-    return Napi::Buffer<uint8_t>::Copy(env, base + offset, length);
+    return Napi::Buffer<uint8_t>::Copy(env, p, length);
   }
 
   // pin(offset, length) -> block | -1: holds the block containing those bytes of this pool (as an allocShared
@@ -216,11 +238,8 @@ class ShmPool : public Napi::ObjectWrap<ShmPool> {
   // contains them.
   Napi::Value Pin(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    uint32_t offset = ToU32(info[0]), length = ToU32(info[1]), block = 0;
-    if (!pool_ || offset == 0xffffffffu || length == 0xffffffffu || offset > pool_->mapping()->size() ||
-        !pool_->BlockOf(pool_->mapping()->base() + offset, length, &block)) {
-      return Napi::Number::New(env, -1);
-    }
+    uint32_t length = 0, block = 0;
+    if (BytesInBlock(info, &length, &block) == nullptr) return Napi::Number::New(env, -1);
     pool_->AddLocal(block);
     return Napi::Number::New(env, block);
   }
@@ -236,17 +255,16 @@ class ShmPool : public Napi::ObjectWrap<ShmPool> {
   // A copy where external Buffers are refused. ERR_IPC_BAD_FRAME unless they lie inside one block in use.
   Napi::Value ViewOwn(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    uint32_t offset = ToU32(info[0]), length = ToU32(info[1]), block = 0;
-    uint8_t* base = pool_ ? pool_->mapping()->base() : nullptr;
-    if (base == nullptr || offset == 0xffffffffu || length == 0xffffffffu || offset > pool_->mapping()->size() ||
-        !pool_->BlockOf(base + offset, length, &block)) {
+    uint32_t length = 0, block = 0;
+    uint8_t* p = BytesInBlock(info, &length, &block);
+    if (p == nullptr) {
       ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "A reference to shared memory that is not a block in use"));
     }
     // Such a view holds a block of this side's pool, which its next messages need: prompted as the peer's views are.
     PromptYoungCollection(env);
     pool_->AddLocal(block);
     auto* hint = new LocalHint{pool_, block};
-    return Addon::Get(env)->NewBuffer(env, base + offset, length, FinalizeLocal, hint);
+    return Addon::Get(env)->NewBuffer(env, p, length, FinalizeLocal, hint);
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
@@ -294,18 +312,7 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
       ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "The peer's shared memory cannot be used: " +
                                                            (why.empty() ? std::string("bad descriptor") : why)));
     }
-    // Entries of mappings already gone are dropped here too, so that the list does not grow with every
-    // connection of a process that never calls releaseShared().
-    auto& mappings = Addon::Get(env)->peer_mappings;
-    for (size_t i = 0; i < mappings.size();) {
-      if (mappings[i].expired()) {
-        mappings[i] = std::move(mappings.back());
-        mappings.pop_back();
-      } else {
-        ++i;
-      }
-    }
-    mappings.push_back(mapping_);
+    LivePeerMappings(env).push_back(mapping_);
   }
 
  private:
@@ -411,20 +418,14 @@ Napi::Value ReleaseShared(const Napi::CallbackInfo& info) {
   size_t length = ab.ByteLength();
   if (data == nullptr || length == 0) return Napi::Boolean::New(env, false);
   std::shared_ptr<shm::Mapping> ours;
-  auto& mappings = Addon::Get(env)->peer_mappings;
-  for (size_t i = 0; i < mappings.size();) {
-    std::shared_ptr<shm::Mapping> m = mappings[i].lock();
-    if (!m) {
-      mappings[i] = std::move(mappings.back());
-      mappings.pop_back();
-      continue;
-    }
+  for (const auto& weak : LivePeerMappings(env)) {
+    std::shared_ptr<shm::Mapping> m = weak.lock();
+    if (!m) continue;  // gone since the pruning (a finalizer on another thread)
     const uint8_t* base = m->base();
     if (data >= base + shm::kHeaderBytes && data < base + m->size() && length <= static_cast<size_t>(base + m->size() - data)) {
       ours = std::move(m);
       break;
     }
-    ++i;
   }
   if (!ours) return Napi::Boolean::New(env, false);
   // A large view's bytes were taken out of V8's count when it was made (see ShmMapping::View); V8 takes them
@@ -437,12 +438,7 @@ Napi::Value ReleaseShared(const Napi::CallbackInfo& info) {
   napi_status s = napi_detach_arraybuffer(env, buffer);
   if (s != napi_ok) {
     if (recount) napi_adjust_external_memory(env, -static_cast<int64_t>(length), &ignored);
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) {
-      napi_value ignored_error;
-      napi_get_and_clear_last_exception(env, &ignored_error);
-    }
+    DropPendingException(env);
     return Napi::Boolean::New(env, false);
   }
   if (recount) ours->recounted_bytes().fetch_add(static_cast<int64_t>(length), std::memory_order_relaxed);

@@ -257,29 +257,30 @@ void Pool::DropLocal(uint32_t offset) {
   if (it != blocks_.end() && it->second.local_refs > 0) it->second.local_refs--;
 }
 
-bool Pool::Find(const uint8_t* p, size_t length, uint32_t* slot, uint32_t* offset) const {
+std::map<uint32_t, Pool::Entry>::const_iterator Pool::Containing(const uint8_t* p, size_t length) const {
   const uint8_t* base = mapping_->base();
-  if (p < base + kHeaderBytes || p >= base + mapping_->size()) return false;
+  if (p < base + kHeaderBytes || p >= base + mapping_->size()) return blocks_.end();
   size_t at = static_cast<size_t>(p - base);
-  std::lock_guard<std::mutex> lock(mu_);
   auto it = blocks_.upper_bound(static_cast<uint32_t>(at));
-  if (it == blocks_.begin()) return false;
+  if (it == blocks_.begin()) return blocks_.end();
   --it;
-  if (at + length > static_cast<size_t>(it->first) + it->second.length) return false;
+  if (at + length > static_cast<size_t>(it->first) + it->second.length) return blocks_.end();
+  return it;
+}
+
+bool Pool::Find(const uint8_t* p, size_t length, uint32_t* slot, uint32_t* offset) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = Containing(p, length);
+  if (it == blocks_.end()) return false;
   *slot = it->second.slot;
-  *offset = static_cast<uint32_t>(at);
+  *offset = static_cast<uint32_t>(p - mapping_->base());
   return true;
 }
 
 bool Pool::BlockOf(const uint8_t* p, size_t length, uint32_t* block_offset) const {
-  const uint8_t* base = mapping_->base();
-  if (p < base + kHeaderBytes || p >= base + mapping_->size()) return false;
-  size_t at = static_cast<size_t>(p - base);
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = blocks_.upper_bound(static_cast<uint32_t>(at));
-  if (it == blocks_.begin()) return false;
-  --it;
-  if (at + length > static_cast<size_t>(it->first) + it->second.length) return false;
+  auto it = Containing(p, length);
+  if (it == blocks_.end()) return false;
   *block_offset = it->first;
   return true;
 }

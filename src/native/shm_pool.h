@@ -106,6 +106,8 @@ class Pool {
   };
   // Frees every block that neither the peer (counter) nor this process (local_refs) holds.
   void Reclaim();
+  // With mu_ held: the block in use that contains [p, p+length) and its offset, or blocks_.end().
+  std::map<uint32_t, Entry>::const_iterator Containing(const uint8_t* p, size_t length) const;
 
   std::shared_ptr<Mapping> mapping_;
   mutable std::mutex mu_;

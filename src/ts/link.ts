@@ -139,7 +139,6 @@ export interface LinkOwner<E> {
   peerId(): number | null;
 }
 
-/** Bytes a message takes on the wire: its frame and those of its out-of-band byte arrays. */
 /**
  * Gives a Buffer received through shared memory back to the sender's pool now, instead of when V8 collects it.
  * Its ArrayBuffer is detached: it and every view over the same bytes (subarrays, a Uint8Array made from it) read
@@ -157,6 +156,7 @@ export function releaseShared(bytes: ArrayBufferView | ArrayBuffer): boolean {
   return native().releaseShared(bytes);
 }
 
+/** Bytes a message takes on the wire: its frame and those of its out-of-band byte arrays. */
 export function wireBytes(encoded: Encoded): number {
   return framedBytes(encoded.payload.length, encoded.blobs);
 }
@@ -321,7 +321,7 @@ export class Link<E> implements StreamTransport {
   /** Byte arrays sent through the pool, and those of at least the threshold that fell back to the socket. */
   private shmSent = 0;
   private shmFellBack = 0;
-  /** sendSync reply byte arrays sent back to the peer as references to its own pool (no copy). */
+  /** sendSync reply and invoke answer byte arrays sent back to the peer as references to its own pool (no copy). */
   private shmEchoed = 0;
   /** The peer's pools, mapped here, by segment number. */
   private readonly shmIn: Array<NativeShmMapping | null> = [null, null];
@@ -528,22 +528,14 @@ export class Link<E> implements StreamTransport {
       // renderer holds those blocks until it has read this answer, so their place is enough.
       const offset = this.shmIn[SEG_MESSAGES]?.locate(blob) ?? -1;
       for (let i = 0; offset >= 0 && i < echoRanges.length; i += 2) {
-        if (offset >= echoRanges[i] && offset + blob.byteLength <= echoRanges[i + 1]) {
-          this.writeFrame(Kind.SHM_BLOB, 0, shmBlobPayload(SEG_YOURS, 0, offset, blob.byteLength));
-          this.shmEchoed++;
-          return 0;
-        }
+        if (offset >= echoRanges[i] && offset + blob.byteLength <= echoRanges[i + 1]) return this.writeEcho(offset, blob.byteLength);
       }
     }
     if (segment === SEG_SYNC_REPLIES && this.peerShmEcho && blob.byteLength >= this.shm!.threshold) {
       // Bytes of the renderer's own pool (a view of an argument, echoed back): the blocked renderer copies them
       // out before it allocates in that pool again, so their place is enough.
       const offset = this.shmIn[SEG_MESSAGES]?.locate(blob) ?? -1;
-      if (offset >= 0) {
-        this.writeFrame(Kind.SHM_BLOB, 0, shmBlobPayload(SEG_YOURS, 0, offset, blob.byteLength));
-        this.shmEchoed++;
-        return 0;
-      }
+      if (offset >= 0) return this.writeEcho(offset, blob.byteLength);
     }
     if (segment !== null && this.peerShm && blob.byteLength >= this.shm!.threshold) {
       const pool = this.sharedPool(segment);
@@ -560,6 +552,13 @@ export class Link<E> implements StreamTransport {
       this.shmFellBack++;
     }
     this.writeFrame(Kind.BLOB, 0, blob);
+    return 0;
+  }
+
+  /** A byte array sent back as its place in the peer's own message pool (SEG_YOURS); 0 bytes went into ours. */
+  private writeEcho(offset: number, length: number): number {
+    this.writeFrame(Kind.SHM_BLOB, 0, shmBlobPayload(SEG_YOURS, 0, offset, length));
+    this.shmEchoed++;
     return 0;
   }
 
@@ -602,8 +601,9 @@ export class Link<E> implements StreamTransport {
 
   /**
    * @internal Test hook: whether both sides agreed on shared memory, byte arrays sent through it and those that
-   * fell back to the socket, sendSync reply byte arrays sent as references to the peer's own pool (`echoed`), and
-   * this side's pool blocks not yet given back; on the receiving side, bytes of the peer's blocks that views still hold.
+   * fell back to the socket, sendSync reply and invoke answer byte arrays sent as references to the peer's own pool
+   * (`echoed`), and this side's pool blocks not yet given back; on the receiving side, bytes of the peer's blocks that
+   * views still hold.
    */
   _sharedStats(): {
     agreed: boolean;

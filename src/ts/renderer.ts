@@ -347,15 +347,15 @@ export class IpcRenderer<C = AnyChannels> extends EventEmitter {
     const hello: Record<string, unknown> = { magic: 'ipcwire', version: PROTOCOL_VERSION, maxFrame, syncBlobs: binding.syncReplyBlobs === true };
     if (this.options.inspect) hello.inspect = true;
     if (wire.shm) hello.shm = true;
-    // This addon's blocking call hands over the descriptors of the frames it holds with a reply (not on Windows,
-    // whose handles travel in the frames): main may then send sendSync return values through shared memory.
-    if (wire.shm && process.platform !== 'win32') hello.shmSync = true;
-    // And takes, in such a reply, a reference to bytes of its own pool in place of a copy (main echoing an
-    // argument it received through shared memory).
-    if (wire.shm && process.platform !== 'win32') hello.shmEcho = true;
-    // And, in an invoke answer, the same reference to bytes of its invoke's own arguments, whose blocks it holds
-    // until it has read the answer: main echoing a view costs no copy there either.
     if (wire.shm && process.platform !== 'win32') {
+      // This addon's blocking call hands over the descriptors of the frames it holds with a reply (not on Windows,
+      // whose handles travel in the frames): main may then send sendSync return values through shared memory.
+      hello.shmSync = true;
+      // And takes, in such a reply, a reference to bytes of its own pool in place of a copy (main echoing an
+      // argument it received through shared memory).
+      hello.shmEcho = true;
+      // And, in an invoke answer, the same reference to bytes of its invoke's own arguments, whose blocks it holds
+      // until it has read the answer: main echoing a view costs no copy there either.
       hello.shmEchoInvoke = true;
       wire.pinsInvokeArgs = true;
     }
