@@ -41,6 +41,13 @@ function corruptOwnPoolReferences(link: any, corrupt: (payload: Buffer) => void)
   };
 }
 
+/** Rewrites of such a reference's payload (offset at byte 8, length at byte 12) that name no block in use. */
+const BOGUS_OWN_REF = {
+  outside: (p: Buffer) => p.writeUInt32LE(0xfffffff0, 8), // outside the segment
+  noBlock: (p: Buffer) => p.writeUInt32LE(p.readUInt32LE(8) + (8 << 20), 8), // inside it, but no block there
+  pastBlock: (p: Buffer) => p.writeUInt32LE(p.readUInt32LE(12) + 4096, 12), // runs past the end of its block
+};
+
 describe.skipIf(!shmHere)('shared-memory pools', () => {
   test('every direction goes through the pools, sendSync replies included, byte for byte', { timeout: 60_000 }, async () => {
     const main = makeMain();
@@ -623,11 +630,7 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
 
   test.skipIf(!linux)('a hostile reference to the renderer\'s own pool (not a block in use, or outside it) is ERR_IPC_BAD_FRAME', { timeout: 60_000 }, async () => {
     const main = makeMain();
-    const bogus = [
-      (p: Buffer) => p.writeUInt32LE(0xfffffff0, 8), // outside the segment
-      (p: Buffer) => p.writeUInt32LE(p.readUInt32LE(8) + (8 << 20), 8), // inside it, but no block there
-      (p: Buffer) => p.writeUInt32LE(p.readUInt32LE(12) + 4096, 12), // runs past the end of its block
-    ];
+    const bogus = [BOGUS_OWN_REF.outside, BOGUS_OWN_REF.noBlock, BOGUS_OWN_REF.pastBlock];
     let which = 0;
     main.on('echo', (e: any, buf: Buffer) => {
       corruptOwnPoolReferences(e.sender.link, bogus[which]);
@@ -721,10 +724,7 @@ describe.skipIf(!shmHere)('shared-memory pools', () => {
 
   test.skipIf(!linux)('a hostile reference to the renderer\'s own pool in an invoke answer (no block there, or past its end) is ERR_IPC_BAD_FRAME', { timeout: 60_000 }, async () => {
     const main = makeMain();
-    const bogus = [
-      (p: Buffer) => p.writeUInt32LE(p.readUInt32LE(8) + (8 << 20), 8), // inside the segment, but no block there
-      (p: Buffer) => p.writeUInt32LE(p.readUInt32LE(12) + 4096, 12), // runs past the end of its block
-    ];
+    const bogus = [BOGUS_OWN_REF.noBlock, BOGUS_OWN_REF.pastBlock];
     let which = 0;
     main.handle('echo', (e: any, buf: Buffer) => {
       corruptOwnPoolReferences(e.sender.link, bogus[which]);

@@ -220,15 +220,21 @@ class ShmPool : public Napi::ObjectWrap<ShmPool> {
     return pool_->BlockOf(p, *length, block) ? p : nullptr;
   }
 
+  // BytesInBlock for a reference the peer sent: ERR_IPC_BAD_FRAME instead of nullptr.
+  uint8_t* ReferencedBytes(const Napi::CallbackInfo& info, uint32_t* length, uint32_t* block) const {
+    uint8_t* p = BytesInBlock(info, length, block);
+    if (p == nullptr) {
+      ThrowError(info.Env(), ErrorInfo::Ipc(codes::kBadFrame, "A reference to shared memory that is not a block in use"));
+    }
+    return p;
+  }
+
   // copyOut(offset, length) -> Buffer: a copy of bytes of this pool that the peer referred to instead of sending
   // them back (an echo of a view it had of them). ERR_IPC_BAD_FRAME unless they lie inside one block in use.
   Napi::Value CopyOut(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t length = 0, block = 0;
-    uint8_t* p = BytesInBlock(info, &length, &block);
-    if (p == nullptr) {
-      ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "A reference to shared memory that is not a block in use"));
-    }
+    uint8_t* p = ReferencedBytes(info, &length, &block);
     KeepLargeFreesWarm(length);
     return Napi::Buffer<uint8_t>::Copy(env, p, length);
   }
@@ -256,10 +262,7 @@ class ShmPool : public Napi::ObjectWrap<ShmPool> {
   Napi::Value ViewOwn(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t length = 0, block = 0;
-    uint8_t* p = BytesInBlock(info, &length, &block);
-    if (p == nullptr) {
-      ThrowError(env, ErrorInfo::Ipc(codes::kBadFrame, "A reference to shared memory that is not a block in use"));
-    }
+    uint8_t* p = ReferencedBytes(info, &length, &block);
     // Such a view holds a block of this side's pool, which its next messages need: prompted as the peer's views are.
     PromptYoungCollection(env);
     pool_->AddLocal(block);
