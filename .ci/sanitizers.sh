@@ -47,6 +47,33 @@ else
   echo "FAILED: round trip under ASan/UBSan with leak detection"
 fi
 
+# The pure C++ tests (frame decoder, receive-block pool, shared-memory segment and pool: the code that reads what a
+# peer sends), compiled here with the same sanitizers, leak detection on; each prints `<program>: N passed, N failed`.
+for t in frame_decoder:frame_decoder block_pool: shm_pool:shm_pool; do
+  name="${t%%:*}"
+  srcs=("test/native/${name}_test.cc")
+  [ -n "${t#*:}" ] && srcs+=("src/native/${t#*:}.cc")
+  [ -f "${srcs[0]}" ] || continue
+  echo "--- native ${name}_test under ASan/UBSan"
+  if g++ -std=c++17 -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
+    -Isrc/native "${srcs[@]}" -o ".tmp/${name}_test_asan" -pthread; then
+    log="$(ASAN_OPTIONS=detect_leaks=1 ".tmp/${name}_test_asan" 2>&1)" && rc=0 || rc=$?
+    echo "$log"
+    summary="$(echo "$log" | grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' | tail -n 1)"
+    if [[ "$summary" =~ ([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+      passed=$((passed + BASH_REMATCH[1]))
+      failed=$((failed + BASH_REMATCH[2]))
+    fi
+    if [ "$rc" -ne 0 ] && ! [[ "$summary" =~ [1-9][0-9]*\ failed ]]; then
+      failed=$((failed + 1))
+      echo "FAILED: ${name}_test exited with $rc under ASan/UBSan"
+    fi
+  else
+    failed=$((failed + 1))
+    echo "FAILED: ${name}_test did not compile with the sanitizers"
+  fi
+done
+
 if [ -n "${IPCWIRE_ASAN_TESTS:-}" ]; then
   read -r -a tests <<<"$IPCWIRE_ASAN_TESTS"
 else

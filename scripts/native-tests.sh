@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Builds the addon, native tests, fuzz replay and benchmark with cmake-js into build-cmake/ (Node-API
-# mode: headers from node-api-headers, nothing downloaded), then runs ctest (decoder and block-pool tests + corpus
+# mode: headers from node-api-headers, nothing downloaded), then runs ctest (decoder, block-pool and shared-memory pool tests + corpus
 # replay) and the addon's plain-JS tests (test/native/js/run.js; NATIVE_JS=0 skips them).
 # Prints "native: N passed, N failed" (", N skipped" when a test could not run here) and exits non-zero on any failure.
-#   Outputs: build-cmake/Release/ipcwire.node, build-cmake/{frame_decoder_test,block_pool_test,fuzz_frame_decoder_replay,pingpong}
+#   Outputs: build-cmake/Release/ipcwire.node, build-cmake/{frame_decoder_test,block_pool_test,shm_pool_test,fuzz_frame_decoder_replay,pingpong}
 set -u
 cd "$(dirname "$0")/.."
 OUT=${IPCWIRE_CMAKE_OUT:-build-cmake}

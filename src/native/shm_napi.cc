@@ -383,12 +383,8 @@ class ShmMapping : public Napi::ObjectWrap<ShmMapping> {
     if (!mapping_ || !info[0].IsTypedArray()) return Napi::Number::New(env, -1);
     Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
     const uint8_t* p = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    const uint8_t* base = mapping_->base();
-    size_t length = ta.ByteLength();
-    if (p < base + shm::kHeaderBytes || p > base + mapping_->size() || length > static_cast<size_t>(base + mapping_->size() - p)) {
-      return Napi::Number::New(env, -1);
-    }
-    return Napi::Number::New(env, static_cast<double>(p - base));
+    if (!mapping_->InDataArea(p, ta.ByteLength())) return Napi::Number::New(env, -1);
+    return Napi::Number::New(env, static_cast<double>(p - mapping_->base()));
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -424,8 +420,7 @@ Napi::Value ReleaseShared(const Napi::CallbackInfo& info) {
   for (const auto& weak : LivePeerMappings(env)) {
     std::shared_ptr<shm::Mapping> m = weak.lock();
     if (!m) continue;  // gone since the pruning (a finalizer on another thread)
-    const uint8_t* base = m->base();
-    if (data >= base + shm::kHeaderBytes && data < base + m->size() && length <= static_cast<size_t>(base + m->size() - data)) {
+    if (m->InDataArea(data, length)) {
       ours = std::move(m);
       break;
     }

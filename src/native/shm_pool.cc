@@ -197,7 +197,7 @@ Mapping::~Mapping() { munmap(base_, size_); }
 #endif
 
 uint8_t* Mapping::Locate(uint32_t slot, uint64_t offset, uint64_t length) const {
-  if (slot >= kSlots || offset < kHeaderBytes || offset > size_ || length > size_ - offset) return nullptr;
+  if (slot >= kSlots || !InDataArea(offset, length)) return nullptr;
   return base_ + offset;
 }
 
@@ -258,9 +258,8 @@ void Pool::DropLocal(uint32_t offset) {
 }
 
 std::map<uint32_t, Pool::Entry>::const_iterator Pool::Containing(const uint8_t* p, size_t length) const {
-  const uint8_t* base = mapping_->base();
-  if (p < base + kHeaderBytes || p >= base + mapping_->size()) return blocks_.end();
-  size_t at = static_cast<size_t>(p - base);
+  if (!mapping_->InDataArea(p, length)) return blocks_.end();
+  size_t at = static_cast<size_t>(p - mapping_->base());
   auto it = blocks_.upper_bound(static_cast<uint32_t>(at));
   if (it == blocks_.begin()) return blocks_.end();
   --it;

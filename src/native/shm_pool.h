@@ -58,6 +58,18 @@ class Mapping {
   std::atomic<uint32_t>* counter(uint32_t slot) const {
     return reinterpret_cast<std::atomic<uint32_t>*>(base_) + slot;
   }
+  // Whether [offset, offset + length) lies inside the data area: it starts at or after the header, on a byte of
+  // the segment, and ends by the segment's end. The one test of what a peer names or a view covers (an empty
+  // range at the very end is refused: it names no byte, and no pooled array is empty).
+  bool InDataArea(uint64_t offset, uint64_t length) const {
+    return offset >= kHeaderBytes && offset < size_ && length <= size_ - offset;
+  }
+  // The same for `length` bytes at `p` in this process (a view's bytes, which may lie anywhere).
+  bool InDataArea(const uint8_t* p, size_t length) const {
+    uintptr_t at = reinterpret_cast<uintptr_t>(p);
+    uintptr_t base = reinterpret_cast<uintptr_t>(base_);
+    return at >= base && InDataArea(static_cast<uint64_t>(at - base), static_cast<uint64_t>(length));
+  }
   // Validates a received {slot, offset, length}: inside the data area, slot in range. nullptr if not.
   uint8_t* Locate(uint32_t slot, uint64_t offset, uint64_t length) const;
   // Bytes of the peer's blocks that Buffers of this process still hold (views not yet collected). Changed by

@@ -193,12 +193,7 @@ Connection::~Connection() {
     handles_->owner = nullptr;
     if (!closed_) {
       closed_ = true;
-      uv_poll_stop(&handles_->poll);
-      uv_timer_stop(&handles_->timer);
-      uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
-      uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
-      handles_->fd = -1;
-      DiscardInputAndClose(fd_);
+      CloseHandlesAndSocket();
     }
     handles_ = nullptr;
   }
@@ -1110,18 +1105,22 @@ void Connection::FinishClose(ErrorInfo err) {
   drain_pending_ = false;
   poll_events_ = 0;
   if (handles_ != nullptr) {
-    // Stop watching first; libuv documents that the fd may be closed right after uv_poll_stop/uv_close.
-    // Closing it now (not in the close callback) makes close() take effect at once, as net.Socket's
-    // does: the peer sees EOF immediately.
-    uv_poll_stop(&handles_->poll);
-    uv_timer_stop(&handles_->timer);
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
-    handles_->fd = -1;
-    DiscardInputAndClose(fd_);
+    CloseHandlesAndSocket();
     fd_ = -1;
   }
   UpdatePin();
+}
+
+void Connection::CloseHandlesAndSocket() {
+  // Stop watching first; libuv documents that the fd may be closed right after uv_poll_stop/uv_close.
+  // Closing it now (not in the close callback) makes close() take effect at once, as net.Socket's
+  // does: the peer sees EOF immediately.
+  uv_poll_stop(&handles_->poll);
+  uv_timer_stop(&handles_->timer);
+  uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&handles_->timer), OnHandleClosed);
+  handles_->fd = -1;
+  DiscardInputAndClose(fd_);
 }
 
 void Connection::ScheduleDeferred() {

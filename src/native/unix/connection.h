@@ -157,6 +157,8 @@ class Connection : public Napi::ObjectWrap<Connection>, public Resource {
   void WriteFailed(int errnum);
   WaitEnd CallAlive(const Napi::Function& alive);
   void FinishClose(ErrorInfo err);
+  // Stops and closes both libuv handles (their close callbacks free them) and closes the socket at once.
+  void CloseHandlesAndSocket();
   void MaybeFinishPeerGone();
   void ScheduleDeferred();
   void UpdatePoll();

@@ -129,13 +129,7 @@ Server::~Server() {
     handles_->owner = nullptr;
     if (!closed_) {
       closed_ = true;
-      uv_poll_stop(&handles_->poll);
-      uv_timer_stop(&handles_->backoff);
-      uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
-      uv_close(reinterpret_cast<uv_handle_t*>(&handles_->backoff), OnHandleClosed);
-      sys::CloseFd(handles_->fd);
-      sys::CloseFd(handles_->spare_fd);
-      handles_->fd = handles_->spare_fd = -1;
+      CloseHandlesAndSockets();
       CloseFiles();
     }
     handles_ = nullptr;
@@ -179,19 +173,23 @@ void Server::DoClose() {
   closed_ = true;
   tracker_->resources.erase(this);
   if (handles_ != nullptr) {
-    uv_poll_stop(&handles_->poll);
-    uv_timer_stop(&handles_->backoff);
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&handles_->backoff), OnHandleClosed);
-    // Safe right after uv_close (libuv docs); closing now means no connection is accepted by the
-    // kernel after close() returns, as with net.Server.
-    sys::CloseFd(handles_->fd);
-    sys::CloseFd(handles_->spare_fd);
-    handles_->fd = handles_->spare_fd = -1;
+    CloseHandlesAndSockets();
     fd_ = -1;
   }
   // The socket file goes before the lock: once the lock is free, a new server may bind the path at once.
   CloseFiles();
+}
+
+void Server::CloseHandlesAndSockets() {
+  uv_poll_stop(&handles_->poll);
+  uv_timer_stop(&handles_->backoff);
+  uv_close(reinterpret_cast<uv_handle_t*>(&handles_->poll), OnHandleClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&handles_->backoff), OnHandleClosed);
+  // Safe right after uv_close (libuv docs); closing now means no connection is accepted by the
+  // kernel after close() returns, as with net.Server.
+  sys::CloseFd(handles_->fd);
+  sys::CloseFd(handles_->spare_fd);
+  handles_->fd = handles_->spare_fd = -1;
 }
 
 void Server::OnHandleClosed(uv_handle_t* handle) {

@@ -69,6 +69,9 @@ class Server : public Napi::ObjectWrap<Server>, public Resource {
   void ReportError(int errnum);
   void UpdateRef();
   void CloseFiles();
+  // Stops and closes both libuv handles (their close callbacks free them) and closes the listening and spare
+  // sockets at once.
+  void CloseHandlesAndSockets();
 
   Napi::Env env_;
   std::shared_ptr<LoopTracker> tracker_;

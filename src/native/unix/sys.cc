@@ -38,19 +38,14 @@ static int NoSigPipe(int fd) {
   return 0;
 }
 
-int NewSocket(int* out) {
-#if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+// The rest of setting up a socket just made (fd >= 0) or the errno of the call that failed to make it (fd < 0):
+// close-on-exec and non-blocking unless the call set them, no SIGPIPE where the platform needs the option.
+// Closes the fd on failure.
+static int Finish(int fd, bool set_flags, int* out) {
   if (fd < 0) return errno;
-#else
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  if (fd < 0) return errno;
-  if (int err = SetFlags(fd)) {
-    close(fd);
-    return err;
-  }
-#endif
-  if (int err = NoSigPipe(fd)) {
+  int err = set_flags ? SetFlags(fd) : 0;
+  if (err == 0) err = NoSigPipe(fd);
+  if (err != 0) {
     close(fd);
     return err;
   }
@@ -58,24 +53,20 @@ int NewSocket(int* out) {
   return 0;
 }
 
+int NewSocket(int* out) {
+#if defined(SOCK_CLOEXEC) && defined(SOCK_NONBLOCK)
+  return Finish(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), false, out);
+#else
+  return Finish(socket(AF_UNIX, SOCK_STREAM, 0), true, out);
+#endif
+}
+
 int Accept(int listen_fd, int* out) {
 #if defined(__linux__)
-  int fd = accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-  if (fd < 0) return errno;
+  return Finish(accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK), false, out);
 #else
-  int fd = accept(listen_fd, nullptr, nullptr);
-  if (fd < 0) return errno;
-  if (int err = SetFlags(fd)) {
-    close(fd);
-    return err;
-  }
+  return Finish(accept(listen_fd, nullptr, nullptr), true, out);
 #endif
-  if (int err = NoSigPipe(fd)) {
-    close(fd);
-    return err;
-  }
-  *out = fd;
-  return 0;
 }
 
 Credentials PeerCredentials(int fd) {
